@@ -1,0 +1,1 @@
+//! Desired EURES state of a posting (SPEC 2).

@@ -1,0 +1,1 @@
+//! Per-posting ledger planner.
