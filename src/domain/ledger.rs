@@ -1,1 +1,804 @@
-//! Per-posting ledger planner.
+//! The per-posting ledger planner: how one posting's record moves when a feed
+//! change arrives, when a delivery attempt ends, when time passes, and when
+//! reconcile observes what EURES really holds.
+//!
+//! A record keeps two facts, `desired` (what EURES should hold) and
+//! `delivered` (what EURES acknowledged); the operation due is their
+//! difference and is never stored as a command. Every function here is pure:
+//! the store loads a record, calls one of them, and writes the result back in
+//! the same transaction. The store must never decide anything itself.
+
+use std::time::Duration;
+
+use super::eligibility::{Desired, EXPIRED};
+
+/// The EURES operation that closes the gap between desired and delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Op {
+    /// Metric and audit label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Create => "create",
+            Op::Update => "update",
+            Op::Delete => "delete",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Op> {
+        match s {
+            "create" => Some(Op::Create),
+            "update" => Some(Op::Update),
+            "delete" => Some(Op::Delete),
+            _ => None,
+        }
+    }
+
+    /// Deletions go first (SPEC 3.4): lower rank is claimed first.
+    pub fn rank(self) -> i64 {
+        match self {
+            Op::Delete => 0,
+            Op::Create | Op::Update => 1,
+        }
+    }
+}
+
+/// How the copy reaches EURES: pushed by us, or pulled from our Input API.
+/// In pull mode the ledger *is* the exchange: what is desired is served at
+/// once, so nothing is ever due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Push,
+    Pull,
+}
+
+/// What EURES should hold. Its version is always the record's
+/// `source_version`: every accepted change recomputes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DesiredState {
+    Present {
+        hash: String,
+        /// The document; erased once no longer needed (SPEC 6).
+        content: Option<String>,
+        publication_end_ms: i64,
+    },
+    Absent {
+        /// A reason code of SPEC 2 (`invalid: <field>: <why>` included).
+        reason: String,
+    },
+}
+
+impl DesiredState {
+    pub fn is_present(&self) -> bool {
+        matches!(self, DesiredState::Present { .. })
+    }
+
+    fn hash(&self) -> Option<&str> {
+        match self {
+            DesiredState::Present { hash, .. } => Some(hash),
+            DesiredState::Absent { .. } => None,
+        }
+    }
+}
+
+/// What EURES acknowledged (or what reconcile saw it list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivered {
+    Absent,
+    Present { version: u64, hash: String },
+}
+
+/// Retry bookkeeping of the operation currently due.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Retry {
+    /// Failed attempts of the current operation (reset when desired moves).
+    pub attempts: u32,
+    /// Not before this instant (epoch ms).
+    pub next_attempt_at_ms: i64,
+    /// Last failure, one line, no personal data.
+    pub last_error: Option<String>,
+    /// A create/update EURES rejected or that ran out of attempts: parked
+    /// until the posting changes or an operator retries. Never a deletion.
+    pub dead: bool,
+    /// An operator's resync: deliver even if EURES seems to hold this already.
+    pub forced: bool,
+    /// When the current gap opened; feeds "oldest pending".
+    pub due_since_ms: Option<i64>,
+}
+
+/// The exchange timestamps of SPEC 4.3 (epoch ms UTC, the agent's clock).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Exchange {
+    pub created_ms: Option<i64>,
+    pub modified_ms: Option<i64>,
+    pub closed_ms: Option<i64>,
+    /// ACTIVE (true) or CLOSED (false); meaningful once `created_ms` is set.
+    pub active: bool,
+}
+
+/// One posting's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub id: String,
+    /// Kept for `resync --employer` and `export --employer`.
+    pub employer_cvr: Option<String>,
+    /// Highest version seen; feed events at or below it are ignored.
+    pub source_version: u64,
+    /// The source's `updated_at` of that version; feeds the propagation metric.
+    pub source_updated_at_ms: Option<i64>,
+    pub desired: DesiredState,
+    pub delivered: Delivered,
+    pub retry: Retry,
+    pub exchange: Exchange,
+}
+
+/// The exclusive state of a record for status and metrics (SPEC 4.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StateLabel {
+    Present,
+    Pending,
+    Absent,
+    Quarantined,
+}
+
+impl StateLabel {
+    pub const ALL: [StateLabel; 4] = [
+        StateLabel::Present,
+        StateLabel::Pending,
+        StateLabel::Absent,
+        StateLabel::Quarantined,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateLabel::Present => "present",
+            StateLabel::Pending => "pending",
+            StateLabel::Absent => "absent",
+            StateLabel::Quarantined => "quarantined",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StateLabel> {
+        StateLabel::ALL.into_iter().find(|l| l.as_str() == s)
+    }
+}
+
+impl Entry {
+    /// The operation needed to make EURES match `desired`, dead letters aside.
+    pub fn gap(&self) -> Option<Op> {
+        match (&self.desired, &self.delivered) {
+            (DesiredState::Present { .. }, Delivered::Absent) => Some(Op::Create),
+            (DesiredState::Present { hash, .. }, Delivered::Present { hash: held, .. }) => {
+                (hash != held || self.retry.forced).then_some(Op::Update)
+            }
+            (DesiredState::Absent { .. }, Delivered::Present { .. }) => Some(Op::Delete),
+            (DesiredState::Absent { .. }, Delivered::Absent) => {
+                self.retry.forced.then_some(Op::Delete)
+            }
+        }
+    }
+
+    /// The operation the delivery side should perform now or later.
+    pub fn due(&self) -> Option<Op> {
+        self.gap().filter(|_| !self.retry.dead)
+    }
+
+    pub fn state(&self) -> StateLabel {
+        if self.gap().is_some() {
+            return StateLabel::Pending;
+        }
+        match &self.desired {
+            DesiredState::Present { .. } => StateLabel::Present,
+            DesiredState::Absent { reason } if super::eligibility::is_invalid_reason(reason) => {
+                StateLabel::Quarantined
+            }
+            DesiredState::Absent { .. } => StateLabel::Absent,
+        }
+    }
+
+    /// Reason shown by status/inspect when the copy is not wanted.
+    pub fn absent_reason(&self) -> Option<&str> {
+        match &self.desired {
+            DesiredState::Absent { reason } => Some(reason),
+            DesiredState::Present { .. } => None,
+        }
+    }
+
+    fn set_desired(&mut self, desired: DesiredState, now_ms: i64) {
+        let was_present = self.desired.is_present();
+        let changed = self.desired != desired
+            && (self.desired.hash() != desired.hash() || was_present != desired.is_present());
+        match (was_present, desired.is_present()) {
+            (false, true) => {
+                self.exchange = Exchange {
+                    created_ms: Some(now_ms),
+                    modified_ms: Some(now_ms),
+                    closed_ms: None,
+                    active: true,
+                };
+            }
+            (true, true) if changed => self.exchange.modified_ms = Some(now_ms),
+            (true, false) => {
+                self.exchange.closed_ms = Some(now_ms);
+                self.exchange.modified_ms = Some(now_ms);
+                self.exchange.active = false;
+            }
+            _ => {}
+        }
+        if changed {
+            self.retry.attempts = 0;
+            self.retry.dead = false;
+            self.retry.last_error = None;
+            self.retry.next_attempt_at_ms = now_ms;
+        }
+        self.desired = desired;
+    }
+
+    /// Re-derives what follows from desired/delivered: pull mode mirrors,
+    /// content kept only while needed, the age of the gap.
+    fn settle(&mut self, mode: Mode, now_ms: i64) {
+        if mode == Mode::Pull {
+            self.delivered = match &self.desired {
+                DesiredState::Present { hash, .. } => Delivered::Present {
+                    version: self.source_version,
+                    hash: hash.clone(),
+                },
+                DesiredState::Absent { .. } => Delivered::Absent,
+            };
+            self.retry = Retry {
+                next_attempt_at_ms: now_ms,
+                ..Retry::default()
+            };
+        }
+        let needed = match mode {
+            Mode::Pull => true,
+            Mode::Push => self.gap().is_some(),
+        };
+        if !needed && let DesiredState::Present { content, .. } = &mut self.desired {
+            *content = None;
+        }
+        if self.gap().is_some() {
+            self.retry.due_since_ms.get_or_insert(now_ms);
+        } else {
+            self.retry.due_since_ms = None;
+        }
+    }
+}
+
+/// A feed change (or an operator's re-read) after eligibility.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub id: String,
+    pub version: u64,
+    pub updated_at_ms: Option<i64>,
+    pub employer_cvr: Option<String>,
+    pub desired: Desired,
+}
+
+impl From<Desired> for DesiredState {
+    fn from(d: Desired) -> Self {
+        match d {
+            Desired::Present {
+                content,
+                hash,
+                publication_end,
+            } => DesiredState::Present {
+                hash,
+                content: Some(content),
+                publication_end_ms: publication_end.timestamp_millis(),
+            },
+            Desired::Absent(reason) => DesiredState::Absent {
+                reason: reason.to_string(),
+            },
+        }
+    }
+}
+
+/// Applies a change. Returns `None` when it must be ignored: a feed event at
+/// or below the highest version seen. `forced` (an operator's resync) also
+/// accepts the current version again and makes it due even if unchanged.
+pub fn apply_change(
+    current: Option<&Entry>,
+    incoming: Incoming,
+    now_ms: i64,
+    mode: Mode,
+    forced: bool,
+) -> Option<Entry> {
+    let mut entry = match current {
+        Some(cur) => {
+            let stale = incoming.version < cur.source_version
+                || (incoming.version == cur.source_version && !forced);
+            if stale {
+                return None;
+            }
+            cur.clone()
+        }
+        None => Entry {
+            id: incoming.id.clone(),
+            employer_cvr: None,
+            source_version: incoming.version,
+            source_updated_at_ms: None,
+            desired: DesiredState::Absent {
+                reason: "unknown".into(),
+            },
+            delivered: Delivered::Absent,
+            retry: Retry {
+                next_attempt_at_ms: now_ms,
+                ..Retry::default()
+            },
+            exchange: Exchange::default(),
+        },
+    };
+    entry.source_version = incoming.version;
+    entry.source_updated_at_ms = incoming.updated_at_ms.or(entry.source_updated_at_ms);
+    if incoming.employer_cvr.is_some() {
+        entry.employer_cvr = incoming.employer_cvr;
+    }
+    entry.set_desired(incoming.desired.into(), now_ms);
+    if forced {
+        entry.retry.forced = true;
+        entry.retry.dead = false;
+        entry.retry.attempts = 0;
+        entry.retry.next_attempt_at_ms = now_ms;
+    }
+    entry.settle(mode, now_ms);
+    Some(entry)
+}
+
+/// Time passed `publication_end`: the copy must go without any feed event.
+/// Returns `None` when nothing expires.
+pub fn expire(current: &Entry, now_ms: i64, mode: Mode) -> Option<Entry> {
+    match current.desired {
+        DesiredState::Present {
+            publication_end_ms, ..
+        } if publication_end_ms <= now_ms => {
+            let mut entry = current.clone();
+            entry.set_desired(
+                DesiredState::Absent {
+                    reason: EXPIRED.into(),
+                },
+                now_ms,
+            );
+            entry.settle(mode, now_ms);
+            Some(entry)
+        }
+        _ => None,
+    }
+}
+
+/// What one delivery attempt carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub op: Op,
+    /// `sourceVersion` / `X-Source-Version` sent.
+    pub version: u64,
+    /// Hash of the content sent (create/update).
+    pub hash: Option<String>,
+}
+
+/// How an attempt ended, as the domain sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptResult {
+    Done,
+    /// EURES holds a newer version (409).
+    Superseded,
+    /// Permanently rejected content (400/422/413).
+    Rejected(String),
+    /// Credentials refused: delivery pauses as a whole; not the item's fault.
+    Auth,
+    /// 429: not the item's fault.
+    Throttled {
+        retry_after: Option<Duration>,
+    },
+    Transient(String),
+}
+
+/// Limits applied to failed attempts.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryLimits {
+    /// Creates/updates give up (dead letter) after this many failures.
+    pub max_attempts: u32,
+}
+
+/// Records the end of an attempt. `backoff` is the jittered delay to use if
+/// this attempt failed (computed by the caller for `attempts + 1`).
+pub fn apply_outcome(
+    current: &Entry,
+    sent: &Sent,
+    result: &AttemptResult,
+    now_ms: i64,
+    limits: RetryLimits,
+    backoff: Duration,
+    mode: Mode,
+) -> Entry {
+    let mut entry = current.clone();
+    // Did desired move while the request was in flight? Then a failure must
+    // not delay the new operation (a withdrawal waits for nobody).
+    let still_current = entry.due() == Some(sent.op)
+        && entry.source_version == sent.version
+        && (sent.op == Op::Delete || entry.desired.hash() == sent.hash.as_deref());
+    let delay_ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2);
+    match result {
+        AttemptResult::Done => {
+            entry.delivered = match (sent.op, &sent.hash) {
+                (Op::Delete, _) | (_, None) => Delivered::Absent,
+                (_, Some(hash)) => Delivered::Present {
+                    version: sent.version,
+                    hash: hash.clone(),
+                },
+            };
+            if sent.version >= entry.source_version {
+                entry.retry.forced = false;
+            }
+            if still_current {
+                entry.retry.attempts = 0;
+                entry.retry.last_error = None;
+                entry.retry.next_attempt_at_ms = now_ms;
+            }
+        }
+        failure => {
+            let (why, counts, wait) = match failure {
+                AttemptResult::Superseded => (
+                    "superseded: EURES holds a newer version".to_string(),
+                    true,
+                    backoff,
+                ),
+                AttemptResult::Rejected(why) => (format!("rejected: {why}"), true, backoff),
+                AttemptResult::Auth => (
+                    "auth: EURES refused the credentials".to_string(),
+                    false,
+                    Duration::ZERO,
+                ),
+                AttemptResult::Throttled { retry_after } => (
+                    "throttled: EURES answered 429".to_string(),
+                    false,
+                    retry_after.unwrap_or(backoff),
+                ),
+                AttemptResult::Transient(why) => (format!("transient: {why}"), true, backoff),
+                AttemptResult::Done => unreachable!("handled above"),
+            };
+            entry.retry.last_error = Some(why);
+            if still_current {
+                let upsert = sent.op != Op::Delete;
+                if counts {
+                    entry.retry.attempts = entry.retry.attempts.saturating_add(1);
+                }
+                let rejected = matches!(failure, AttemptResult::Rejected(_));
+                if upsert && (rejected || entry.retry.attempts >= limits.max_attempts) {
+                    entry.retry.dead = true;
+                    entry.retry.forced = false;
+                }
+                entry.retry.next_attempt_at_ms = now_ms.saturating_add(delay_ms(wait));
+            }
+        }
+    }
+    entry.settle(mode, now_ms);
+    entry
+}
+
+/// An operator's `dead-letters retry`: try again from a clean slate.
+pub fn revive(current: &Entry, now_ms: i64, mode: Mode) -> Entry {
+    let mut entry = current.clone();
+    entry.retry.dead = false;
+    entry.retry.attempts = 0;
+    entry.retry.next_attempt_at_ms = now_ms;
+    entry.settle(mode, now_ms);
+    entry
+}
+
+/// Reconcile saw what EURES really holds for this posting (`None`: nothing).
+/// The delivered fact is replaced by the observation, so any drift becomes
+/// an ordinary gap.
+pub fn observe_remote(
+    current: &Entry,
+    remote: Option<(u64, &str)>,
+    now_ms: i64,
+    mode: Mode,
+) -> Entry {
+    let mut entry = current.clone();
+    if mode == Mode::Pull {
+        return entry;
+    }
+    entry.delivered = match remote {
+        None => Delivered::Absent,
+        Some((version, hash)) => Delivered::Present {
+            version,
+            hash: hash.to_string(),
+        },
+    };
+    entry.settle(mode, now_ms);
+    entry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::eligibility::AbsentReason;
+    use chrono::DateTime;
+
+    const PUSH: Mode = Mode::Push;
+    const LIMITS: RetryLimits = RetryLimits { max_attempts: 3 };
+
+    fn present(hash: &str) -> Desired {
+        Desired::Present {
+            content: format!("<doc>{hash}</doc>"),
+            hash: hash.into(),
+            publication_end: DateTime::from_timestamp_millis(10_000).unwrap(),
+        }
+    }
+
+    fn incoming(version: u64, desired: Desired) -> Incoming {
+        Incoming {
+            id: "p1".into(),
+            version,
+            updated_at_ms: Some(1),
+            employer_cvr: Some("12345678".into()),
+            desired,
+        }
+    }
+
+    fn deliver(e: &Entry, now: i64) -> Entry {
+        let op = e.due().expect("something due");
+        let sent = Sent {
+            op,
+            version: e.source_version,
+            hash: e.desired.hash().map(str::to_string),
+        };
+        apply_outcome(
+            e,
+            &sent,
+            &AttemptResult::Done,
+            now,
+            LIMITS,
+            Duration::ZERO,
+            PUSH,
+        )
+    }
+
+    #[test]
+    fn create_then_noop_edit_then_update_then_withdraw() {
+        let e = apply_change(None, incoming(1, present("h1")), 100, PUSH, false).unwrap();
+        assert_eq!(e.due(), Some(Op::Create));
+        assert_eq!(e.state(), StateLabel::Pending);
+        let e = deliver(&e, 110);
+        assert_eq!(e.due(), None);
+        assert_eq!(e.state(), StateLabel::Present);
+        assert!(
+            matches!(e.desired, DesiredState::Present { content: None, .. }),
+            "content erased after delivery in push mode"
+        );
+        // An edit that renders the same document is not an update.
+        let e2 = apply_change(Some(&e), incoming(2, present("h1")), 120, PUSH, false).unwrap();
+        assert_eq!(e2.due(), None);
+        assert_eq!(e2.exchange.modified_ms, Some(100));
+        let e3 = apply_change(Some(&e2), incoming(3, present("h2")), 130, PUSH, false).unwrap();
+        assert_eq!(e3.due(), Some(Op::Update));
+        assert_eq!(e3.exchange.modified_ms, Some(130));
+        let e4 = apply_change(
+            Some(&e3),
+            incoming(4, Desired::Absent(AbsentReason::NoConsent)),
+            140,
+            PUSH,
+            false,
+        )
+        .unwrap();
+        assert_eq!(e4.due(), Some(Op::Delete));
+        assert_eq!(e4.exchange.closed_ms, Some(140));
+        assert!(!e4.exchange.active);
+        let e5 = deliver(&e4, 150);
+        assert_eq!(e5.state(), StateLabel::Absent);
+        assert_eq!(e5.absent_reason(), Some("no_consent"));
+    }
+
+    #[test]
+    fn stale_and_repeated_versions_are_ignored() {
+        let e = apply_change(None, incoming(5, present("h1")), 0, PUSH, false).unwrap();
+        assert!(apply_change(Some(&e), incoming(5, present("h2")), 1, PUSH, false).is_none());
+        assert!(apply_change(Some(&e), incoming(4, present("h2")), 1, PUSH, false).is_none());
+        // A resync re-reads the current version and makes it due again.
+        let d = deliver(&e, 2);
+        let r = apply_change(Some(&d), incoming(5, present("h1")), 3, PUSH, true).unwrap();
+        assert_eq!(r.due(), Some(Op::Update));
+        assert_eq!(deliver(&r, 4).due(), None);
+    }
+
+    #[test]
+    fn failure_of_a_superseded_attempt_does_not_delay_the_delete() {
+        let e = apply_change(None, incoming(1, present("h1")), 0, PUSH, false).unwrap();
+        let sent = Sent {
+            op: Op::Create,
+            version: 1,
+            hash: Some("h1".into()),
+        };
+        let w = apply_change(
+            Some(&e),
+            incoming(2, Desired::Absent(AbsentReason::Deleted)),
+            5,
+            PUSH,
+            false,
+        )
+        .unwrap();
+        // Never delivered, withdrawn: nothing to do.
+        assert_eq!(w.due(), None);
+        // But the create had landed: now a delete is due, immediately.
+        let after = apply_outcome(
+            &w,
+            &sent,
+            &AttemptResult::Done,
+            10,
+            LIMITS,
+            Duration::ZERO,
+            PUSH,
+        );
+        assert_eq!(after.due(), Some(Op::Delete));
+        assert!(after.retry.next_attempt_at_ms <= 10);
+        let failed = apply_outcome(
+            &w,
+            &sent,
+            &AttemptResult::Transient("boom".into()),
+            10,
+            LIMITS,
+            Duration::from_secs(60),
+            PUSH,
+        );
+        assert_eq!(failed.due(), None);
+        assert_eq!(failed.retry.attempts, 0);
+    }
+
+    #[test]
+    fn upserts_go_dead_deletes_never_do() {
+        let mut e = apply_change(None, incoming(1, present("h1")), 0, PUSH, false).unwrap();
+        for i in 0..3 {
+            let sent = Sent {
+                op: Op::Create,
+                version: 1,
+                hash: Some("h1".into()),
+            };
+            e = apply_outcome(
+                &e,
+                &sent,
+                &AttemptResult::Transient("503".into()),
+                i,
+                LIMITS,
+                Duration::from_millis(5),
+                PUSH,
+            );
+        }
+        assert!(e.retry.dead);
+        assert_eq!(e.due(), None);
+        assert_eq!(e.state(), StateLabel::Pending);
+        let revived = revive(&e, 10, PUSH);
+        assert_eq!(revived.due(), Some(Op::Create));
+
+        let d = deliver(&revived, 11);
+        let mut w = apply_change(
+            Some(&d),
+            incoming(2, Desired::Absent(AbsentReason::Deleted)),
+            12,
+            PUSH,
+            false,
+        )
+        .unwrap();
+        for i in 0..10 {
+            let sent = Sent {
+                op: Op::Delete,
+                version: 2,
+                hash: None,
+            };
+            w = apply_outcome(
+                &w,
+                &sent,
+                &AttemptResult::Transient("503".into()),
+                20 + i,
+                LIMITS,
+                Duration::from_millis(5),
+                PUSH,
+            );
+        }
+        assert!(!w.retry.dead);
+        assert_eq!(w.due(), Some(Op::Delete));
+        assert_eq!(w.retry.attempts, 10);
+    }
+
+    #[test]
+    fn rejected_create_is_dead_until_the_posting_changes() {
+        let e = apply_change(None, incoming(1, present("h1")), 0, PUSH, false).unwrap();
+        let sent = Sent {
+            op: Op::Create,
+            version: 1,
+            hash: Some("h1".into()),
+        };
+        let r = apply_outcome(
+            &e,
+            &sent,
+            &AttemptResult::Rejected("content: bad".into()),
+            1,
+            LIMITS,
+            Duration::ZERO,
+            PUSH,
+        );
+        assert!(r.retry.dead);
+        assert!(
+            r.retry
+                .last_error
+                .as_deref()
+                .unwrap()
+                .contains("content: bad")
+        );
+        let same = apply_change(Some(&r), incoming(2, present("h1")), 2, PUSH, false).unwrap();
+        assert!(
+            same.retry.dead,
+            "an edit that does not change the document does not revive it"
+        );
+        let changed = apply_change(Some(&r), incoming(3, present("h2")), 3, PUSH, false).unwrap();
+        assert_eq!(changed.due(), Some(Op::Create));
+    }
+
+    #[test]
+    fn expiry_closes_and_reconsent_recreates() {
+        let e = apply_change(None, incoming(1, present("h1")), 0, PUSH, false).unwrap();
+        let e = deliver(&e, 1);
+        assert!(
+            expire(&e, 9_999, PUSH).is_none(),
+            "not before publication_end"
+        );
+        let x = expire(&e, 10_000, PUSH).unwrap();
+        assert_eq!(x.due(), Some(Op::Delete));
+        assert_eq!(x.absent_reason(), Some("expired"));
+        let x = deliver(&x, 10_001);
+        let back = apply_change(
+            Some(&x),
+            incoming(2, present("h1")),
+            20_000,
+            Mode::Pull,
+            false,
+        )
+        .unwrap();
+        assert_eq!(back.exchange.created_ms, Some(20_000));
+        assert_eq!(back.exchange.closed_ms, None);
+        assert!(back.exchange.active);
+    }
+
+    #[test]
+    fn pull_mode_mirrors_and_keeps_content_while_active() {
+        let e = apply_change(None, incoming(1, present("h1")), 0, Mode::Pull, false).unwrap();
+        assert_eq!(e.due(), None);
+        assert_eq!(e.state(), StateLabel::Present);
+        assert!(matches!(
+            e.desired,
+            DesiredState::Present {
+                content: Some(_),
+                ..
+            }
+        ));
+        let closed = apply_change(
+            Some(&e),
+            incoming(2, Desired::Absent(AbsentReason::Deleted)),
+            5,
+            Mode::Pull,
+            false,
+        )
+        .unwrap();
+        assert_eq!(closed.exchange.closed_ms, Some(5));
+        assert_eq!(closed.exchange.created_ms, Some(0));
+    }
+
+    #[test]
+    fn reconcile_observation_turns_drift_into_a_gap() {
+        let e = deliver(
+            &apply_change(None, incoming(1, present("h1")), 0, PUSH, false).unwrap(),
+            1,
+        );
+        let tampered = observe_remote(&e, Some((1, "other")), 2, PUSH);
+        assert_eq!(tampered.due(), Some(Op::Update));
+        let gone = observe_remote(&e, None, 2, PUSH);
+        assert_eq!(gone.due(), Some(Op::Create));
+    }
+}

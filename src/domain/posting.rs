@@ -335,8 +335,7 @@ pub fn parse_change(item: &Value) -> ParsedChange {
 fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_ID_LEN
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && s != "."
         && s != ".."
@@ -395,27 +394,35 @@ mod tests {
 
     #[test]
     fn wrong_type_names_the_field() {
-        let c = change(json!({"id": "a", "version": 2, "updated_at": "2026-11-20T10:15:00Z",
-                              "employer": {"name": 5}}));
+        let c = change(
+            json!({"id": "a", "version": 2, "updated_at": "2026-11-20T10:15:00Z",
+                              "employer": {"name": 5}}),
+        );
         match c.body {
             ChangeBody::Unreadable { field, .. } => assert_eq!(field, "employer.name"),
             other => panic!("{other:?}"),
         }
-        let c = change(json!({"id": "a", "version": 2, "updated_at": "2026-11-20T10:15:00Z",
-                              "status": "archived"}));
+        let c = change(
+            json!({"id": "a", "version": 2, "updated_at": "2026-11-20T10:15:00Z",
+                              "status": "archived"}),
+        );
         assert!(matches!(c.body, ChangeBody::Unreadable { ref field, .. } if field == "status"));
     }
 
     #[test]
     fn unknown_fields_ignored_and_positions_lenient() {
-        let c = change(json!({"id": "a", "version": 2, "updated_at": "2026-11-20T10:15:00Z",
-                              "positions": "2 stillinger", "whatever": {"x": 1}}));
+        let c = change(
+            json!({"id": "a", "version": 2, "updated_at": "2026-11-20T10:15:00Z",
+                              "positions": "2 stillinger", "whatever": {"x": 1}}),
+        );
         match c.body {
             ChangeBody::Live(f) => assert_eq!(f.positions, Some(2)),
             other => panic!("{other:?}"),
         }
-        let c = change(json!({"id": "a", "version": 2, "updated_at": "2026-11-20T10:15:00Z",
-                              "positions": "mange"}));
+        let c = change(
+            json!({"id": "a", "version": 2, "updated_at": "2026-11-20T10:15:00Z",
+                              "positions": "mange"}),
+        );
         match c.body {
             ChangeBody::Live(f) => assert_eq!(f.positions, None),
             other => panic!("{other:?}"),
@@ -425,6 +432,8 @@ mod tests {
     #[test]
     fn missing_updated_at_makes_it_unreadable() {
         let c = change(json!({"id": "a", "version": 2}));
-        assert!(matches!(c.body, ChangeBody::Unreadable { ref field, .. } if field == "updated_at"));
+        assert!(
+            matches!(c.body, ChangeBody::Unreadable { ref field, .. } if field == "updated_at")
+        );
     }
 }
