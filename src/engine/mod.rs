@@ -1,1 +1,303 @@
-//! TODO
+//! The worker: ingest the feed, deliver due operations, expire postings on
+//! time. Each loop is small and talks to the others only through the store
+//! and a wake-up signal; none of them holds postings in memory beyond one
+//! page or one claimed batch.
+
+pub mod deliver;
+pub mod ingest;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{Notify, watch};
+
+use crate::deliver::{EuresClient, RetryPolicy};
+use crate::domain::ledger::{Incoming, Mode};
+use crate::source::{JobagClient, SourceError};
+use crate::store::{Ctx, IngestBatch, IngestStats, Store};
+
+/// Epoch milliseconds of the wall clock: the agent's own time for the
+/// exchange timestamps and every retry schedule.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// What the worker needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub mode: Mode,
+    pub party_id: String,
+    pub page_size: u32,
+    pub poll_interval: Duration,
+    pub concurrency: usize,
+    pub max_attempts: u32,
+    pub retry: RetryPolicy,
+    /// How long a claimed operation stays ours before another worker may take it.
+    pub lease: Duration,
+    /// Lease owner name; stable per process.
+    pub owner: String,
+}
+
+/// Shared, cheap facts the HTTP side reads (readiness, metrics).
+#[derive(Debug, Default)]
+pub struct Health {
+    /// EURES refused our credentials: delivery is paused.
+    pub auth_failing: AtomicBool,
+    /// Until when (epoch ms) EURES asked us to hold off (429).
+    pub throttled_until_ms: AtomicI64,
+    /// When the last auth probe went out (epoch ms).
+    pub last_probe_ms: AtomicI64,
+}
+
+impl Health {
+    pub fn set_auth_failing(&self, failing: bool) {
+        let was = self.auth_failing.swap(failing, Ordering::SeqCst);
+        if was != failing {
+            if failing {
+                tracing::error!("EURES refuses our credentials: delivery paused, probing once a second");
+            } else {
+                tracing::info!("EURES accepts our credentials again: delivery resumes");
+            }
+        }
+        crate::telemetry::set_auth_failing(failing);
+    }
+}
+
+pub struct Worker {
+    pub store: Arc<dyn Store>,
+    pub jobag: JobagClient,
+    /// The push client; `None` in pull mode (EURES polls us).
+    pub eures: Option<EuresClient>,
+    pub settings: Settings,
+    /// Wakes the delivery loop when work may have become due.
+    pub wake: Arc<Notify>,
+    pub health: Arc<Health>,
+}
+
+impl Worker {
+    /// Builds a worker from the configuration and an open store.
+    pub fn from_config(config: &crate::config::Config, store: Arc<dyn Store>) -> anyhow::Result<Worker> {
+        let extra_ca = config.extra_ca_file();
+        let jobag = JobagClient::new(
+            &config.jobag.base_url,
+            config.jobag_token()?,
+            config.request_timeout(),
+            extra_ca,
+        )?;
+        let eures = match config.eures.mode {
+            Mode::Push => Some(EuresClient::new(
+                &config.eures.base_url,
+                config.eures_token()?,
+                config.request_timeout(),
+                config.eures.concurrency,
+                extra_ca,
+            )?),
+            Mode::Pull => None,
+        };
+        let owner = if config.database.url.starts_with("sqlite:") {
+            // One worker per SQLite file: a restarted process takes back
+            // the leases its predecessor held.
+            "local".to_string()
+        } else {
+            format!("worker-{}-{}", std::process::id(), now_ms())
+        };
+        Ok(Worker {
+            store,
+            jobag,
+            eures,
+            settings: Settings {
+                mode: config.eures.mode,
+                party_id: config.eures.party_id.clone(),
+                page_size: config.jobag.page_size,
+                poll_interval: config.poll_interval(),
+                concurrency: config.eures.concurrency,
+                max_attempts: config.eures.max_attempts,
+                retry: RetryPolicy::default(),
+                lease: config.request_timeout().saturating_mul(2) + Duration::from_secs(30),
+                owner,
+            },
+            wake: Arc::new(Notify::new()),
+            health: Arc::new(Health::default()),
+        })
+    }
+
+    fn ctx(&self) -> Ctx {
+        Ctx {
+            now_ms: now_ms(),
+            mode: self.settings.mode,
+        }
+    }
+
+    /// Reads one page of the feed after the stored cursor and applies it.
+    /// Returns the stats and whether more pages wait.
+    pub async fn poll_once(&self) -> anyhow::Result<(IngestStats, bool)> {
+        let cursor = self.store.cursor().await?.filter(|c| !c.is_empty());
+        let page = match self.jobag.changes(cursor.as_deref(), self.settings.page_size).await {
+            Ok(page) => page,
+            Err(SourceError::CursorGone) => {
+                tracing::warn!("the feed no longer knows our cursor: reading it again from the beginning");
+                self.store
+                    .ingest(
+                        &IngestBatch {
+                            next_cursor: Some(String::new()),
+                            ..IngestBatch::default()
+                        },
+                        self.ctx(),
+                    )
+                    .await?;
+                return Ok((IngestStats::default(), true));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let position = cursor.unwrap_or_default();
+        let (changes, quarantined) = ingest::evaluate_page(
+            &page.changes,
+            &position,
+            chrono::Utc::now(),
+            &self.settings.party_id,
+        );
+        crate::telemetry::record_quarantined(quarantined.len());
+        let batch = IngestBatch {
+            changes,
+            quarantined,
+            next_cursor: Some(page.next_cursor),
+            forced: false,
+        };
+        let stats = self.store.ingest(&batch, self.ctx()).await?;
+        self.store.set_last_poll(now_ms()).await?;
+        if stats.applied > 0 {
+            self.wake.notify_one();
+        }
+        Ok((stats, page.has_more))
+    }
+
+    /// Re-reads one posting from JobAG and applies it. `forced` (an
+    /// operator's resync, or content that must be rebuilt) redelivers even
+    /// an unchanged version; a posting JobAG no longer has is deleted.
+    pub async fn reread(&self, id: &str, forced: bool) -> anyhow::Result<IngestStats> {
+        let current = self.store.get(id).await?;
+        let fetched = self.jobag.posting_with_retry(id).await?;
+        let now = chrono::Utc::now();
+        let incoming = match fetched {
+            Some(value) => {
+                let (mut changes, quarantined) = ingest::evaluate_page(
+                    std::slice::from_ref(&value),
+                    "reread",
+                    now,
+                    &self.settings.party_id,
+                );
+                if let Some(q) = quarantined.first() {
+                    anyhow::bail!("posting {id}: JobAG returned an unusable posting: {}", q.reason);
+                }
+                changes.pop()
+            }
+            None => current.as_ref().map(|cur| Incoming {
+                id: id.to_string(),
+                version: cur.source_version,
+                updated_at_ms: None,
+                employer_cvr: None,
+                desired: crate::domain::eligibility::Desired::Absent(
+                    crate::domain::eligibility::AbsentReason::Deleted,
+                ),
+            }),
+        };
+        let Some(incoming) = incoming else {
+            return Ok(IngestStats::default());
+        };
+        let stats = self
+            .store
+            .ingest(
+                &IngestBatch {
+                    changes: vec![incoming],
+                    forced,
+                    ..IngestBatch::default()
+                },
+                self.ctx(),
+            )
+            .await?;
+        self.wake.notify_one();
+        Ok(stats)
+    }
+
+    async fn ingest_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut failures: u32 = 0;
+        while !*stop.borrow() {
+            let pause = match self.poll_once().await {
+                Ok((_, true)) => {
+                    failures = 0;
+                    Duration::ZERO
+                }
+                Ok((_, false)) => {
+                    failures = 0;
+                    self.settings.poll_interval
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    let wait = self
+                        .settings
+                        .poll_interval
+                        .saturating_mul(failures.min(30))
+                        .min(Duration::from_secs(30));
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "feed poll failed");
+                    wait
+                }
+            };
+            if !pause.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+
+    async fn expiry_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        // Wake at least once a second: postings with an earlier end may have
+        // arrived since the last look; the SPEC allows 5 s.
+        const MAX_SLEEP: Duration = Duration::from_millis(1000);
+        while !*stop.borrow() {
+            match self.store.expire_due(self.ctx()).await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(count = n, "postings expired");
+                    self.wake.notify_one();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "expiry pass failed"),
+            }
+            let pause = match self.store.next_expiry_ms().await {
+                Ok(Some(at)) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(MAX_SLEEP),
+                _ => MAX_SLEEP,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause.max(Duration::from_millis(10))) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// Runs every loop until `stop` turns true, then drains in-flight
+    /// deliveries and gives back their leases.
+    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+        self.store.migrate().await.context("applying migrations")?;
+        let released = self.store.release_all(&self.settings.owner).await?;
+        if released > 0 {
+            tracing::info!(count = released, "reclaimed leases of a previous run");
+        }
+        let ingest = tokio::spawn(self.clone().ingest_loop(stop.clone()));
+        let expiry = tokio::spawn(self.clone().expiry_loop(stop.clone()));
+        let deliver = match self.settings.mode {
+            Mode::Push => Some(tokio::spawn(self.clone().deliver_loop(stop.clone()))),
+            Mode::Pull => None,
+        };
+        let _ = ingest.await;
+        let _ = expiry.await;
+        if let Some(d) = deliver {
+            let _ = d.await;
+        }
+        self.store.release_all(&self.settings.owner).await?;
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+}

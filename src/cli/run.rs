@@ -1,0 +1,41 @@
+//! `eures-sync run`: the worker and its HTTP listener until a signal.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::engine::Worker;
+use crate::http::{AppState, serve};
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let store = crate::store::connect(&config.database.url).await?;
+    store.migrate().await.context("applying migrations")?;
+    let worker = Arc::new(Worker::from_config(&config, store.clone())?);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let state = AppState {
+        store,
+        health: worker.health.clone(),
+    };
+    let (addr, http) = serve(config.http.listen, state, stop_rx.clone()).await?;
+    tracing::info!(listen = %addr, mode = ?config.eures.mode, "eures-sync running");
+    let running = tokio::spawn(worker.run(stop_rx));
+    wait_for_signal().await?;
+    tracing::info!("stopping: finishing in-flight work");
+    let _ = stop_tx.send(true);
+    running.await.context("worker task")??;
+    let _ = http.await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! Feed ingestion: one page of JobAG changes becomes one ledger transaction
+//! (changes, quarantined items and the cursor after them, together). A feed
+//! event only moves `desired`; it never sends anything itself.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::domain::eligibility::evaluate;
+use crate::domain::ledger::Incoming;
+use crate::domain::posting::{ParsedChange, parse_change};
+use crate::store::QuarantineItem;
+
+/// Parses and evaluates one page of feed items. `position` names where the
+/// page was read (the cursor it followed) for the quarantine record.
+pub fn evaluate_page(
+    items: &[Value],
+    position: &str,
+    now: DateTime<Utc>,
+    party_id: &str,
+) -> (Vec<Incoming>, Vec<QuarantineItem>) {
+    // Only the newest version of a posting in a page can win: skip rendering
+    // the others (a backlog after an outage repeats ids).
+    let mut newest: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for item in items {
+        if let (Some(id), Some(v)) = (
+            item.get("id").and_then(Value::as_str),
+            item.get("version").and_then(Value::as_u64),
+        ) {
+            let e = newest.entry(id).or_insert(v);
+            *e = (*e).max(v);
+        }
+    }
+    let mut incoming = Vec::with_capacity(items.len());
+    let mut quarantined = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        match parse_change(item) {
+            ParsedChange::Change(change) => {
+                if newest.get(change.id.as_str()).is_some_and(|&v| v > change.version) {
+                    continue;
+                }
+                let desired = evaluate(&change, now, party_id);
+                if let crate::domain::eligibility::Desired::Absent(reason) = &desired
+                    && matches!(reason, crate::domain::eligibility::AbsentReason::Invalid(_))
+                {
+                    tracing::warn!(posting = %change.id, version = change.version, %reason, "posting is invalid");
+                }
+                incoming.push(Incoming {
+                    employer_cvr: change.employer_cvr().map(str::to_string),
+                    updated_at_ms: change.updated_at.map(|t| t.timestamp_millis()),
+                    id: change.id,
+                    version: change.version,
+                    desired,
+                });
+            }
+            ParsedChange::Quarantined { id, reason } => {
+                tracing::warn!(posting = id.as_deref().unwrap_or("-"), %reason, position, index, "feed item quarantined");
+                quarantined.push(QuarantineItem {
+                    posting_id: id,
+                    reason,
+                    feed_position: format!("after={position} index={index}"),
+                });
+            }
+        }
+    }
+    (incoming, quarantined)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn bad_items_are_quarantined_and_the_rest_flows() {
+        let items = vec![
+            json!({"id": "a", "version": 1, "deleted": true, "updated_at": "2026-11-20T10:00:00Z"}),
+            json!("garbage"),
+            json!({"version": 3}),
+            json!({"id": "b", "version": 2, "updated_at": "2026-11-20T10:00:00Z", "status": 7}),
+        ];
+        let (incoming, quarantined) = evaluate_page(&items, "c42", Utc::now(), "STAR-DK");
+        assert_eq!(incoming.len(), 2);
+        assert_eq!(quarantined.len(), 2);
+        assert_eq!(quarantined[0].feed_position, "after=c42 index=1");
+        assert!(quarantined[1].reason.contains("id"));
+    }
+
+    #[test]
+    fn only_the_newest_version_in_a_page_is_evaluated() {
+        let items = vec![
+            json!({"id": "a", "version": 1, "deleted": true}),
+            json!({"id": "a", "version": 3, "deleted": true}),
+            json!({"id": "a", "version": 2, "deleted": true}),
+        ];
+        let (incoming, _) = evaluate_page(&items, "", Utc::now(), "STAR-DK");
+        assert_eq!(incoming.len(), 1);
+        assert_eq!(incoming[0].version, 3);
+    }
+}

@@ -1,0 +1,194 @@
+//! The flat column form of a ledger [`Entry`], shared by both databases.
+
+use crate::domain::ledger::{Delivered, DesiredState, Entry, Exchange, Op, Retry};
+
+use super::{Claimed, StoreError};
+
+/// Column list in the order [`FlatEntry`] binds them.
+pub(crate) const COLUMNS: &str = "id, employer_cvr, source_version, source_updated_at_ms, \
+    desired_present, desired_hash, desired_content, publication_end_ms, absent_reason, \
+    delivered_present, delivered_version, delivered_hash, attempts, next_attempt_at_ms, \
+    last_error, dead, forced, due_since_ms, created_ms, modified_ms, closed_ms, active, \
+    due_op, due_rank, state";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct FlatEntry {
+    pub id: String,
+    pub employer_cvr: Option<String>,
+    pub source_version: i64,
+    pub source_updated_at_ms: Option<i64>,
+    pub desired_present: bool,
+    pub desired_hash: Option<String>,
+    pub desired_content: Option<String>,
+    pub publication_end_ms: Option<i64>,
+    pub absent_reason: Option<String>,
+    pub delivered_present: bool,
+    pub delivered_version: Option<i64>,
+    pub delivered_hash: Option<String>,
+    pub attempts: i64,
+    pub next_attempt_at_ms: i64,
+    pub last_error: Option<String>,
+    pub dead: bool,
+    pub forced: bool,
+    pub due_since_ms: Option<i64>,
+    pub created_ms: Option<i64>,
+    pub modified_ms: Option<i64>,
+    pub closed_ms: Option<i64>,
+    pub active: bool,
+    pub due_op: Option<String>,
+    pub due_rank: Option<i64>,
+    pub state: String,
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl FlatEntry {
+    pub fn from_entry(e: &Entry) -> FlatEntry {
+        let (desired_present, desired_hash, desired_content, publication_end_ms, absent_reason) =
+            match &e.desired {
+                DesiredState::Present {
+                    hash,
+                    content,
+                    publication_end_ms,
+                } => (
+                    true,
+                    Some(hash.clone()),
+                    content.clone(),
+                    Some(*publication_end_ms),
+                    None,
+                ),
+                DesiredState::Absent { reason } => (false, None, None, None, Some(reason.clone())),
+            };
+        let (delivered_present, delivered_version, delivered_hash) = match &e.delivered {
+            Delivered::Absent => (false, None, None),
+            Delivered::Present { version, hash } => (true, Some(to_i64(*version)), Some(hash.clone())),
+        };
+        let due = e.due();
+        FlatEntry {
+            id: e.id.clone(),
+            employer_cvr: e.employer_cvr.clone(),
+            source_version: to_i64(e.source_version),
+            source_updated_at_ms: e.source_updated_at_ms,
+            desired_present,
+            desired_hash,
+            desired_content,
+            publication_end_ms,
+            absent_reason,
+            delivered_present,
+            delivered_version,
+            delivered_hash,
+            attempts: i64::from(e.retry.attempts),
+            next_attempt_at_ms: e.retry.next_attempt_at_ms,
+            last_error: e.retry.last_error.clone(),
+            dead: e.retry.dead,
+            forced: e.retry.forced,
+            due_since_ms: e.retry.due_since_ms,
+            created_ms: e.exchange.created_ms,
+            modified_ms: e.exchange.modified_ms,
+            closed_ms: e.exchange.closed_ms,
+            active: e.exchange.active,
+            due_op: due.map(|op| op.as_str().to_string()),
+            due_rank: due.map(Op::rank),
+            state: e.state().as_str().to_string(),
+        }
+    }
+
+    pub fn into_entry(self) -> Result<Entry, StoreError> {
+        let corrupt = |why: &str| StoreError::Corrupt {
+            id: self.id.clone(),
+            why: why.to_string(),
+        };
+        let desired = if self.desired_present {
+            DesiredState::Present {
+                hash: self
+                    .desired_hash
+                    .clone()
+                    .ok_or_else(|| corrupt("present without hash"))?,
+                content: self.desired_content.clone(),
+                publication_end_ms: self
+                    .publication_end_ms
+                    .ok_or_else(|| corrupt("present without publication_end"))?,
+            }
+        } else {
+            DesiredState::Absent {
+                reason: self.absent_reason.clone().unwrap_or_default(),
+            }
+        };
+        let delivered = if self.delivered_present {
+            Delivered::Present {
+                version: u64::try_from(self.delivered_version.unwrap_or(0)).unwrap_or(0),
+                hash: self.delivered_hash.clone().unwrap_or_default(),
+            }
+        } else {
+            Delivered::Absent
+        };
+        Ok(Entry {
+            id: self.id,
+            employer_cvr: self.employer_cvr,
+            source_version: u64::try_from(self.source_version).unwrap_or(0),
+            source_updated_at_ms: self.source_updated_at_ms,
+            desired,
+            delivered,
+            retry: Retry {
+                attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
+                next_attempt_at_ms: self.next_attempt_at_ms,
+                last_error: self.last_error,
+                dead: self.dead,
+                forced: self.forced,
+                due_since_ms: self.due_since_ms,
+            },
+            exchange: Exchange {
+                created_ms: self.created_ms,
+                modified_ms: self.modified_ms,
+                closed_ms: self.closed_ms,
+                active: self.active,
+            },
+        })
+    }
+}
+
+/// Columns a claim returns.
+pub(crate) const CLAIM_COLUMNS: &str = "id, due_op, source_version, desired_hash, desired_content, \
+    created_ms, modified_ms, employer_cvr, source_updated_at_ms, attempts";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct FlatClaim {
+    pub id: String,
+    pub due_op: Option<String>,
+    pub source_version: i64,
+    pub desired_hash: Option<String>,
+    pub desired_content: Option<String>,
+    pub created_ms: Option<i64>,
+    pub modified_ms: Option<i64>,
+    pub employer_cvr: Option<String>,
+    pub source_updated_at_ms: Option<i64>,
+    pub attempts: i64,
+}
+
+impl FlatClaim {
+    pub fn into_claimed(self) -> Result<Claimed, StoreError> {
+        let op = self
+            .due_op
+            .as_deref()
+            .and_then(Op::parse)
+            .ok_or_else(|| StoreError::Corrupt {
+                id: self.id.clone(),
+                why: "claimed without a due operation".into(),
+            })?;
+        let delete = op == Op::Delete;
+        Ok(Claimed {
+            id: self.id,
+            op,
+            version: u64::try_from(self.source_version).unwrap_or(0),
+            hash: if delete { None } else { self.desired_hash },
+            content: if delete { None } else { self.desired_content },
+            created_ms: self.created_ms,
+            modified_ms: self.modified_ms,
+            employer_cvr: self.employer_cvr,
+            source_updated_at_ms: self.source_updated_at_ms,
+            attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
+        })
+    }
+}

@@ -1,0 +1,441 @@
+//! The embedded ledger: one SQLite file, one worker.
+//!
+//! WAL journal, `synchronous = NORMAL`, and every write in a `BEGIN IMMEDIATE`
+//! transaction so `busy_timeout` applies when an operator's CLI writes while
+//! the worker runs. NORMAL is durable against a killed process; on power loss
+//! the newest transactions may roll back, but they roll back together with
+//! the feed cursor they moved, so the feed is simply re-read.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use super::row::{CLAIM_COLUMNS, COLUMNS, FlatClaim, FlatEntry};
+use super::{Claimed, Completion, Ctx, IngestBatch, IngestStats, Result, Store, StoreError, Summary};
+use crate::domain::ledger::{self, Entry, Sent};
+
+const CURSOR_KEY: &str = "feed_cursor";
+const LAST_POLL_KEY: &str = "last_source_poll_ms";
+/// Rows handled per expiry transaction.
+const EXPIRY_BATCH: i64 = 500;
+
+static UPSERT: LazyLock<String> = LazyLock::new(|| {
+    let cols: Vec<&str> = COLUMNS.split(',').map(str::trim).collect();
+    let params = (1..=cols.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+    let updates = cols
+        .iter()
+        .skip(1)
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("INSERT INTO postings ({COLUMNS}) VALUES ({params}) ON CONFLICT(id) DO UPDATE SET {updates}")
+});
+static SELECT_MANY: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {COLUMNS} FROM postings WHERE id IN (SELECT value FROM json_each(?1))")
+});
+static SELECT_ONE: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {COLUMNS} FROM postings WHERE id = ?1"));
+static SELECT_EXPIRED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS} FROM postings WHERE desired_present = 1 AND publication_end_ms <= ?1 \
+         ORDER BY publication_end_ms LIMIT ?2"
+    )
+});
+static CLAIM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE postings SET lease_owner = ?1, lease_until_ms = ?2 WHERE id IN ( \
+           SELECT id FROM postings WHERE due_op IS NOT NULL AND next_attempt_at_ms <= ?3 \
+             AND (lease_until_ms IS NULL OR lease_until_ms < ?3) \
+           ORDER BY due_rank, next_attempt_at_ms LIMIT ?4) \
+         RETURNING {CLAIM_COLUMNS}, due_rank, next_attempt_at_ms"
+    )
+});
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database named by a `sqlite:` URL.
+    pub async fn connect(url: &str) -> Result<SqliteStore> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Url(e.to_string()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        if let Some(dir) = options.get_filename().parent()
+            && !dir.as_os_str().is_empty()
+            && !dir.exists()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Url(format!("cannot create {}: {e}", Path::new(dir).display()))
+            })?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { pool })
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+async fn load_many(tx: &mut Transaction<'_, Sqlite>, ids: &[&str]) -> Result<HashMap<String, Entry>> {
+    let json = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+    let rows: Vec<FlatEntry> = sqlx::query_as(SELECT_MANY.as_str())
+        .bind(json)
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.into_iter()
+        .map(|r| r.into_entry().map(|e| (e.id.clone(), e)))
+        .collect()
+}
+
+async fn load_one(tx: &mut Transaction<'_, Sqlite>, id: &str) -> Result<Option<Entry>> {
+    let row: Option<FlatEntry> = sqlx::query_as(SELECT_ONE.as_str())
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.map(FlatEntry::into_entry).transpose()
+}
+
+async fn upsert(tx: &mut Transaction<'_, Sqlite>, e: &Entry) -> Result<()> {
+    let f = FlatEntry::from_entry(e);
+    sqlx::query(UPSERT.as_str())
+        .bind(f.id)
+        .bind(f.employer_cvr)
+        .bind(f.source_version)
+        .bind(f.source_updated_at_ms)
+        .bind(f.desired_present)
+        .bind(f.desired_hash)
+        .bind(f.desired_content)
+        .bind(f.publication_end_ms)
+        .bind(f.absent_reason)
+        .bind(f.delivered_present)
+        .bind(f.delivered_version)
+        .bind(f.delivered_hash)
+        .bind(f.attempts)
+        .bind(f.next_attempt_at_ms)
+        .bind(f.last_error)
+        .bind(f.dead)
+        .bind(f.forced)
+        .bind(f.due_since_ms)
+        .bind(f.created_ms)
+        .bind(f.modified_ms)
+        .bind(f.closed_ms)
+        .bind(f.active)
+        .bind(f.due_op)
+        .bind(f.due_rank)
+        .bind(f.state)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn set_state(tx: &mut Transaction<'_, Sqlite>, key: &str, value: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO agent_state (key, value) VALUES (?1, ?2) \
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(key)
+    .bind(value)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("migrations/sqlite").run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn cursor(&self) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT value FROM agent_state WHERE key = ?1")
+            .bind(CURSOR_KEY)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn ingest(&self, batch: &IngestBatch, ctx: Ctx) -> Result<IngestStats> {
+        let mut tx = self.begin().await?;
+        let mut ids: Vec<&str> = batch.changes.iter().map(|c| c.id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut entries = load_many(&mut tx, &ids).await?;
+        let mut dirty: Vec<String> = Vec::new();
+        let mut stats = IngestStats::default();
+        for incoming in &batch.changes {
+            let current = entries.get(&incoming.id);
+            match ledger::apply_change(current, incoming.clone(), ctx.now_ms, ctx.mode, batch.forced) {
+                Some(next) => {
+                    stats.applied += 1;
+                    dirty.push(next.id.clone());
+                    entries.insert(next.id.clone(), next);
+                }
+                None => stats.ignored += 1,
+            }
+        }
+        dirty.sort_unstable();
+        dirty.dedup();
+        for id in &dirty {
+            if let Some(e) = entries.get(id) {
+                upsert(&mut tx, e).await?;
+            }
+        }
+        for q in &batch.quarantined {
+            sqlx::query(
+                "INSERT INTO quarantine (posting_id, reason, feed_position, at_ms) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .bind(&q.posting_id)
+            .bind(&q.reason)
+            .bind(&q.feed_position)
+            .bind(ctx.now_ms)
+            .execute(&mut *tx)
+            .await?;
+            stats.quarantined += 1;
+        }
+        if let Some(cursor) = &batch.next_cursor {
+            set_state(&mut tx, CURSOR_KEY, cursor).await?;
+        }
+        tx.commit().await?;
+        Ok(stats)
+    }
+
+    async fn set_last_poll(&self, at_ms: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        set_state(&mut tx, LAST_POLL_KEY, &at_ms.to_string()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn expire_due(&self, ctx: Ctx) -> Result<usize> {
+        let mut total = 0;
+        loop {
+            let mut tx = self.begin().await?;
+            let rows: Vec<FlatEntry> = sqlx::query_as(SELECT_EXPIRED.as_str())
+                .bind(ctx.now_ms)
+                .bind(EXPIRY_BATCH)
+                .fetch_all(&mut *tx)
+                .await?;
+            let n = rows.len();
+            for row in rows {
+                let entry = row.into_entry()?;
+                if let Some(next) = ledger::expire(&entry, ctx.now_ms, ctx.mode) {
+                    upsert(&mut tx, &next).await?;
+                    total += 1;
+                }
+            }
+            tx.commit().await?;
+            if (n as i64) < EXPIRY_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn next_expiry_ms(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(publication_end_ms) FROM postings WHERE desired_present = 1",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn claim(&self, owner: &str, limit: usize, now_ms: i64, lease: Duration) -> Result<Vec<Claimed>> {
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 4);
+        let mut tx = self.begin().await?;
+        let rows: Vec<(FlatClaim, i64, i64)> = {
+            use sqlx::Row;
+            let raw = sqlx::query(CLAIM.as_str())
+                .bind(owner)
+                .bind(now_ms.saturating_add(lease_ms))
+                .bind(now_ms)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut out = Vec::with_capacity(raw.len());
+            for r in &raw {
+                let claim = <FlatClaim as sqlx::FromRow<_>>::from_row(r)?;
+                out.push((claim, r.try_get("due_rank")?, r.try_get("next_attempt_at_ms")?));
+            }
+            out
+        };
+        tx.commit().await?;
+        let mut rows = rows;
+        rows.sort_by_key(|(_, rank, next)| (*rank, *next));
+        rows.into_iter().map(|(c, _, _)| c.into_claimed()).collect()
+    }
+
+    async fn complete(&self, owner: &str, done: Completion<'_>, ctx: Ctx) -> Result<()> {
+        let claimed = done.claimed;
+        let mut tx = self.begin().await?;
+        if let Some(entry) = load_one(&mut tx, &claimed.id).await? {
+            let sent = Sent {
+                op: claimed.op,
+                version: claimed.version,
+                hash: claimed.hash.clone(),
+            };
+            let next = ledger::apply_outcome(
+                &entry,
+                &sent,
+                done.result,
+                ctx.now_ms,
+                done.limits,
+                done.backoff,
+                ctx.mode,
+            );
+            upsert(&mut tx, &next).await?;
+        }
+        sqlx::query(
+            "UPDATE postings SET lease_owner = NULL, lease_until_ms = NULL WHERE id = ?1 AND lease_owner = ?2",
+        )
+        .bind(&claimed.id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO audit (posting_id, employer_cvr, op, version, content_hash, outcome, detail, at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .bind(&claimed.id)
+        .bind(&claimed.employer_cvr)
+        .bind(claimed.op.as_str())
+        .bind(i64::try_from(claimed.version).unwrap_or(i64::MAX))
+        .bind(&claimed.hash)
+        .bind(done.outcome_label)
+        .bind(match done.result {
+            ledger::AttemptResult::Rejected(why) | ledger::AttemptResult::Transient(why) => {
+                Some(why.as_str())
+            }
+            _ => None,
+        })
+        .bind(ctx.now_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn release(&self, owner: &str, id: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE postings SET lease_owner = NULL, lease_until_ms = NULL WHERE id = ?1 AND lease_owner = ?2",
+        )
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn release_all(&self, owner: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE postings SET lease_owner = NULL, lease_until_ms = NULL WHERE lease_owner = ?1",
+        )
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn next_due_ms(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(m) FROM ( \
+               SELECT MIN(next_attempt_at_ms) AS m FROM postings WHERE due_op IS NOT NULL AND due_rank = 0 \
+               UNION ALL \
+               SELECT MIN(next_attempt_at_ms) AS m FROM postings WHERE due_op IS NOT NULL AND due_rank = 1)",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Entry>> {
+        let row: Option<FlatEntry> = sqlx::query_as(SELECT_ONE.as_str())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(FlatEntry::into_entry).transpose()
+    }
+
+    async fn summary(&self, now_ms: i64) -> Result<Summary> {
+        let mut s = Summary::default();
+        let states: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM postings GROUP BY state")
+                .fetch_all(&self.pool)
+                .await?;
+        for (state, n) in states {
+            let n = u64::try_from(n).unwrap_or(0);
+            match state.as_str() {
+                "present" => s.present = n,
+                "pending" => s.pending = n,
+                "absent" => s.absent = n,
+                "quarantined" => s.quarantined = n,
+                _ => {}
+            }
+        }
+        let ops: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT due_op, COUNT(*) FROM postings WHERE due_op IS NOT NULL GROUP BY due_op",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for (op, n) in ops {
+            let n = u64::try_from(n).unwrap_or(0);
+            match op.as_str() {
+                "create" => s.backlog_create = n,
+                "update" => s.backlog_update = n,
+                "delete" => s.backlog_delete = n,
+                _ => {}
+            }
+        }
+        let dead: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM postings WHERE dead = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        s.dead_letters = u64::try_from(dead).unwrap_or(0);
+        let oldest: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(due_since_ms) FROM postings WHERE due_since_ms IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        s.oldest_pending_ms = oldest.map(|t| (now_ms - t).max(0));
+        let last_poll: Option<String> = sqlx::query_scalar("SELECT value FROM agent_state WHERE key = ?1")
+            .bind(LAST_POLL_KEY)
+            .fetch_optional(&self.pool)
+            .await?;
+        s.last_source_poll_ms = last_poll.and_then(|v| v.parse().ok());
+        Ok(s)
+    }
+
+    async fn quarantined(&self, limit: i64) -> Result<Vec<(Option<String>, String)>> {
+        let mut out: Vec<(Option<String>, String)> = sqlx::query_as(
+            "SELECT id, COALESCE(absent_reason, '') FROM postings WHERE state = 'quarantined' ORDER BY id LIMIT ?1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let items: Vec<(Option<String>, String)> = sqlx::query_as(
+            "SELECT posting_id, reason || ' (' || feed_position || ')' FROM quarantine ORDER BY seq DESC LIMIT ?1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        out.extend(items);
+        Ok(out)
+    }
+}

@@ -1,0 +1,268 @@
+//! The core promise end to end, over loopback HTTP: JobAG simulator → worker
+//! (SQLite ledger) → EURES simulator.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Env, editable, eventually};
+use eures_sync::sim::eures::Faults;
+use eures_sync::sim::jobag::sample_posting;
+use hyper::Method;
+use serde_json::json;
+
+const CONVERGE: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_eligibility_rule_keeps_its_posting_off_eures() {
+    let env = Env::start().await;
+    let mut ids = Vec::new();
+    let variants: Vec<(&str, serde_json::Value)> = vec![
+        ("eligible", json!({})),
+        ("not_published", json!({"status": "draft"})),
+        ("unpublished", json!({"status": "unpublished"})),
+        ("expired", json!({"publication_end": "2020-01-01T00:00:00Z"})),
+        ("no_consent", json!({"eures_consent": false})),
+        ("internal", json!({"internal": true})),
+        ("from_eures", json!({"origin": "eures"})),
+        ("outside", json!({"locations": [{"city": "Oslo-less", "country": "US"}]})),
+        ("invalid", json!({"title": "   "})),
+    ];
+    for (i, (_, patch)) in variants.iter().enumerate() {
+        let mut p = sample_posting(i as u64 + 1);
+        for (k, v) in patch.as_object().unwrap() {
+            p[k] = v.clone();
+        }
+        ids.push(p["id"].as_str().unwrap().to_string());
+        env.jobag.upsert(p);
+    }
+    let id_deleted = sample_posting(100)["id"].as_str().unwrap().to_string();
+    env.jobag.upsert(sample_posting(100));
+    env.jobag.delete(&id_deleted);
+
+    let running = env.worker().await;
+    eventually(CONVERGE, "eligible posting on EURES", || env.eures.get(&ids[0]).is_some()).await;
+    // Let every change be ingested, then check nothing else arrived.
+    eventually(CONVERGE, "all changes ingested", || {
+        futures::executor::block_on(running.worker.store.get(&id_deleted))
+            .ok()
+            .flatten()
+            .is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(env.eures.len(), 1, "only the eligible posting is on EURES");
+    let store = running.worker.store.clone();
+    let expectations = [
+        (1, "not_published"),
+        (2, "not_published"),
+        (3, "expired"),
+        (4, "no_consent"),
+        (5, "internal"),
+        (6, "from_eures"),
+        (7, "outside_eures_area"),
+    ];
+    for (i, reason) in expectations {
+        let e = store.get(&ids[i]).await.unwrap().expect("ledger knows it");
+        assert_eq!(e.absent_reason(), Some(reason), "posting {i}");
+    }
+    let invalid = store.get(&ids[8]).await.unwrap().unwrap();
+    assert!(invalid.absent_reason().unwrap().starts_with("invalid: title"), "{:?}", invalid.absent_reason());
+    let deleted = store.get(&id_deleted).await.unwrap().unwrap();
+    assert_eq!(deleted.absent_reason(), Some("deleted"));
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_edit_withdraw_reconsent_delete_and_expiry_reach_eures() {
+    let env = Env::start().await;
+    let running = env.worker().await;
+    let p = sample_posting(1);
+    let id = p["id"].as_str().unwrap().to_string();
+    env.jobag.upsert(p);
+    eventually(CONVERGE, "create", || env.eures.get(&id).is_some()).await;
+
+    let mut edit = editable(&env.jobag, &id);
+    edit["title"] = json!("Ny titel: æøå");
+    let v = env.jobag.upsert(edit);
+    eventually(CONVERGE, "update", || env.eures.get(&id).is_some_and(|x| x.source_version == v)).await;
+    assert!(env.eures.get(&id).unwrap().content.contains("Ny titel: æøå"));
+
+    let mut withdraw = editable(&env.jobag, &id);
+    withdraw["eures_consent"] = json!(false);
+    env.jobag.upsert(withdraw);
+    eventually(CONVERGE, "withdrawal", || env.eures.get(&id).is_none()).await;
+
+    let mut again = editable(&env.jobag, &id);
+    again["eures_consent"] = json!(true);
+    env.jobag.upsert(again);
+    eventually(CONVERGE, "re-consent", || env.eures.get(&id).is_some()).await;
+
+    env.jobag.delete(&id);
+    eventually(CONVERGE, "deletion", || env.eures.get(&id).is_none()).await;
+    let ops: Vec<Method> = env.eures.history(&id).into_iter().map(|(m, _)| m).collect();
+    assert_eq!(
+        ops,
+        vec![Method::PUT, Method::PUT, Method::DELETE, Method::PUT, Method::DELETE],
+        "exactly the operations the story needs"
+    );
+
+    // Expiry: no event, the copy leaves within 5 s of publication_end, not before.
+    let mut short = sample_posting(2);
+    let ends = chrono::Utc::now() + chrono::Duration::seconds(3);
+    short["publication_end"] = json!(ends.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    let short_id = short["id"].as_str().unwrap().to_string();
+    env.jobag.upsert(short);
+    eventually(CONVERGE, "short-lived create", || env.eures.get(&short_id).is_some()).await;
+    while chrono::Utc::now() < ends - chrono::Duration::milliseconds(200) {
+        assert!(env.eures.get(&short_id).is_some(), "removed before publication_end");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = ends + chrono::Duration::seconds(5);
+    while env.eures.get(&short_id).is_some() {
+        assert!(chrono::Utc::now() < deadline, "not removed within 5 s of publication_end");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let e = running.worker.store.get(&short_id).await.unwrap().unwrap();
+    assert_eq!(e.absent_reason(), Some("expired"));
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn converges_under_5xx_throttling_and_dropped_connections() {
+    let env = Env::start().await;
+    env.eures.set_faults(Faults {
+        error_5xx_ratio: 0.3,
+        throttle_ratio: 0.05,
+        retry_after_secs: 1,
+        drop_ratio: 0.1,
+        ..Faults::none()
+    });
+    for i in 1..=200 {
+        env.jobag.upsert(sample_posting(i));
+    }
+    let running = env.worker().await;
+    // Edits, withdrawals and deletions while the faults go on.
+    for i in 1..=40u64 {
+        let id = sample_posting(i)["id"].as_str().unwrap().to_string();
+        let mut p = editable(&env.jobag, &id);
+        match i % 4 {
+            0 => {
+                env.jobag.delete(&id);
+                continue;
+            }
+            1 => p["eures_consent"] = json!(false),
+            _ => p["title"] = json!(format!("Redigeret {i}")),
+        }
+        env.jobag.upsert(p);
+    }
+    env.converged(Duration::from_secs(120)).await;
+    for (reference, _) in env.eures.holdings() {
+        let versions: Vec<u64> = env.eures.history(&reference).into_iter().map(|(_, v)| v).collect();
+        assert!(versions.windows(2).all(|w| w[0] <= w[1]), "{reference}: versions regressed {versions:?}");
+    }
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_edits_during_an_outage_arrive_as_one_update() {
+    let env = Env::start().await;
+    let running = env.worker().await;
+    let p = sample_posting(1);
+    let id = p["id"].as_str().unwrap().to_string();
+    env.jobag.upsert(p);
+    eventually(CONVERGE, "create", || env.eures.get(&id).is_some()).await;
+
+    env.eures.set_faults(Faults {
+        force_status: Some(503),
+        ..Faults::none()
+    });
+    let mut last = 0;
+    for i in 0..10 {
+        let mut edit = editable(&env.jobag, &id);
+        edit["title"] = json!(format!("Edit number {i}"));
+        last = env.jobag.upsert(edit);
+    }
+    // Let the agent see every edit and fail against the outage.
+    eventually(CONVERGE, "edits ingested", || {
+        futures::executor::block_on(running.worker.store.get(&id))
+            .ok()
+            .flatten()
+            .is_some_and(|e| e.source_version == last)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.eures.set_faults(Faults::none());
+    eventually(CONVERGE, "update after outage", || {
+        env.eures.get(&id).is_some_and(|x| x.source_version == last)
+    })
+    .await;
+    let applied = env.eures.history(&id);
+    assert_eq!(applied.len(), 2, "one create and exactly one update: {applied:?}");
+    assert_eq!(applied[1].1, last);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_change_is_quarantined_and_the_feed_goes_on() {
+    let env = Env::start().await;
+    env.jobag.upsert(sample_posting(1));
+    env.jobag.push_raw(json!({"title": "no id"}));
+    env.jobag.push_raw(json!("not even an object"));
+    let bad = sample_posting(2);
+    let bad_id = bad["id"].as_str().unwrap().to_string();
+    env.jobag.push_raw(json!({"id": bad_id, "version": 1, "updated_at": "2026-11-20T10:00:00Z",
+                              "status": "published", "employer": "not an object"}));
+    env.jobag.upsert(sample_posting(3));
+    let running = env.worker().await;
+    env.converged(CONVERGE).await;
+    assert_eq!(env.eures.len(), 2);
+    let quarantined = running.worker.store.quarantined(10).await.unwrap();
+    assert!(
+        quarantined.iter().any(|(id, r)| id.as_deref() == Some(bad_id.as_str()) && r.starts_with("invalid: employer")),
+        "{quarantined:?}"
+    );
+    assert_eq!(quarantined.iter().filter(|(id, _)| id.is_none()).count(), 2, "{quarantined:?}");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_edit_removes_the_earlier_valid_copy() {
+    let env = Env::start().await;
+    let running = env.worker().await;
+    let p = sample_posting(1);
+    let id = p["id"].as_str().unwrap().to_string();
+    env.jobag.upsert(p);
+    eventually(CONVERGE, "create", || env.eures.get(&id).is_some()).await;
+    let mut broken = editable(&env.jobag, &id);
+    broken["occupation"] = json!({"isco": "25"});
+    env.jobag.upsert(broken);
+    eventually(CONVERGE, "stale copy deleted", || env.eures.get(&id).is_none()).await;
+    let e = running.worker.store.get(&id).await.unwrap().unwrap();
+    assert!(e.absent_reason().unwrap().starts_with("invalid: occupation"), "{:?}", e.absent_reason());
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_order_and_repeated_versions_never_regress() {
+    let env = Env::start().await;
+    let mut p = sample_posting(1);
+    let id = p["id"].as_str().unwrap().to_string();
+    p["version"] = json!(5);
+    p["updated_at"] = json!("2026-11-20T10:00:00Z");
+    p["title"] = json!("Version five");
+    env.jobag.push_raw(p.clone());
+    let mut old = p.clone();
+    old["version"] = json!(3);
+    old["title"] = json!("Version three, late");
+    env.jobag.push_raw(old);
+    env.jobag.push_raw(p.clone());
+    let running = env.worker().await;
+    eventually(CONVERGE, "create", || env.eures.get(&id).is_some()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = env.eures.get(&id).unwrap();
+    assert_eq!(held.source_version, 5);
+    assert!(held.content.contains("Version five"));
+    assert_eq!(env.eures.history(&id).len(), 1);
+    running.stop().await;
+}
