@@ -129,7 +129,7 @@ const NACE_REV2_CLASSES: &str = "\
 fn is_nace_rev2_class(digits: &[u8; 4]) -> bool {
     NACE_REV2_CLASSES.split_ascii_whitespace().any(|entry| {
         let (group, classes) = entry.split_at(3);
-        group.as_bytes() == &digits[..3] && classes[1..].as_bytes().contains(&digits[3])
+        group.as_bytes() == &digits[..3] && classes.as_bytes()[1..].contains(&digits[3])
     })
 }
 
