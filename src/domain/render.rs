@@ -318,3 +318,631 @@ fn write_remuneration(x: &mut Xml, r: &Remuneration) -> io::Result<()> {
     x.close("RemunerationRange")?;
     x.close("OfferedRemunerationPackage")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::text::strip_forbidden;
+    use super::*;
+    use crate::domain::posting::{
+        Application, Contact, Employer, EmploymentType, Location, Occupation, Requirements, Salary,
+        WorkingTime,
+    };
+    use chrono::{NaiveDate, TimeZone, Utc};
+    use proptest::prelude::*;
+    use quick_xml::events::Event;
+    use quick_xml::name::ResolveResult;
+    use quick_xml::reader::NsReader;
+
+    /// One element read back: local names from the root, namespace, text.
+    #[derive(Debug, Clone, PartialEq)]
+    struct Element {
+        path: String,
+        ns: Option<String>,
+        text: String,
+        attributes: Vec<(String, String)>,
+    }
+
+    /// Parses `xml` to the end with quick-xml, resolving namespaces, entity
+    /// and character references; fails on anything ill-formed.
+    fn parse(xml: &str) -> Result<Vec<Element>, String> {
+        let mut reader = NsReader::from_str(xml);
+        let mut stack: Vec<usize> = Vec::new();
+        let mut out: Vec<Element> = Vec::new();
+        loop {
+            let (ns, event) = reader.read_resolved_event().map_err(|e| e.to_string())?;
+            let ns = match ns {
+                ResolveResult::Bound(ns) => Some(ns.as_ref().to_string()),
+                ResolveResult::Unbound => None,
+                ResolveResult::Unknown(p) => return Err(format!("unknown prefix {p}")),
+            };
+            match event {
+                Event::Start(e) => {
+                    let local = e.local_name().as_ref().to_string();
+                    let path = match stack.last() {
+                        Some(&parent) => format!("{}/{local}", out[parent].path),
+                        None => local,
+                    };
+                    let attributes = e
+                        .attributes()
+                        .map(|a| {
+                            let a = a.map_err(|e| e.to_string())?;
+                            let value = a
+                                .normalized_value(quick_xml::XmlVersion::Explicit1_0)
+                                .map_err(|e| e.to_string())?;
+                            Ok((a.key.as_ref().to_string(), value.into_owned()))
+                        })
+                        .collect::<Result<Vec<_>, String>>()?;
+                    stack.push(out.len());
+                    out.push(Element {
+                        path,
+                        ns,
+                        text: String::new(),
+                        attributes,
+                    });
+                }
+                Event::End(_) => {
+                    stack.pop().ok_or("unbalanced end")?;
+                }
+                Event::Empty(_) => return Err("no empty elements expected".into()),
+                Event::Text(t) => {
+                    if let Some(&i) = stack.last() {
+                        out[i].text.push_str(&t.xml10_content());
+                    }
+                }
+                Event::CData(t) => {
+                    if let Some(&i) = stack.last() {
+                        out[i].text.push_str(&t.xml10_content());
+                    }
+                }
+                Event::GeneralRef(r) => {
+                    let c = match r.resolve_char_ref().map_err(|e| e.to_string())? {
+                        Some(c) => c,
+                        None => match r.as_ref() {
+                            "amp" => '&',
+                            "lt" => '<',
+                            "gt" => '>',
+                            "quot" => '"',
+                            "apos" => '\'',
+                            other => return Err(format!("unknown entity {other}")),
+                        },
+                    };
+                    if let Some(&i) = stack.last() {
+                        out[i].text.push(c);
+                    }
+                }
+                Event::Eof => break,
+                _ => {}
+            }
+        }
+        if stack.is_empty() {
+            Ok(out)
+        } else {
+            Err("unclosed elements".into())
+        }
+    }
+
+    fn texts<'a>(elements: &'a [Element], path: &str) -> Vec<&'a str> {
+        elements
+            .iter()
+            .filter(|e| e.path == path)
+            .map(|e| e.text.as_str())
+            .collect()
+    }
+
+    fn one<'a>(elements: &'a [Element], path: &str) -> &'a str {
+        match texts(elements, path)[..] {
+            [text] => text,
+            ref other => panic!("{path}: {other:?}"),
+        }
+    }
+
+    const P: &str = "PositionOpening/PositionProfile";
+
+    fn location(line: &str, postal: &str, city: &str, country: &str, nuts: &str) -> Location {
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        Location {
+            address_line: some(line),
+            postal_code: some(postal),
+            city: some(city),
+            country: some(country),
+            nuts: some(nuts),
+        }
+    }
+
+    /// A complete, valid posting.
+    fn posting() -> PostingFields {
+        PostingFields {
+            eures_flag: Some(false),
+            publication_end: Some(Utc.with_ymd_and_hms(2026, 12, 15, 23, 59, 59).unwrap()),
+            title: Some("Softwareudvikler".into()),
+            description: Some("<p>Vi søger en udvikler.</p>".into()),
+            language: Some("da".into()),
+            employer: Some(Employer {
+                name: Some("Acme ApS".into()),
+                cvr: Some("12345678".into()),
+                nace: Some("62.01".into()),
+            }),
+            locations: Some(vec![location(
+                "Vermundsgade 38",
+                "2100",
+                "København Ø",
+                "DK",
+                "DK011",
+            )]),
+            occupation: Some(Occupation {
+                isco: Some("2512".into()),
+                esco_uri: None,
+            }),
+            positions: Some(2),
+            employment_type: Some(EmploymentType::Permanent),
+            working_time: Some(WorkingTime::FullTime),
+            start_date: NaiveDate::from_ymd_opt(2027, 1, 1),
+            start_asap: Some(false),
+            application_deadline: NaiveDate::from_ymd_opt(2026, 12, 10),
+            application: Some(Application {
+                url: Some("https://acme.dk/job/1".into()),
+                email: None,
+                instructions: None,
+            }),
+            contact: Some(Contact {
+                name: Some("Jane Doe".into()),
+                email: Some("jane.doe@acme.dk".into()),
+                phone: Some("+4512345678".into()),
+            }),
+            requirements: Some(Requirements {
+                education_isced: Some(6),
+                experience_months: Some(24),
+                languages: None,
+                driving_licences: Some(vec!["B".into()]),
+            }),
+            salary: Some(Salary {
+                min: Some(45000.0),
+                max: Some(55000.0),
+                currency: Some("DKK".into()),
+                period: Some("month".into()),
+            }),
+            ..PostingFields::default()
+        }
+    }
+
+    fn rendered(fields: &PostingFields) -> (String, Vec<Element>) {
+        let xml =
+            render("a3f1c2d4-0000-4000-8000-000000000001", fields, "STAR-DK").expect("renders");
+        let elements = parse(&xml).expect("well-formed");
+        (xml, elements)
+    }
+
+    fn field_of(fields: &PostingFields) -> String {
+        match render("x", fields, "STAR-DK") {
+            Err(invalid) => invalid.field,
+            Ok(xml) => panic!("expected invalid, got {xml}"),
+        }
+    }
+
+    #[test]
+    fn same_input_same_bytes_same_hash() {
+        let fields = posting();
+        let a = render("id-1", &fields, "STAR-DK").expect("renders");
+        let b = render("id-1", &fields.clone(), "STAR-DK").expect("renders");
+        assert_eq!(a, b);
+        assert_eq!(content_hash(&a), content_hash(&b));
+        assert_eq!(content_hash(&a).len(), 64);
+        assert!(
+            content_hash(&a)
+                .bytes()
+                .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+        );
+        let mut edited = fields;
+        edited.title = Some("Softwareudvikler II".into());
+        let c = render("id-1", &edited, "STAR-DK").expect("renders");
+        assert_ne!(content_hash(&a), content_hash(&c));
+    }
+
+    #[test]
+    fn content_hash_is_sha256_hex() {
+        assert_eq!(
+            content_hash(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            content_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn document_frame_and_order() {
+        let (xml, el) = rendered(&posting());
+        assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<PositionOpening "));
+        let root = &el[0];
+        assert_eq!(root.path, "PositionOpening");
+        assert_eq!(root.ns.as_deref(), Some(HR_NS));
+        for (k, v) in [
+            ("xmlns", HR_NS),
+            ("xmlns:oa", OA_NS),
+            ("majorVersionID", "3"),
+            ("minorVersionID", "2"),
+        ] {
+            assert!(root.attributes.contains(&(k.into(), v.into())), "{k}");
+        }
+        let order: Vec<&str> = el
+            .iter()
+            .filter(|e| e.path.matches('/').count() == 2 && e.path.starts_with(P))
+            .map(|e| e.path.rsplit('/').next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "PostingInstruction",
+                "PositionTitle",
+                "PositionLocation",
+                "PositionOrganization",
+                "PositionOpenQuantity",
+                "JobCategoryCode",
+                "PositionOfferingTypeCode",
+                "PositionQualifications",
+                "PositionFormattedDescription",
+                "WorkingLanguageCode",
+                "PositionPeriod",
+                "ImmediateStartIndicator",
+                "PositionScheduleTypeCode",
+                "OfferedRemunerationPackage",
+                "ApplicationCloseDate",
+            ]
+        );
+        assert_eq!(
+            one(&el, "PositionOpening/DocumentID"),
+            "a3f1c2d4-0000-4000-8000-000000000001"
+        );
+        assert_eq!(
+            one(&el, "PositionOpening/PostingRequester/PartyID"),
+            "STAR-DK"
+        );
+        assert_eq!(one(&el, &format!("{P}/PositionOpenQuantity")), "2");
+        assert_eq!(one(&el, &format!("{P}/JobCategoryCode")), "2512");
+        assert_eq!(
+            one(&el, &format!("{P}/PositionOfferingTypeCode")),
+            "DirectHire"
+        );
+        assert_eq!(one(&el, &format!("{P}/ApplicationCloseDate")), "2026-12-10");
+        assert_eq!(
+            one(
+                &el,
+                &format!("{P}/PositionPeriod/StartDate/FormattedDateTime")
+            ),
+            "2027-01-01"
+        );
+        assert_eq!(
+            one(&el, &format!("{P}/PositionOrganization/IndustryCode")),
+            "J62.0.1"
+        );
+        // Every element but the address parts is in the hr namespace.
+        for e in &el {
+            let oa = [
+                "AddressLine",
+                "CityName",
+                "CountrySubDivisionCode",
+                "PostalCode",
+            ]
+            .iter()
+            .any(|p| e.path.ends_with(&format!("/Address/{p}")));
+            let want = if oa { OA_NS } else { HR_NS };
+            assert_eq!(e.ns.as_deref(), Some(want), "{}", e.path);
+        }
+    }
+
+    #[test]
+    fn required_fields_name_the_jobag_field() {
+        type Edit = fn(&mut PostingFields);
+        let cases: [(&str, Edit); 16] = [
+            ("title", |f| f.title = None),
+            ("title", |f| f.title = Some(" \u{1}\t ".into())),
+            ("title", |f| f.title = Some("x".repeat(201))),
+            ("description", |f| f.description = Some("  \u{b} ".into())),
+            ("language", |f| f.language = None),
+            ("language", |f| f.language = Some("dk".into())),
+            ("employer.name", |f| f.employer = None),
+            ("employer.name", |f| {
+                if let Some(e) = f.employer.as_mut() {
+                    e.name = Some("   ".into())
+                }
+            }),
+            ("locations", |f| f.locations = None),
+            ("locations", |f| {
+                f.locations = Some(vec![location("1 Main St", "10001", "New York", "US", "")])
+            }),
+            ("occupation", |f| f.occupation = None),
+            ("occupation", |f| {
+                f.occupation = Some(Occupation {
+                    isco: Some("251".into()),
+                    esco_uri: Some("http://example.com/occupation/1".into()),
+                })
+            }),
+            ("application", |f| f.application = None),
+            ("application", |f| {
+                f.application = Some(Application {
+                    url: Some("javascript:alert(1)".into()),
+                    email: Some("not an email".into()),
+                    instructions: Some(" ".into()),
+                })
+            }),
+            ("application_deadline", |f| {
+                f.application_deadline = None;
+                f.publication_end = None;
+            }),
+            ("title", |f| {
+                f.title = None;
+                f.description = None;
+            }),
+        ];
+        for (field, edit) in cases {
+            let mut fields = posting();
+            edit(&mut fields);
+            assert_eq!(field_of(&fields), field, "{fields:?}");
+        }
+        let invalid = render("x", &PostingFields::default(), "STAR-DK").expect_err("empty");
+        assert_eq!(invalid.to_string(), "language: missing");
+        let mut ok = posting();
+        ok.title = Some(format!("  {}  ", "é".repeat(200)));
+        assert!(
+            render("x", &ok, "STAR-DK").is_ok(),
+            "200 characters, not bytes"
+        );
+    }
+
+    #[test]
+    fn application_message_text() {
+        let mut fields = posting();
+        fields.application = None;
+        let invalid = render("x", &fields, "STAR-DK").expect_err("invalid");
+        assert_eq!(
+            invalid,
+            Invalid {
+                field: "application".into(),
+                why: "needs a url, an email or instructions".into()
+            }
+        );
+    }
+
+    #[test]
+    fn contact_data_never_appears() {
+        let mut fields = posting();
+        fields.application = Some(Application {
+            url: None,
+            email: Some("jobs@acme.dk".into()),
+            instructions: Some("<p>Skriv til os</p>".into()),
+        });
+        let (xml, el) = rendered(&fields);
+        for secret in ["Jane Doe", "jane.doe@acme.dk", "+4512345678", "4512345678"] {
+            assert!(!xml.contains(secret), "{secret} leaked");
+        }
+        assert_eq!(
+            one(
+                &el,
+                &format!("{P}/PostingInstruction/ApplicationMethod/Instructions")
+            ),
+            "jobs@acme.dk\n<p>Skriv til os</p>"
+        );
+    }
+
+    #[test]
+    fn addresses_deduplicated_country_only_dropped_greece_is_el() {
+        let mut fields = posting();
+        fields.locations = Some(vec![
+            location("", "", "", "DK", ""),
+            location("Vermundsgade 38", "2100", "København Ø", "DK", "DK011"),
+            location("Vermundsgade 38", "2100", "København Ø", "DK", "DK011"),
+            location("", "", "Thessaloniki", "GR", "EL522"),
+            location("", "", "", "GR", ""),
+            location("1 Main St", "10001", "New York", "US", ""),
+            location("", "", "Malmö", "SE", "DK011"),
+        ]);
+        let (_, el) = rendered(&fields);
+        let a = format!("{P}/PositionLocation/Address");
+        assert_eq!(texts(&el, &format!("{P}/PositionLocation")).len(), 3);
+        assert_eq!(texts(&el, &format!("{a}/CountryCode")), ["DK", "EL", "SE"]);
+        assert_eq!(
+            texts(&el, &format!("{a}/CountrySubDivisionCode")),
+            ["DK011", "EL522"]
+        );
+        assert_eq!(
+            texts(&el, &format!("{a}/CityName")),
+            ["København Ø", "Thessaloniki", "Malmö"]
+        );
+        // OAGIS order inside an address.
+        let parts: Vec<&str> = el
+            .iter()
+            .skip_while(|e| e.path != a)
+            .skip(1)
+            .take_while(|e| e.path.starts_with(&format!("{a}/")))
+            .map(|e| e.path.rsplit('/').next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                "AddressLine",
+                "CityName",
+                "CountrySubDivisionCode",
+                "CountryCode",
+                "PostalCode"
+            ]
+        );
+    }
+
+    #[test]
+    fn nace_mapping_in_the_document() {
+        for (nace, want) in [
+            ("62.01", Some("J62.0.1")),
+            ("43.21", Some("F43.2.1")),
+            ("01.11", Some("A01.1.1")),
+            ("99.00", Some("U99.0.0")),
+            ("04.00", None),
+            ("6201", Some("J62.0.1")),
+            ("rubbish", None),
+        ] {
+            let mut fields = posting();
+            if let Some(e) = fields.employer.as_mut() {
+                e.nace = Some(nace.into());
+            }
+            let (_, el) = rendered(&fields);
+            let got = texts(&el, &format!("{P}/PositionOrganization/IndustryCode"));
+            assert_eq!(got.first().copied(), want, "{nace}");
+        }
+    }
+
+    #[test]
+    fn hostile_text_is_escaped_cleaned_and_cdata_split() {
+        let mut fields = posting();
+        fields.title = Some("C++ & <Rust> \u{1}udvikler\u{b} 🚀".into());
+        fields.description = Some("<p>a ]]> b</p><script>alert('x')</script>\u{0}".into());
+        let (xml, el) = rendered(&fields);
+        assert!(xml.contains("<PositionTitle>C++ &amp; &lt;Rust&gt; udvikler 🚀</PositionTitle>"));
+        assert!(xml.contains("<![CDATA[<p>a ]]]]><![CDATA[> b</p><script>alert('x')</script>]]>"));
+        assert!(!xml.chars().any(|c| !text::is_xml_char(c)));
+        assert_eq!(
+            one(&el, &format!("{P}/PositionTitle")),
+            "C++ & <Rust> udvikler 🚀"
+        );
+        assert_eq!(
+            one(&el, &format!("{P}/PositionFormattedDescription/Content")),
+            "<p>a ]]> b</p><script>alert('x')</script>"
+        );
+    }
+
+    #[test]
+    fn esco_experience_and_fallback_close_date() {
+        let mut fields = posting();
+        fields.occupation = Some(Occupation {
+            isco: Some("2512".into()),
+            esco_uri: Some("http://data.europa.eu/esco/isco/c2512".into()),
+        });
+        fields.application_deadline = None;
+        // 00:30 in Copenhagen on 1 January is still 31 December in UTC.
+        fields.publication_end = Some(Utc.with_ymd_and_hms(2026, 12, 31, 23, 30, 0).unwrap());
+        let (_, el) = rendered(&fields);
+        let job = el
+            .iter()
+            .find(|e| e.path == format!("{P}/JobCategoryCode"))
+            .expect("job category");
+        assert_eq!(job.text, "http://data.europa.eu/esco/isco/C2512");
+        assert_eq!(
+            job.attributes,
+            [
+                ("listName".to_string(), "ESCO_Occupations".to_string()),
+                ("listVersionID".to_string(), "ESCOv1".to_string())
+            ]
+        );
+        let q = format!("{P}/PositionQualifications/ExperienceSummary/ExperienceCategory");
+        assert_eq!(
+            one(&el, &format!("{q}/CategoryCode")),
+            "http://data.europa.eu/esco/isco/C2512"
+        );
+        assert_eq!(one(&el, &format!("{q}/Measure")), "2");
+        assert_eq!(one(&el, &format!("{P}/ApplicationCloseDate")), "2026-12-31");
+    }
+
+    #[test]
+    fn optional_parts_absent_means_absent() {
+        let mut fields = posting();
+        fields.employment_type = None;
+        fields.working_time = None;
+        fields.start_date = None;
+        fields.requirements = None;
+        fields.salary = None;
+        fields.positions = Some(0);
+        fields.employer = Some(Employer {
+            name: Some("Acme ApS".into()),
+            cvr: None,
+            nace: None,
+        });
+        let (xml, el) = rendered(&fields);
+        for absent in [
+            "PositionOfferingTypeCode",
+            "PositionScheduleTypeCode",
+            "PositionPeriod",
+            "PositionQualifications",
+            "OfferedRemunerationPackage",
+            "OrganizationLegalID",
+            "IndustryCode",
+            "PostingOptionCode",
+            "null",
+        ] {
+            assert!(!xml.contains(absent), "{absent}");
+        }
+        assert_eq!(one(&el, &format!("{P}/PositionOpenQuantity")), "1");
+        assert_eq!(one(&el, &format!("{P}/ImmediateStartIndicator")), "false");
+    }
+
+    /// Arbitrary text biased towards what breaks XML: markup, CDATA ends,
+    /// forbidden controls, line ends, non-characters, astral characters.
+    fn hostile() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            any::<char>().prop_map(String::from),
+            Just("]]>".to_string()),
+            Just("]]".to_string()),
+            Just("<![CDATA[".to_string()),
+            Just("&amp;".to_string()),
+            Just("&".to_string()),
+            Just("<".to_string()),
+            Just("\u{1}".to_string()),
+            Just("\u{b}".to_string()),
+            Just("\u{0}".to_string()),
+            Just("\r\n".to_string()),
+            Just("\r".to_string()),
+            Just("\u{FFFE}".to_string()),
+            Just(" ".to_string()),
+            "[a-zA-Zæøå]{1,6}",
+        ];
+        prop::collection::vec(piece, 0..40).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_text_gives_well_formed_xml(
+            title in hostile(),
+            description in hostile(),
+            city in hostile(),
+        ) {
+            let mut fields = posting();
+            fields.title = Some(title.clone());
+            fields.description = Some(description.clone());
+            fields.locations = Some(vec![location("", "", &city, "DK", "")]);
+            let want_title = strip_forbidden(&title).trim().to_string();
+            let description_empty = strip_forbidden(&description).trim().is_empty();
+            match render("id-1", &fields, "STAR-DK") {
+                Err(invalid) => {
+                    let title_bad = want_title.is_empty() || want_title.chars().count() > 200;
+                    prop_assert!(title_bad || description_empty, "{invalid}");
+                    let want = if title_bad { "title" } else { "description" };
+                    prop_assert_eq!(invalid.field, want);
+                }
+                Ok(xml) => {
+                    prop_assert!(!xml.chars().any(|c| !text::is_xml_char(c)));
+                    let el = parse(&xml).map_err(TestCaseError::fail)?;
+                    prop_assert_eq!(one(&el, &format!("{P}/PositionTitle")), want_title.as_str());
+                    let want_city = strip_forbidden(&city).trim().to_string();
+                    let cities = texts(&el, &format!("{P}/PositionLocation/Address/CityName"));
+                    if want_city.is_empty() {
+                        prop_assert!(cities.is_empty());
+                    } else {
+                        prop_assert_eq!(cities, vec![want_city.as_str()]);
+                    }
+                    let want_description = strip_forbidden(&description)
+                        .replace("\r\n", "\n")
+                        .replace('\r', "\n")
+                        .trim()
+                        .to_string();
+                    prop_assert_eq!(
+                        one(&el, &format!("{P}/PositionFormattedDescription/Content")),
+                        want_description.as_str()
+                    );
+                    let again = render("id-1", &fields, "STAR-DK").map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    prop_assert_eq!(&xml, &again);
+                    prop_assert!(!xml.contains("Jane Doe"));
+                }
+            }
+        }
+    }
+}
