@@ -1,0 +1,498 @@
+//! From a JobAG posting to the validated, normalised content of one EURES
+//! document. Everything that can make a posting invalid is decided here, in
+//! document order, and named by its JobAG field; optional parts that do not
+//! validate are dropped, never guessed. The writer (the parent module) only
+//! serialises what this builds.
+
+use chrono::NaiveDate;
+
+use super::Invalid;
+use super::address::{Address, eures_addresses};
+use super::text::{clean_html, clean_line, strip_forbidden};
+use crate::domain::codes::{
+    DRIVING_LICENCE_CLASSES, cefr_valid, esco_uri_canonical, isco_valid, iso639_1_valid,
+    nace_to_eures,
+};
+use crate::domain::posting::{
+    Application, EmploymentType, PostingFields, Requirements, Salary, WorkingTime,
+};
+
+/// Longest `PositionTitle`, in characters, after trimming.
+pub(crate) const MAX_TITLE_CHARS: usize = 200;
+
+/// The content of one `PositionOpening`, every value final (cleaned, mapped).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Document {
+    pub id: String,
+    pub party_id: String,
+    /// ISO 639-1, lowercase.
+    pub language: String,
+    pub eures_flag: bool,
+    /// `ApplicationMethod/Instructions`, HTML for CDATA.
+    pub application: String,
+    pub title: String,
+    /// At least one.
+    pub locations: Vec<Address>,
+    pub organization: Organization,
+    pub positions: u32,
+    pub category: JobCategory,
+    pub offering: Option<&'static str>,
+    pub qualifications: Qualifications,
+    /// HTML for CDATA.
+    pub description: String,
+    pub start_date: Option<NaiveDate>,
+    pub immediate_start: bool,
+    pub schedule: Option<&'static str>,
+    pub remuneration: Option<Remuneration>,
+    pub close_date: NaiveDate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Organization {
+    pub name: String,
+    /// The CVR number as given (cleaned).
+    pub legal_id: Option<String>,
+    /// NACE rev. 2 in EURES form (`J62.0.1`).
+    pub industry: Option<String>,
+}
+
+/// The occupation, in the code list EURES gets it in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum JobCategory {
+    /// Four-digit ISCO-08 code.
+    Isco(String),
+    /// Canonical ESCO URI (occupation or ISCO concept).
+    Esco(String),
+}
+
+impl JobCategory {
+    /// The code list attributes of `JobCategoryCode` (and of the experience's
+    /// `CategoryCode`), in writing order.
+    pub fn list_attributes(&self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            JobCategory::Isco(_) => &[
+                ("listName", "ISCO2008"),
+                ("listVersionID", "2008"),
+                ("listURI", "http://ec.europa.eu/esco/ConceptScheme/ISCO2008"),
+            ],
+            JobCategory::Esco(_) => &[
+                ("listName", "ESCO_Occupations"),
+                ("listVersionID", "ESCOv1"),
+            ],
+        }
+    }
+
+    pub fn code(&self) -> &str {
+        match self {
+            JobCategory::Isco(code) | JobCategory::Esco(code) => code,
+        }
+    }
+}
+
+/// `PositionQualifications`; rendered only when not empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Qualifications {
+    pub languages: Vec<LanguageCompetency>,
+    /// ISCED 2011 level 0..=8.
+    pub education: Option<u8>,
+    /// Whole years (months / 12 rounded down), at least 1.
+    pub experience_years: Option<u32>,
+    /// Directive 2006/126/EC categories.
+    pub licences: Vec<&'static str>,
+}
+
+impl Qualifications {
+    pub fn is_empty(&self) -> bool {
+        self.languages.is_empty()
+            && self.education.is_none()
+            && self.experience_years.is_none()
+            && self.licences.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LanguageCompetency {
+    /// ISO 639-1, lowercase.
+    pub code: String,
+    /// CEFR A1..C2 when the posting gives one.
+    pub level: Option<String>,
+}
+
+/// `OfferedRemunerationPackage/RemunerationRange`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Remuneration {
+    /// ISO 4217, uppercase.
+    pub currency: String,
+    pub minimum: Option<String>,
+    pub maximum: Option<String>,
+    /// `Hour`, `Day`, `Week`, `Month` or `Year`.
+    pub interval: Option<&'static str>,
+}
+
+fn invalid(field: &str, why: &str) -> Invalid {
+    Invalid {
+        field: field.to_string(),
+        why: why.to_string(),
+    }
+}
+
+/// Validates and normalises `fields` into the document for posting `id`.
+/// The first failure, in document order, is returned.
+pub(crate) fn build(id: &str, fields: &PostingFields, party_id: &str) -> Result<Document, Invalid> {
+    let id = clean_line(Some(id)).ok_or_else(|| invalid("id", "missing"))?;
+    let party_id =
+        clean_line(Some(party_id)).ok_or_else(|| invalid("eures.party_id", "missing"))?;
+    let language = language(fields.language.as_deref())?;
+    let application = application(fields.application.as_ref())
+        .ok_or_else(|| invalid("application", "needs a url, an email or instructions"))?;
+    let title = title(fields.title.as_deref())?;
+    let locations = match fields.locations.as_deref() {
+        None | Some([]) => return Err(invalid("locations", "missing")),
+        Some(locations) => eures_addresses(locations),
+    };
+    if locations.is_empty() {
+        return Err(invalid("locations", "no location in a EURES country"));
+    }
+    let employer = fields.employer.as_ref();
+    let organization = Organization {
+        name: clean_line(employer.and_then(|e| e.name.as_deref()))
+            .ok_or_else(|| invalid("employer.name", "missing"))?,
+        legal_id: clean_line(employer.and_then(|e| e.cvr.as_deref())),
+        industry: employer
+            .and_then(|e| e.nace.as_deref())
+            .and_then(nace_to_eures),
+    };
+    let category = category(fields)?;
+    let qualifications = fields
+        .requirements
+        .as_ref()
+        .map(qualifications)
+        .unwrap_or_default();
+    let description = clean_html(fields.description.as_deref())
+        .ok_or_else(|| invalid("description", "missing or empty"))?;
+    let close_date = fields
+        .application_deadline
+        .or_else(|| fields.publication_end.map(|end| end.date_naive()))
+        .ok_or_else(|| {
+            invalid(
+                "application_deadline",
+                "missing, and no publication_end to fall back on",
+            )
+        })?;
+    Ok(Document {
+        id,
+        party_id,
+        language,
+        eures_flag: fields.eures_flag.unwrap_or(false),
+        application,
+        title,
+        locations,
+        organization,
+        positions: fields.positions.unwrap_or(1).max(1),
+        category,
+        offering: fields.employment_type.map(offering_type),
+        qualifications,
+        description,
+        start_date: fields.start_date,
+        immediate_start: fields.start_asap.unwrap_or(false),
+        schedule: fields.working_time.map(|w| match w {
+            WorkingTime::FullTime => "FullTime",
+            WorkingTime::PartTime => "PartTime",
+        }),
+        remuneration: fields.salary.as_ref().and_then(remuneration),
+        close_date,
+    })
+}
+
+/// ISO 639-1, trimmed and lowercased before the check (`DA` is `da`).
+fn language(language: Option<&str>) -> Result<String, Invalid> {
+    let code = language
+        .map(|l| l.trim().to_ascii_lowercase())
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| invalid("language", "missing"))?;
+    if iso639_1_valid(&code) {
+        Ok(code)
+    } else {
+        Err(invalid("language", "not an ISO 639-1 code"))
+    }
+}
+
+fn title(title: Option<&str>) -> Result<String, Invalid> {
+    let title = title.ok_or_else(|| invalid("title", "missing"))?;
+    let cleaned = strip_forbidden(title);
+    let trimmed = cleaned.trim();
+    match trimmed.chars().count() {
+        0 => Err(invalid("title", "empty")),
+        n if n > MAX_TITLE_CHARS => Err(invalid("title", "longer than 200 characters")),
+        _ => Ok(trimmed.to_string()),
+    }
+}
+
+/// The `Instructions` text: the application URL, the application email and
+/// the employer's instructions (HTML), each present one on its own line, in
+/// that order. A URL that is not `http(s)://` without whitespace, or an email
+/// that is not `local@domain.tld`, counts as absent. `None` when nothing is
+/// left.
+fn application(application: Option<&Application>) -> Option<String> {
+    let application = application?;
+    let url = clean_line(application.url.as_deref()).filter(|u| plausible_url(u));
+    let email = clean_line(application.email.as_deref()).filter(|e| plausible_email(e));
+    let instructions = clean_html(application.instructions.as_deref());
+    let parts: Vec<String> = [url, email, instructions].into_iter().flatten().collect();
+    (!parts.is_empty()).then(|| parts.join("\n"))
+}
+
+fn plausible_url(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"));
+    matches!(rest, Some(host) if !host.is_empty())
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+fn plausible_email(email: &str) -> bool {
+    let mut halves = email.split('@');
+    match (halves.next(), halves.next(), halves.next()) {
+        (Some(local), Some(domain), None) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        }
+        _ => false,
+    }
+}
+
+/// ESCO when a valid ESCO URI is given (canonical form), else ISCO-08 when a
+/// four-digit code is given; neither is invalid.
+fn category(fields: &PostingFields) -> Result<JobCategory, Invalid> {
+    let occupation = fields.occupation.as_ref();
+    let esco = occupation
+        .and_then(|o| o.esco_uri.as_deref())
+        .and_then(esco_uri_canonical)
+        .map(JobCategory::Esco);
+    let isco = occupation
+        .and_then(|o| o.isco.as_deref())
+        .map(str::trim)
+        .filter(|code| isco_valid(code))
+        .map(|code| JobCategory::Isco(code.to_string()));
+    esco.or(isco).ok_or_else(|| {
+        invalid(
+            "occupation",
+            "needs a four-digit ISCO-08 code or an ESCO occupation URI",
+        )
+    })
+}
+
+/// SPEC 5 mapping of `employment_type` to `PositionOfferingTypeCode`.
+pub(crate) fn offering_type(employment_type: EmploymentType) -> &'static str {
+    match employment_type {
+        EmploymentType::Permanent => "DirectHire",
+        EmploymentType::Temporary => "Temporary",
+        EmploymentType::Seasonal => "Seasonal",
+        EmploymentType::Contract => "Contract",
+        EmploymentType::Apprenticeship => "Apprenticeship",
+        EmploymentType::Internship => "Internship",
+        EmploymentType::Volunteer => "Volunteer",
+    }
+}
+
+/// Requirements that validate; every invalid item is dropped on its own.
+fn qualifications(requirements: &Requirements) -> Qualifications {
+    let mut languages: Vec<LanguageCompetency> = Vec::new();
+    for wanted in requirements.languages.iter().flatten() {
+        let Some(code) = wanted
+            .code
+            .as_deref()
+            .map(|c| c.trim().to_ascii_lowercase())
+            .filter(|c| iso639_1_valid(c))
+        else {
+            continue;
+        };
+        let level = match wanted.level.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(level) => match level.to_ascii_uppercase() {
+                level if cefr_valid(&level) => Some(level),
+                // A level we cannot read: the whole item goes rather than
+                // claiming a requirement the employer did not state.
+                _ => continue,
+            },
+        };
+        if languages.iter().all(|known| known.code != code) {
+            languages.push(LanguageCompetency { code, level });
+        }
+    }
+    let mut licences: Vec<&'static str> = Vec::new();
+    for class in requirements.driving_licences.iter().flatten() {
+        let class = class.trim().to_ascii_uppercase();
+        if let Some(known) = DRIVING_LICENCE_CLASSES.iter().find(|c| **c == class)
+            && !licences.contains(known)
+        {
+            licences.push(known);
+        }
+    }
+    Qualifications {
+        languages,
+        education: requirements.education_isced.filter(|level| *level <= 8),
+        experience_years: requirements
+            .experience_months
+            .map(|months| months / 12)
+            .filter(|years| *years >= 1),
+        licences,
+    }
+}
+
+/// A salary renders only with an ISO 4217-shaped currency and at least one
+/// usable amount (finite, not negative, below 10^12); a minimum above the
+/// maximum drops the salary. An unknown period drops only the interval code.
+fn remuneration(salary: &Salary) -> Option<Remuneration> {
+    let currency = salary.currency.as_deref()?.trim().to_ascii_uppercase();
+    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    let usable = |v: Option<f64>| v.filter(|v| v.is_finite() && *v >= 0.0 && *v < 1e12);
+    let (min, max) = (usable(salary.min), usable(salary.max));
+    if let (Some(min), Some(max)) = (min, max)
+        && min > max
+    {
+        return None;
+    }
+    if min.is_none() && max.is_none() {
+        return None;
+    }
+    let interval = match salary
+        .period
+        .as_deref()
+        .map(|p| p.trim().to_ascii_lowercase())
+    {
+        Some(p) if p == "hour" => Some("Hour"),
+        Some(p) if p == "day" => Some("Day"),
+        Some(p) if p == "week" => Some("Week"),
+        Some(p) if p == "month" => Some("Month"),
+        Some(p) if p == "year" => Some("Year"),
+        _ => None,
+    };
+    Some(Remuneration {
+        currency,
+        minimum: min.map(amount),
+        maximum: max.map(amount),
+        interval,
+    })
+}
+
+/// `45000` for a whole amount, `187.50` otherwise: two decimals, the same
+/// text for the same number on every run.
+fn amount(value: f64) -> String {
+    if value.fract() == 0.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::posting::LanguageRequirement;
+
+    #[test]
+    fn amounts_are_stable_text() {
+        assert_eq!(amount(45000.0), "45000");
+        assert_eq!(amount(187.5), "187.50");
+        assert_eq!(amount(0.0), "0");
+        assert_eq!(amount(999_999_999_999.0), "999999999999");
+    }
+
+    #[test]
+    fn salary_rules() {
+        let s = |min, max, cur: &str, period: &str| Salary {
+            min,
+            max,
+            currency: Some(cur.to_string()),
+            period: Some(period.to_string()),
+        };
+        let r = remuneration(&s(Some(45000.0), Some(55000.0), "dkk", "Month")).expect("valid");
+        assert_eq!(r.currency, "DKK");
+        assert_eq!(r.interval, Some("Month"));
+        assert_eq!(r.minimum.as_deref(), Some("45000"));
+        assert_eq!(remuneration(&s(Some(5.0), Some(4.0), "DKK", "hour")), None);
+        assert_eq!(remuneration(&s(None, None, "DKK", "hour")), None);
+        assert_eq!(remuneration(&s(Some(-1.0), None, "DKK", "hour")), None);
+        assert_eq!(remuneration(&s(Some(1.0), None, "kr.", "hour")), None);
+        let r = remuneration(&s(None, Some(300.0), "EUR", "fortnight")).expect("valid");
+        assert_eq!((r.minimum, r.interval), (None, None));
+    }
+
+    #[test]
+    fn requirements_drop_invalid_items_only() {
+        let req = Requirements {
+            education_isced: Some(9),
+            experience_months: Some(35),
+            languages: Some(vec![
+                LanguageRequirement {
+                    code: Some("EN".into()),
+                    level: Some("b2".into()),
+                },
+                LanguageRequirement {
+                    code: Some("xx".into()),
+                    level: Some("B2".into()),
+                },
+                LanguageRequirement {
+                    code: Some("de".into()),
+                    level: Some("Z9".into()),
+                },
+                LanguageRequirement {
+                    code: Some("da".into()),
+                    level: None,
+                },
+                LanguageRequirement {
+                    code: Some("en".into()),
+                    level: Some("C2".into()),
+                },
+            ]),
+            driving_licences: Some(vec!["b".into(), "Q".into(), "C1E".into(), "B".into()]),
+        };
+        let q = qualifications(&req);
+        assert_eq!(
+            q.languages,
+            vec![
+                LanguageCompetency {
+                    code: "en".into(),
+                    level: Some("B2".into())
+                },
+                LanguageCompetency {
+                    code: "da".into(),
+                    level: None
+                },
+            ]
+        );
+        assert_eq!(q.education, None);
+        assert_eq!(q.experience_years, Some(2));
+        assert_eq!(q.licences, vec!["B", "C1E"]);
+        let q = qualifications(&Requirements {
+            experience_months: Some(11),
+            ..Requirements::default()
+        });
+        assert!(q.is_empty(), "under a year is no stated requirement");
+    }
+
+    #[test]
+    fn urls_and_emails() {
+        assert!(plausible_url("https://job.example.dk/apply?id=1&x=2"));
+        assert!(plausible_url("HTTP://x.dk"));
+        for bad in [
+            "javascript:alert(1)",
+            "www.x.dk",
+            "https://",
+            "https://a b.dk",
+        ] {
+            assert!(!plausible_url(bad), "{bad}");
+        }
+        assert!(plausible_email("jobs@acme.dk"));
+        for bad in ["jobs", "@acme.dk", "a@b", "a@@b.dk", "a b@c.dk", "a@.dk"] {
+            assert!(!plausible_email(bad), "{bad}");
+        }
+    }
+}

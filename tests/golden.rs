@@ -1,0 +1,347 @@
+//! Golden files for the EURES renderer.
+//!
+//! Every `fixtures/golden/NN-name.json` is a JobAG feed item (SPEC 4.1); it is
+//! parsed with `parse_change`, rendered with party id `STAR-DK`, and compared
+//! byte for byte with `NN-name.xml`. Every `invalid-*.json` must be refused
+//! with the JobAG field named in [`INVALID`].
+//!
+//! After a deliberate change of the renderer, rewrite the expected documents
+//! with `UPDATE_GOLDEN=1 cargo test --test golden`, review the diff, and
+//! commit it.
+
+use std::collections::BTreeSet;
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use eures_sync::domain::posting::{ChangeBody, ParsedChange, PostingFields, parse_change};
+use eures_sync::domain::render::{HR_NS, OA_NS, content_hash, render};
+use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
+use quick_xml::reader::NsReader;
+
+const PARTY_ID: &str = "STAR-DK";
+
+/// Invalid inputs and the JobAG field each must be refused for.
+const INVALID: [(&str, &str); 9] = [
+    ("invalid-missing-title.json", "title"),
+    ("invalid-title-too-long.json", "title"),
+    ("invalid-no-eures-location.json", "locations"),
+    ("invalid-isco-too-short.json", "occupation"),
+    ("invalid-no-way-to-apply.json", "application"),
+    ("invalid-no-close-date.json", "application_deadline"),
+    ("invalid-language-dk.json", "language"),
+    ("invalid-employer-name-blank.json", "employer.name"),
+    ("invalid-description-only-controls.json", "description"),
+];
+
+/// Elements of the OAGIS namespace; everything else is HR-XML.
+const OA_ELEMENTS: [&str; 4] = [
+    "AddressLine",
+    "CityName",
+    "CountrySubDivisionCode",
+    "PostalCode",
+];
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/golden")
+}
+
+/// `NN-name.json` files, sorted.
+fn golden_inputs() -> Vec<PathBuf> {
+    let mut inputs: Vec<PathBuf> = fs::read_dir(golden_dir())
+        .expect("fixtures/golden exists")
+        .map(|entry| entry.expect("readable entry").path())
+        .filter(|path| {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            name.ends_with(".json")
+                && name.len() > 3
+                && name.as_bytes()[..2].iter().all(u8::is_ascii_digit)
+                && name.as_bytes()[2] == b'-'
+        })
+        .collect();
+    inputs.sort();
+    inputs
+}
+
+fn golden_documents() -> Vec<PathBuf> {
+    golden_inputs()
+        .iter()
+        .map(|json| json.with_extension("xml"))
+        .collect()
+}
+
+fn load(path: &Path) -> (String, serde_json::Value, PostingFields) {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let value: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    match parse_change(&value) {
+        ParsedChange::Change(change) => match change.body {
+            ChangeBody::Live(fields) => (change.id, value, *fields),
+            other => panic!("{}: not a live posting: {other:?}", path.display()),
+        },
+        other => panic!("{}: quarantined: {other:?}", path.display()),
+    }
+}
+
+fn render_file(path: &Path) -> Result<String, eures_sync::domain::render::Invalid> {
+    let (id, _, fields) = load(path);
+    render(&id, &fields, PARTY_ID)
+}
+
+#[test]
+fn golden_documents_match_byte_for_byte() {
+    let update = env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1");
+    let inputs = golden_inputs();
+    assert!(inputs.len() >= 12, "only {} golden cases", inputs.len());
+    let mut failures = Vec::new();
+    for json in &inputs {
+        let got = render_file(json).unwrap_or_else(|e| panic!("{}: {e}", json.display()));
+        let xml_path = json.with_extension("xml");
+        if update {
+            fs::write(&xml_path, &got).unwrap_or_else(|e| panic!("{}: {e}", xml_path.display()));
+            continue;
+        }
+        let want = fs::read_to_string(&xml_path)
+            .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", xml_path.display()));
+        if want != got {
+            let line = want
+                .lines()
+                .zip(got.lines())
+                .position(|(w, g)| w != g)
+                .map_or_else(
+                    || "length differs".to_string(),
+                    |i| {
+                        format!(
+                            "line {}:\n  want {:?}\n  got  {:?}",
+                            i + 1,
+                            want.lines().nth(i).unwrap_or_default(),
+                            got.lines().nth(i).unwrap_or_default()
+                        )
+                    },
+                );
+            failures.push(format!("{}: {line}", xml_path.display()));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "golden mismatch (UPDATE_GOLDEN=1 rewrites after review):\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn invalid_inputs_name_the_jobag_field() {
+    let on_disk: BTreeSet<String> = fs::read_dir(golden_dir())
+        .expect("fixtures/golden exists")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with("invalid-") && name.ends_with(".json"))
+        .collect();
+    let listed: BTreeSet<String> = INVALID.iter().map(|(f, _)| f.to_string()).collect();
+    assert_eq!(
+        on_disk, listed,
+        "every invalid-*.json has an expected field here"
+    );
+    for (file, field) in INVALID {
+        let path = golden_dir().join(file);
+        match render_file(&path) {
+            Err(invalid) => assert_eq!(invalid.field, field, "{file}: {invalid}"),
+            Ok(xml) => panic!("{file}: rendered, expected invalid {field}:\n{xml}"),
+        }
+    }
+}
+
+/// (local name path, namespace, attributes) of every element, read with a
+/// namespace-aware quick-xml reader to the end.
+type ElementInfo = (String, Option<String>, Vec<(String, String)>);
+
+fn read_elements(xml: &str) -> Result<Vec<ElementInfo>, String> {
+    let mut reader = NsReader::from_str(xml);
+    let mut path: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    loop {
+        let (ns, event) = reader.read_resolved_event().map_err(|e| e.to_string())?;
+        let ns = match ns {
+            ResolveResult::Bound(ns) => Some(ns.as_ref().to_string()),
+            ResolveResult::Unbound => None,
+            ResolveResult::Unknown(prefix) => return Err(format!("unknown prefix {prefix}")),
+        };
+        let empty = matches!(event, Event::Empty(_));
+        match event {
+            Event::Start(e) | Event::Empty(e) => {
+                path.push(e.local_name().as_ref().to_string());
+                let attributes = e
+                    .attributes()
+                    .map(|a| {
+                        let a = a.map_err(|e| e.to_string())?;
+                        let value = a
+                            .normalized_value(quick_xml::XmlVersion::Explicit1_0)
+                            .map_err(|e| e.to_string())?;
+                        Ok((a.key.as_ref().to_string(), value.into_owned()))
+                    })
+                    .collect::<Result<Vec<_>, String>>()?;
+                out.push((path.join("/"), ns, attributes));
+                if empty {
+                    path.pop();
+                }
+            }
+            Event::End(_) => {
+                path.pop().ok_or("unbalanced end tag")?;
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if path.is_empty() {
+        Ok(out)
+    } else {
+        Err(format!("unclosed: {}", path.join("/")))
+    }
+}
+
+#[test]
+fn golden_documents_parse_back_with_the_right_namespaces() {
+    for xml_path in golden_documents() {
+        let xml =
+            fs::read_to_string(&xml_path).unwrap_or_else(|e| panic!("{}: {e}", xml_path.display()));
+        let name = xml_path.display();
+        assert!(
+            xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"),
+            "{name}"
+        );
+        let elements = read_elements(&xml).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (root, root_ns, root_attributes) = &elements[0];
+        assert_eq!(root, "PositionOpening", "{name}");
+        assert_eq!(root_ns.as_deref(), Some(HR_NS), "{name}");
+        for (key, value) in [
+            ("xmlns", HR_NS),
+            ("xmlns:oa", OA_NS),
+            ("majorVersionID", "3"),
+            ("minorVersionID", "2"),
+        ] {
+            assert!(
+                root_attributes.contains(&(key.to_string(), value.to_string())),
+                "{name}: root attribute {key}"
+            );
+        }
+        for (path, ns, _) in &elements {
+            let local = path.rsplit('/').next().unwrap_or_default();
+            let in_address = path.contains("/PositionLocation/Address/");
+            let want = if in_address && OA_ELEMENTS.contains(&local) {
+                OA_NS
+            } else {
+                HR_NS
+            };
+            assert_eq!(ns.as_deref(), Some(want), "{name}: {path}");
+        }
+        // Only the root declares namespaces: one prefix, declared once.
+        assert_eq!(xml.matches("xmlns").count(), 2, "{name}");
+        for part in [
+            "AddressLine",
+            "CityName",
+            "CountrySubDivisionCode",
+            "PostalCode",
+        ] {
+            assert!(
+                !xml.contains(&format!("<{part}")),
+                "{name}: {part} without oa:"
+            );
+        }
+        assert!(
+            !xml.contains("<oa:CountryCode"),
+            "{name}: CountryCode stays hr"
+        );
+        assert!(!xml.contains("null"), "{name}: absent values are absent");
+    }
+}
+
+#[test]
+fn golden_set_covers_the_hard_cases() {
+    let all: Vec<String> = golden_documents()
+        .iter()
+        .map(|p| fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .collect();
+    let any = |needle: &str| all.iter().any(|xml| xml.contains(needle));
+    for offering in [
+        "DirectHire",
+        "Temporary",
+        "Seasonal",
+        "Contract",
+        "Apprenticeship",
+        "Internship",
+        "Volunteer",
+    ] {
+        assert!(
+            any(&format!("<PositionOfferingTypeCode>{offering}<")),
+            "{offering}"
+        );
+    }
+    for needle in [
+        "<CountryCode>EL</CountryCode>",
+        "<PostingOptionCode>EURESFlag</PostingOptionCode>",
+        "listName=\"ESCO_Occupations\" listVersionID=\"ESCOv1\"",
+        "<OfferedRemunerationPackage>",
+        "<PositionQualifications>",
+        "]]]]><![CDATA[>",
+        "&amp;",
+        "&lt;",
+        "æ",
+        "ø",
+        "å",
+        "Æ",
+        "Ø",
+        "Å",
+        "🚀",
+        "<PositionScheduleTypeCode>PartTime</PositionScheduleTypeCode>",
+        "<ImmediateStartIndicator>true</ImmediateStartIndicator>",
+    ] {
+        assert!(any(needle), "no golden document contains {needle:?}");
+    }
+    assert!(
+        all.iter()
+            .any(|xml| !xml.contains("PositionOfferingTypeCode")),
+        "a case without employment_type"
+    );
+}
+
+#[test]
+fn contact_person_data_never_reaches_the_document() {
+    for json in golden_inputs() {
+        let (_, value, fields) = load(&json);
+        let xml = render_file(&json).unwrap_or_else(|e| panic!("{}: {e}", json.display()));
+        let Some(contact) = value.get("contact").and_then(|c| c.as_object()) else {
+            continue;
+        };
+        let application_email = fields
+            .application
+            .as_ref()
+            .and_then(|a| a.email.as_deref())
+            .map(str::trim);
+        for (key, secret) in contact {
+            let Some(secret) = secret.as_str() else {
+                continue;
+            };
+            if key == "email" && application_email == Some(secret.trim()) {
+                continue; // the employer put it in the application method
+            }
+            assert!(
+                !xml.contains(secret),
+                "{}: contact.{key} leaked",
+                json.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn rendering_twice_gives_the_same_bytes_and_hash() {
+    for json in golden_inputs() {
+        let a = render_file(&json).unwrap_or_else(|e| panic!("{}: {e}", json.display()));
+        let b = render_file(&json).unwrap_or_else(|e| panic!("{}: {e}", json.display()));
+        assert_eq!(a, b, "{}", json.display());
+        assert_eq!(content_hash(&a), content_hash(&b));
+    }
+}
