@@ -282,7 +282,7 @@ impl EuresClient {
             return Err(Outcome::transient(format!("listing body: {why}")));
         }
         let page: ListBody = serde_json::from_slice(&body)
-            .map_err(|e| Outcome::transient(format!("bad listing: {e}")))?;
+            .map_err(|e| Outcome::transient(format!("bad listing: {}", json_error_summary(&e))))?;
         Ok(ListPage {
             items: page.items,
             next_page_token: page.next_page_token.filter(|t| !t.is_empty()),
@@ -381,14 +381,33 @@ fn retry_after_of(response: &reqwest::Response) -> Option<Duration> {
         .and_then(|v| parse_retry_after(v, SystemTime::now()))
 }
 
+/// Why a body was not read to its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BodyError {
+    /// Longer than the bound; the rest was not read.
+    TooLarge(usize),
+    /// The transfer failed (timeout, reset).
+    Failed(String),
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyError::TooLarge(limit) => write!(f, "body larger than {limit} bytes"),
+            BodyError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
 /// Reads at most `limit` bytes of the body. Returns what was read and, when
-/// the body was cut or failed, why (the connection is then dropped).
+/// the body was cut or failed, why (the connection is then dropped rather
+/// than drained, so an endless body costs at most `limit` bytes).
 pub(crate) async fn read_bounded(
     mut response: reqwest::Response,
     limit: usize,
-) -> (Vec<u8>, Option<String>) {
+) -> (Vec<u8>, Option<BodyError>) {
     if response.content_length().is_some_and(|n| n > limit as u64) {
-        return (Vec::new(), Some(format!("body larger than {limit} bytes")));
+        return (Vec::new(), Some(BodyError::TooLarge(limit)));
     }
     let mut body = Vec::new();
     loop {
@@ -398,13 +417,34 @@ pub(crate) async fn read_bounded(
                 if body.len() + chunk.len() > limit {
                     let room = limit - body.len();
                     body.extend_from_slice(&chunk[..room]);
-                    return (body, Some(format!("body larger than {limit} bytes")));
+                    return (body, Some(BodyError::TooLarge(limit)));
                 }
                 body.extend_from_slice(&chunk);
             }
-            Err(e) => return (body, Some(describe_error(&e))),
+            Err(e) => return (body, Some(BodyError::Failed(describe_error(&e)))),
         }
     }
+}
+
+/// A JSON parse error without the text it quotes (serde_json's message can
+/// echo a value, which may be personal data): category and position only.
+pub(crate) fn json_error_summary(e: &serde_json::Error) -> String {
+    let category = match e.classify() {
+        serde_json::error::Category::Io => "io error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => {
+            // "missing field `x`" helps and quotes nothing; a message that
+            // quotes a value (`invalid type: string "..."`) is left out.
+            let msg = e.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or_default();
+            if !msg.is_empty() && !msg.contains('"') {
+                return format!("{msg} at line {} column {}", e.line(), e.column());
+            }
+            "unexpected shape"
+        }
+        serde_json::error::Category::Eof => "truncated",
+    };
+    format!("{category} at line {} column {}", e.line(), e.column())
 }
 
 /// One short line for a transport error: its kind and innermost cause,
@@ -491,6 +531,8 @@ pub(crate) mod test_server {
         Close,
         /// Answers nothing for this long, then closes.
         Hang(Duration),
+        /// Sends a `200` head, then body bytes until the client goes away.
+        Endless,
     }
 
     /// A complete response with `Content-Length` and `Connection: close`.
@@ -536,6 +578,14 @@ pub(crate) mod test_server {
             Reply::Close => drop(stream),
             Reply::Hang(d) => {
                 tokio::time::sleep(d).await;
+            }
+            Reply::Endless => {
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"changes\": [";
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = "{\"id\": \"x\", \"version\": 1},".repeat(4096);
+                while stream.write_all(chunk.as_bytes()).await.is_ok() {}
             }
         }
     }
