@@ -106,7 +106,7 @@ pub struct ListedVacancy {
     pub content_sha256: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct ListBody {
     items: Vec<ListedVacancy>,
     #[serde(default)]
@@ -904,6 +904,18 @@ mod tests {
         std::fs::write(&missing, "not a cert").unwrap();
         let e = EuresClient::new("http://x", None, TIMEOUT, 1, Some(&missing)).unwrap_err();
         assert!(e.to_string().contains("ca.pem"), "{e}");
+    }
+
+    #[test]
+    fn json_errors_never_quote_values() {
+        let summary =
+            |text: &str| json_error_summary(&serde_json::from_str::<ListBody>(text).unwrap_err());
+        let s = summary(r#"{"items": "Jane Doe, jd@acme.dk"}"#);
+        assert_eq!(s, "unexpected shape at line 1 column 32");
+        let s = summary(r#"{"items": [{"reference": "a"}]}"#);
+        assert!(s.starts_with("missing field `sourceVersion`"), "{s}");
+        assert_eq!(summary(r#"{"items": ["#), "truncated at line 1 column 11");
+        assert!(summary("<html>").starts_with("syntax error"));
     }
 
     #[test]
