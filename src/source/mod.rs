@@ -1,1 +1,13 @@
-//! TODO
+//! The JobAG side (SPEC 4.1): the client of the change feed, the snapshot
+//! and single postings.
+//!
+//! Owns fetching pages and mapping HTTP answers onto [`SourceError`]. It
+//! never parses a posting (items stay raw JSON for `domain` to parse and
+//! quarantine one by one), never stores a cursor (the store does, after the
+//! page's changes are recorded), and never logs a token or posting content.
+
+pub mod client;
+
+pub use client::{
+    ChangesPage, JobagClient, MAX_PAGE_BODY, SetupError, SnapshotPage, SourceError, default_backoff,
+};
