@@ -506,7 +506,7 @@ pub fn sample_posting(i: u64) -> Value {
         "deleted": false,
         "status": "published",
         "eures_consent": true,
-        "eures_flag": i % 5 == 0,
+        "eures_flag": i.is_multiple_of(5),
         "internal": false,
         "origin": "jobag",
         "publication_end": "2030-12-31T23:59:59Z",
@@ -549,7 +549,7 @@ pub fn sample_posting(i: u64) -> Value {
             "education_isced": 6,
             "experience_months": 12 * (1 + i % 5),
             "languages": [{"code": "da", "level": "B2"}, {"code": "en", "level": "C1"}],
-            "driving_licences": if i % 2 == 0 { json!(["B"]) } else { json!([]) }
+            "driving_licences": if i.is_multiple_of(2) { json!(["B"]) } else { json!([]) }
         },
         "salary": {
             "min": salary_min,
@@ -557,7 +557,7 @@ pub fn sample_posting(i: u64) -> Value {
             "currency": "DKK",
             "period": "month"
         },
-        "remote": i % 4 == 0
+        "remote": i.is_multiple_of(4)
     })
 }
 

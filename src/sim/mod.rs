@@ -124,6 +124,7 @@ async fn accept_loop<H, F>(
 {
     loop {
         let stream = tokio::select! {
+            biased;
             _ = stopped(&mut stop_rx) => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => stream,
@@ -135,6 +136,9 @@ async fn accept_loop<H, F>(
                 }
             },
         };
+        if *stop_rx.borrow() {
+            return;
+        }
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let mut stop_rx = stop_rx.clone();
@@ -142,9 +146,10 @@ async fn accept_loop<H, F>(
             let service = service_fn(move |req| handler(req));
             let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             tokio::select! {
+                biased;
+                _ = stopped(&mut stop_rx) => {}
                 // A connection error includes the simulated drop: nothing to report.
                 _ = conn => {}
-                _ = stopped(&mut stop_rx) => {}
             }
         });
     }
