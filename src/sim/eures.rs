@@ -107,7 +107,8 @@ pub struct Faults {
     /// requests overlap or to exercise client timeouts.
     pub latency: Duration,
     /// Answer every request with this status and nothing applied (401/403:
-    /// bad credentials, 503: outage, 429: with `Retry-After`).
+    /// bad credentials, 503: outage, 429: with `Retry-After`); a number that
+    /// is not a status code answers 500.
     pub force_status: Option<u16>,
     /// Hold every request, unanswered, until this is turned off again.
     pub hang: bool,
