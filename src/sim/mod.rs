@@ -6,7 +6,7 @@
 //!   snapshot and single-posting reads, plus [`jobag::sample_posting`].
 //! - [`eures`] owns the push gateway of SPEC 4.2: PUT / DELETE / listing of
 //!   job vacancies, fault injection and a request log for assertions.
-//! - This file owns what both share: the accept loop ([`Server`]), which can
+//! - This file owns what both share: the accept loop (`Server`), which can
 //!   close a connection without answering, and small HTTP helpers.
 //!
 //! Both simulators keep their state in memory behind `std::sync` locks that
@@ -16,7 +16,7 @@
 //!
 //! Routing is a small match on method and path rather than an axum `Router`:
 //! the handlers must be able to answer "close the connection, send nothing"
-//! (see [`DropConnection`]), which hyper supports directly when the service
+//! (see `DropConnection`), which hyper supports directly when the service
 //! future fails.
 
 pub mod eures;
