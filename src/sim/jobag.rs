@@ -1,0 +1,603 @@
+//! JobAG simulator: the server side of SPEC 4.1.
+//!
+//! Owns an append-only change log (the feed) and the map of current postings
+//! (the snapshot), both controlled in-process through [`JobagSim`], and serves
+//! them over HTTP:
+//!
+//! - `GET /api/v1/postings/changes?after={cursor}&limit={n}`: the feed. A
+//!   cursor is `c<position>` in the log; a position before the compaction
+//!   point ([`JobagSim::forget_before`]) or beyond the end of the log is
+//!   answered `410 Gone`, a cursor that does not parse `400`.
+//! - `GET /api/v1/postings?page_token={t}&limit={n}`: the snapshot, ordered by
+//!   id; the page token is the last id of the previous page.
+//! - `GET /api/v1/postings/{id}`: one current posting or `404`.
+//!
+//! Every item is serialised once when it enters the simulator, so serving a
+//! page copies bytes and never re-encodes JSON.
+//!
+//! [`sample_posting`] builds complete, valid, eligible postings for tests,
+//! the demo and the benchmarks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, WWW_AUTHENTICATE};
+use hyper::{Method, Request, StatusCode};
+use serde_json::{Value, json};
+
+use super::{
+    HandlerResult, Server, bearer_ok, decode_segment, default_listen, error_body, json_bytes,
+    now_rfc3339, parse_limit, query_param,
+};
+
+/// Default and maximum `limit` of the feed and the snapshot.
+const DEFAULT_LIMIT: usize = 500;
+const MAX_LIMIT: usize = 5000;
+
+/// How to start a [`JobagSim`].
+#[derive(Debug, Clone)]
+pub struct JobagOptions {
+    /// Where to listen; `127.0.0.1:0` (an ephemeral port) by default.
+    pub listen: SocketAddr,
+    /// When set, every request must carry `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+}
+
+impl Default for JobagOptions {
+    fn default() -> Self {
+        JobagOptions {
+            listen: default_listen(),
+            token: None,
+        }
+    }
+}
+
+/// Requests received per endpoint, whatever the answer was (tests use them to
+/// prove that a client polled, paged or backed off).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobagCounters {
+    /// `GET /api/v1/postings/changes`.
+    pub changes: u64,
+    /// `GET /api/v1/postings` (snapshot pages).
+    pub snapshot: u64,
+    /// `GET /api/v1/postings/{id}`.
+    pub get: u64,
+    /// Anything else (unknown paths, wrong methods).
+    pub other: u64,
+}
+
+/// A running JobAG simulator. Stops on [`JobagSim::shutdown`] or drop.
+pub struct JobagSim {
+    /// The HTTP server; dropping it stops the accept loop.
+    server: Server,
+    /// State shared with the request handlers.
+    shared: Arc<Shared>,
+}
+
+/// State shared between the control API and the HTTP handlers.
+struct Shared {
+    /// The feed and the snapshot, changed together under one lock.
+    feed: Mutex<Feed>,
+    /// While set, every endpoint answers 503.
+    outage: AtomicBool,
+    /// The bearer token requests must carry, when set.
+    token: RwLock<Option<String>>,
+    /// Per-endpoint request counters (see [`JobagCounters`]).
+    changes: AtomicU64,
+    snapshot: AtomicU64,
+    get: AtomicU64,
+    other: AtomicU64,
+}
+
+/// The feed and the snapshot.
+struct Feed {
+    /// Append-only change log, each item as serialised JSON; a cursor is a
+    /// position in it.
+    log: Vec<Bytes>,
+    /// Compaction point: cursors before this position are unknown (410), and
+    /// "from the beginning" starts here.
+    forgotten: usize,
+    /// Current postings by id, serialised; a BTreeMap so snapshot paging by
+    /// "last id seen" is stable and cheap.
+    current: BTreeMap<String, Bytes>,
+    /// Highest version the log carries per id, kept after deletion, so the
+    /// next upsert or delete gets a higher one.
+    versions: HashMap<String, u64>,
+}
+
+impl Feed {
+    fn bump_version(&mut self, id: &str, version: u64) {
+        match self.versions.get_mut(id) {
+            Some(v) => *v = (*v).max(version),
+            None => {
+                self.versions.insert(id.to_owned(), version);
+            }
+        }
+    }
+
+    fn next_version(&self, id: &str) -> u64 {
+        self.versions.get(id).copied().unwrap_or(0) + 1
+    }
+}
+
+/// The cursor string for log position `position` (what `next_cursor`
+/// carries after `position` items).
+pub fn cursor(position: usize) -> String {
+    format!("c{position}")
+}
+
+fn parse_cursor(s: &str) -> Option<usize> {
+    let digits = s.strip_prefix('c')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+impl JobagSim {
+    /// Binds `opts.listen` and starts serving an empty feed.
+    pub async fn start(opts: JobagOptions) -> io::Result<JobagSim> {
+        let shared = Arc::new(Shared {
+            feed: Mutex::new(Feed {
+                log: Vec::new(),
+                forgotten: 0,
+                current: BTreeMap::new(),
+                versions: HashMap::new(),
+            }),
+            outage: AtomicBool::new(false),
+            token: RwLock::new(opts.token),
+            changes: AtomicU64::new(0),
+            snapshot: AtomicU64::new(0),
+            get: AtomicU64::new(0),
+            other: AtomicU64::new(0),
+        });
+        let handler_state = shared.clone();
+        let server =
+            Server::start(opts.listen, move |req| handle(handler_state.clone(), req)).await?;
+        Ok(JobagSim { server, shared })
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        self.server.base_url()
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    /// Stops serving: the listener closes and open connections are dropped.
+    pub fn shutdown(&self) {
+        self.server.stop();
+    }
+
+    fn feed(&self) -> MutexGuard<'_, Feed> {
+        lock(&self.shared.feed)
+    }
+
+    /// Publishes a new state of a posting: assigns the next version of its id
+    /// (1, 2, 3, ...) and `updated_at` = now unless the JSON already carries
+    /// them, appends it to the feed and makes it the current posting.
+    /// Returns the version the item carries.
+    ///
+    /// # Panics
+    /// When `posting` has no string `id` or a `version` that is not an
+    /// unsigned integer: use [`JobagSim::push_raw`] for malformed changes.
+    pub fn upsert(&self, mut posting: Value) -> u64 {
+        let Some(obj) = posting.as_object_mut() else {
+            panic!("JobagSim::upsert needs a JSON object; use push_raw for malformed changes");
+        };
+        let Some(id) = obj.get("id").and_then(Value::as_str).map(str::to_owned) else {
+            panic!("JobagSim::upsert needs a string `id`; use push_raw for malformed changes");
+        };
+        if !obj.contains_key("updated_at") {
+            obj.insert("updated_at".into(), Value::String(now_rfc3339()));
+        }
+        let mut feed = self.feed();
+        let version = match obj.get("version") {
+            None => {
+                let v = feed.next_version(&id);
+                obj.insert("version".into(), json!(v));
+                v
+            }
+            Some(v) => v.as_u64().unwrap_or_else(|| {
+                panic!("JobagSim::upsert: `version` must be an unsigned integer, got {v}")
+            }),
+        };
+        let bytes = Bytes::from(serde_json::to_vec(&posting).expect("JSON values serialise"));
+        feed.bump_version(&id, version);
+        feed.log.push(bytes.clone());
+        feed.current.insert(id, bytes);
+        version
+    }
+
+    /// Deletes a posting: appends `{"id", "version": next, "deleted": true,
+    /// "updated_at"}` and removes it from the snapshot. Works for an id the
+    /// simulator never saw (its version is then 1). Returns the version.
+    pub fn delete(&self, id: &str) -> u64 {
+        let updated_at = now_rfc3339();
+        let mut feed = self.feed();
+        let version = feed.next_version(id);
+        let item = json!({"id": id, "version": version, "deleted": true, "updated_at": updated_at});
+        feed.bump_version(id, version);
+        feed.log.push(Bytes::from(item.to_string()));
+        feed.current.remove(id);
+        version
+    }
+
+    /// Appends `item` to the feed exactly as given, without touching the
+    /// snapshot: for malformed changes and for repeated or out-of-order
+    /// versions. When it carries a string `id` and an integer `version`
+    /// above the id's highest, later upserts and deletes continue after it.
+    pub fn push_raw(&self, item: Value) {
+        let bytes = Bytes::from(serde_json::to_vec(&item).expect("JSON values serialise"));
+        let mut feed = self.feed();
+        if let (Some(id), Some(version)) = (
+            item.get("id").and_then(Value::as_str),
+            item.get("version").and_then(Value::as_u64),
+        ) {
+            feed.bump_version(id, version);
+        }
+        feed.log.push(bytes);
+    }
+
+    /// The current posting with this id, as served by the snapshot.
+    pub fn current(&self, id: &str) -> Option<Value> {
+        let bytes = self.feed().current.get(id)?.clone();
+        Some(serde_json::from_slice(&bytes).expect("stored JSON parses"))
+    }
+
+    /// Ids of all current postings, in order.
+    pub fn ids(&self) -> Vec<String> {
+        self.feed().current.keys().cloned().collect()
+    }
+
+    /// The highest version the feed carries for this id (deleted or not).
+    pub fn latest_version(&self, id: &str) -> Option<u64> {
+        self.feed().versions.get(id).copied()
+    }
+
+    /// Number of current (not deleted) postings.
+    pub fn len(&self) -> usize {
+        self.feed().current.len()
+    }
+
+    /// Whether there is no current posting.
+    pub fn is_empty(&self) -> bool {
+        self.feed().current.is_empty()
+    }
+
+    /// Number of items ever appended to the feed (compacted ones included).
+    pub fn log_len(&self) -> usize {
+        self.feed().log.len()
+    }
+
+    /// The cursor that points at the end of the feed right now.
+    pub fn head_cursor(&self) -> String {
+        cursor(self.log_len())
+    }
+
+    /// Compaction: cursors before log position `position` (clamped to the
+    /// log length) become unknown and are answered `410 Gone`; reading from
+    /// the beginning starts at `position`. Never moves backwards.
+    pub fn forget_before(&self, position: usize) {
+        let mut feed = self.feed();
+        let position = position.min(feed.log.len());
+        feed.forgotten = feed.forgotten.max(position);
+    }
+
+    /// While `true`, every endpoint answers `503 Service Unavailable`.
+    pub fn set_outage(&self, on: bool) {
+        self.shared.outage.store(on, Ordering::Relaxed);
+    }
+
+    /// Requires `Authorization: Bearer <token>` on every request (401
+    /// otherwise), or no authentication with `None`.
+    pub fn set_token(&self, token: Option<String>) {
+        *self.shared.token.write().unwrap_or_else(|e| e.into_inner()) = token;
+    }
+
+    /// Requests received so far, per endpoint.
+    pub fn counters(&self) -> JobagCounters {
+        let s = &self.shared;
+        JobagCounters {
+            changes: s.changes.load(Ordering::Relaxed),
+            snapshot: s.snapshot.load(Ordering::Relaxed),
+            get: s.get.load(Ordering::Relaxed),
+            other: s.other.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sets every request counter back to zero.
+    pub fn reset_counters(&self) {
+        let s = &self.shared;
+        for c in [&s.changes, &s.snapshot, &s.get, &s.other] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Locks a mutex, ignoring poisoning: the simulator's state stays usable
+/// after a panicking test thread.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+enum Route {
+    Changes,
+    Snapshot,
+    Get(String),
+    MethodNotAllowed,
+    NotFound,
+}
+
+fn route(method: &Method, path: &str) -> Route {
+    let route = match path {
+        "/api/v1/postings/changes" => Route::Changes,
+        "/api/v1/postings" => Route::Snapshot,
+        _ => match path.strip_prefix("/api/v1/postings/") {
+            Some(seg) if !seg.is_empty() && !seg.contains('/') => match decode_segment(seg) {
+                Some(id) => Route::Get(id.into_owned()),
+                None => return Route::NotFound,
+            },
+            _ => return Route::NotFound,
+        },
+    };
+    if method == Method::GET {
+        route
+    } else {
+        Route::MethodNotAllowed
+    }
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> HandlerResult {
+    let route = route(req.method(), req.uri().path());
+    let counter = match route {
+        Route::Changes => &shared.changes,
+        Route::Snapshot => &shared.snapshot,
+        Route::Get(_) => &shared.get,
+        Route::MethodNotAllowed | Route::NotFound => &shared.other,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+
+    if shared.outage.load(Ordering::Relaxed) {
+        return Ok(error_body(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "",
+            "simulated JobAG outage",
+        ));
+    }
+    {
+        let token = shared.token.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(token) = token.as_deref()
+            && !bearer_ok(req.headers(), token)
+        {
+            let mut resp = error_body(
+                StatusCode::UNAUTHORIZED,
+                "Authorization",
+                "bearer token required",
+            );
+            resp.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return Ok(resp);
+        }
+    }
+
+    let query = req.uri().query();
+    Ok(match route {
+        Route::Changes => changes(&shared, query),
+        Route::Snapshot => snapshot(&shared, query),
+        Route::Get(id) => match lock(&shared.feed).current.get(&id).cloned() {
+            Some(bytes) => json_bytes(StatusCode::OK, bytes),
+            None => error_body(StatusCode::NOT_FOUND, "id", "no such posting"),
+        },
+        Route::MethodNotAllowed => {
+            error_body(StatusCode::METHOD_NOT_ALLOWED, "", "method not allowed")
+        }
+        Route::NotFound => error_body(StatusCode::NOT_FOUND, "", "no such endpoint"),
+    })
+}
+
+/// Joins serialised JSON values into `prefix [a,b,...] suffix`.
+fn join_items(prefix: &str, items: &[Bytes], suffix: &str) -> Vec<u8> {
+    let len = prefix.len() + suffix.len() + 2 + items.iter().map(|b| b.len() + 1).sum::<usize>();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(prefix.as_bytes());
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item);
+    }
+    out.push(b']');
+    out.extend_from_slice(suffix.as_bytes());
+    out
+}
+
+fn changes(shared: &Shared, query: Option<&str>) -> hyper::Response<axum::body::Body> {
+    let limit = match parse_limit(query, DEFAULT_LIMIT, MAX_LIMIT) {
+        Ok(n) => n,
+        Err(msg) => return error_body(StatusCode::BAD_REQUEST, "limit", &msg),
+    };
+    let after = query_param(query, "after");
+    let after = match after.as_deref() {
+        None => None,
+        Some(s) => match parse_cursor(s) {
+            Some(p) => Some(p),
+            None => return error_body(StatusCode::BAD_REQUEST, "after", "malformed cursor"),
+        },
+    };
+    let (items, end, has_more) = {
+        let feed = lock(&shared.feed);
+        let start = match after {
+            None => feed.forgotten,
+            Some(p) if p < feed.forgotten || p > feed.log.len() => {
+                return error_body(StatusCode::GONE, "after", "cursor no longer known");
+            }
+            Some(p) => p,
+        };
+        let end = (start + limit).min(feed.log.len());
+        (feed.log[start..end].to_vec(), end, end < feed.log.len())
+    };
+    let suffix = format!(
+        ",\"next_cursor\":\"{}\",\"has_more\":{has_more}}}",
+        cursor(end)
+    );
+    json_bytes(StatusCode::OK, join_items("{\"changes\":", &items, &suffix))
+}
+
+fn snapshot(shared: &Shared, query: Option<&str>) -> hyper::Response<axum::body::Body> {
+    let limit = match parse_limit(query, DEFAULT_LIMIT, MAX_LIMIT) {
+        Ok(n) => n,
+        Err(msg) => return error_body(StatusCode::BAD_REQUEST, "limit", &msg),
+    };
+    let token = query_param(query, "page_token").filter(|t| !t.is_empty());
+    let (items, next) = {
+        let feed = lock(&shared.feed);
+        let lower = match token.as_deref() {
+            Some(t) => Bound::Excluded(t),
+            None => Bound::Unbounded,
+        };
+        let mut range = feed.current.range::<str, _>((lower, Bound::Unbounded));
+        let mut items = Vec::with_capacity(limit.min(feed.current.len()));
+        let mut last = None;
+        for (id, bytes) in range.by_ref().take(limit) {
+            items.push(bytes.clone());
+            last = Some(id);
+        }
+        let next = match range.next() {
+            Some(_) => last.cloned(),
+            None => None,
+        };
+        (items, next)
+    };
+    let suffix = format!(",\"next_page_token\":{}}}", Value::from(next));
+    json_bytes(
+        StatusCode::OK,
+        join_items("{\"postings\":", &items, &suffix),
+    )
+}
+
+/// A complete, valid, eligible posting in the SPEC 4.1 shape, deterministic
+/// in `i`, without `version` and `updated_at` (the simulator assigns them).
+/// The id is `a3f1c2d4-0000-4000-8000-{i:012}`; publication ends on
+/// 2030-12-31, so it does not expire under tests. A few fields vary with `i`
+/// (title, address, employer, employment type, working time, salary, flags).
+pub fn sample_posting(i: u64) -> Value {
+    const TYPES: [&str; 4] = ["permanent", "temporary", "contract", "seasonal"];
+    const TITLES: [&str; 4] = [
+        "Softwareudvikler",
+        "Backend-udvikler (Rust)",
+        "Systemudvikler til økonomiløsninger",
+        "Udvikler – dataplatform",
+    ];
+    let employer_no = i % 97;
+    let salary_min = 42_000 + (i % 10) * 1_000;
+    json!({
+        "id": sample_id(i),
+        "deleted": false,
+        "status": "published",
+        "eures_consent": true,
+        "eures_flag": i.is_multiple_of(5),
+        "internal": false,
+        "origin": "jobag",
+        "publication_end": "2030-12-31T23:59:59Z",
+        "title": format!("{} nr. {i}", TITLES[(i % 4) as usize]),
+        "description": format!(
+            "<p>Vi søger en erfaren udvikler til vores team på Østerbro (stilling {i}).</p>\
+             <ul><li>Rust &amp; PostgreSQL</li><li>Gode kolleger, frokostordning og fleksible arbejdstider</li></ul>"
+        ),
+        "language": "da",
+        "employer": {
+            "name": format!("Ærøskøbing Software ApS {employer_no}"),
+            "cvr": format!("{:08}", 30_000_000 + employer_no * 1_013),
+            "nace": "62.01"
+        },
+        "locations": [{
+            "address_line": format!("Vermundsgade {}", 1 + i % 60),
+            "postal_code": "2100",
+            "city": "København Ø",
+            "country": "DK",
+            "nuts": "DK011"
+        }],
+        "occupation": {"isco": "2512", "esco_uri": null},
+        "positions": 1 + i % 3,
+        "employment_type": TYPES[(i % 4) as usize],
+        "working_time": if i % 3 == 2 { "part_time" } else { "full_time" },
+        "start_date": "2031-01-01",
+        "start_asap": i % 2 == 1,
+        "application_deadline": "2030-12-15",
+        "application": {
+            "url": format!("https://job.example.dk/ansoeg/{i}"),
+            "email": null,
+            "instructions": null
+        },
+        "contact": {
+            "name": "Søren Ødegård",
+            "email": "soeren@example.dk",
+            "phone": "+4512345678"
+        },
+        "requirements": {
+            "education_isced": 6,
+            "experience_months": 12 * (1 + i % 5),
+            "languages": [{"code": "da", "level": "B2"}, {"code": "en", "level": "C1"}],
+            "driving_licences": if i.is_multiple_of(2) { json!(["B"]) } else { json!([]) }
+        },
+        "salary": {
+            "min": salary_min,
+            "max": salary_min + 10_000,
+            "currency": "DKK",
+            "period": "month"
+        },
+        "remote": i.is_multiple_of(4)
+    })
+}
+
+/// The id [`sample_posting`] gives posting `i`.
+pub fn sample_id(i: u64) -> String {
+    format!("a3f1c2d4-0000-4000-8000-{i:012}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip() {
+        assert_eq!(parse_cursor(&cursor(0)), Some(0));
+        assert_eq!(parse_cursor(&cursor(1234)), Some(1234));
+        for bad in ["", "c", "12", "c-1", "c1x", "x1", "c+1"] {
+            assert_eq!(parse_cursor(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn sample_postings_are_complete_and_parse() {
+        use crate::domain::posting::PostingFields;
+        for i in [0, 1, 2, 3, 99_999] {
+            let p = sample_posting(i);
+            assert_eq!(p["id"], sample_id(i));
+            assert!(p.get("version").is_none() && p.get("updated_at").is_none());
+            let fields: PostingFields = serde_json::from_value(p).expect("sample parses");
+            assert_eq!(fields.eures_consent, Some(true));
+            assert!(fields.title.unwrap().chars().count() <= 200);
+            assert_eq!(fields.locations.unwrap()[0].nuts.as_deref(), Some("DK011"));
+        }
+        assert_eq!(sample_posting(7), sample_posting(7));
+    }
+
+    #[test]
+    fn join_items_builds_arrays() {
+        let items = [Bytes::from_static(b"1"), Bytes::from_static(b"{}")];
+        assert_eq!(join_items("{\"a\":", &items, "}"), b"{\"a\":[1,{}]}");
+        assert_eq!(join_items("{\"a\":", &[], "}"), b"{\"a\":[]}");
+    }
+}
