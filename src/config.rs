@@ -127,25 +127,8 @@ impl Default for JobagConfig {
     }
 }
 
-/// How copies reach EURES.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// The agent PUTs and DELETEs on a push endpoint (SPEC 4.2).
-    #[default]
-    Push,
-    /// The agent serves the Input API that EURES polls (SPEC 4.3).
-    Pull,
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Mode::Push => "push",
-            Mode::Pull => "pull",
-        })
-    }
-}
+/// How copies reach EURES (defined with the planner, which depends on it).
+pub use crate::domain::ledger::Mode;
 
 /// `[eures]`: the target (SPEC 4.2, 4.3).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -28,15 +28,16 @@ pub const QUARANTINED_CHANGES: &str = "eures_sync_quarantined_changes_total";
 /// Installs the tracing subscriber: text on a terminal, JSON otherwise
 /// (`format` = auto | json | text), always to stderr so `--json` stdout
 /// stays one document.
-pub fn init_logs(format: &str, level: &str) {
+pub fn init_logs(format: crate::config::LogFormat, level: &str) {
+    use crate::config::LogFormat;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let json = match format {
-        "json" => true,
-        "text" => false,
-        _ => !std::io::stderr().is_terminal(),
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -74,14 +75,28 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_gauge!(POSTINGS, "Postings the ledger knows, by exclusive state");
-    describe_counter!(DELIVERIES, "EURES delivery attempts by operation and outcome");
-    describe_histogram!(DELIVERY_DURATION, metrics::Unit::Seconds, "Duration of one EURES request");
-    describe_histogram!(PROPAGATION, metrics::Unit::Seconds, "Source updated_at to EURES acknowledgement");
+    describe_counter!(
+        DELIVERIES,
+        "EURES delivery attempts by operation and outcome"
+    );
+    describe_histogram!(
+        DELIVERY_DURATION,
+        metrics::Unit::Seconds,
+        "Duration of one EURES request"
+    );
+    describe_histogram!(
+        PROPAGATION,
+        metrics::Unit::Seconds,
+        "Source updated_at to EURES acknowledgement"
+    );
     describe_gauge!(BACKLOG, "Operations due, by operation");
     describe_gauge!(OLDEST_PENDING, "Age of the oldest pending operation");
     describe_gauge!(LAST_POLL, "Time of the last successful JobAG feed poll");
     describe_gauge!(AUTH_FAILING, "1 while EURES refuses our credentials");
-    describe_gauge!(DEAD_LETTERS, "Creates/updates parked after permanent rejection");
+    describe_gauge!(
+        DEAD_LETTERS,
+        "Creates/updates parked after permanent rejection"
+    );
     describe_counter!(QUARANTINED_CHANGES, "Feed items that could not be parsed");
 }
 

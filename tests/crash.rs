@@ -38,7 +38,7 @@ async fn kill_dash_nine_mid_backlog_loses_nothing_and_resurrects_nothing() {
     let env = Env::start().await;
     // Slow EURES a little so the backlog is still draining when we kill.
     env.eures.set_faults(Faults {
-        latency: Duration::from_millis(2),
+        latency: Duration::from_millis(10),
         ..Faults::none()
     });
     let n = 3_000u64;
@@ -47,7 +47,10 @@ async fn kill_dash_nine_mid_backlog_loses_nothing_and_resurrects_nothing() {
     }
 
     let mut agent = spawn_agent(&env);
-    wait_until(Duration::from_secs(60), "first copies", || env.eures.len() > 300).await;
+    wait_until(Duration::from_secs(60), "first copies", || {
+        env.eures.len() > 300
+    })
+    .await;
     // Deletions, withdrawals and edits while the backlog drains.
     for i in 1..=600u64 {
         let id = sample_posting(i)["id"].as_str().unwrap().to_string();
@@ -85,17 +88,34 @@ async fn kill_dash_nine_mid_backlog_loses_nothing_and_resurrects_nothing() {
     agent.kill().expect("stop");
     let _ = agent.wait();
 
-    assert!(at_first_kill < n as usize, "the kill landed before the backlog drained");
+    assert!(
+        at_first_kill < n as usize,
+        "the kill landed before the backlog drained"
+    );
     for (reference, _) in env.eures.holdings() {
-        let versions: Vec<u64> = env.eures.history(&reference).into_iter().map(|(_, v)| v).collect();
-        assert!(versions.windows(2).all(|w| w[0] <= w[1]), "{reference}: {versions:?}");
+        let versions: Vec<u64> = env
+            .eures
+            .history(&reference)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        assert!(
+            versions.windows(2).all(|w| w[0] <= w[1]),
+            "{reference}: {versions:?}"
+        );
     }
     for i in (3..=600u64).step_by(3) {
         let id = sample_posting(i)["id"].as_str().unwrap().to_string();
         let history = env.eures.history(&id);
         let versions: Vec<u64> = history.iter().map(|(_, v)| *v).collect();
-        assert!(versions.windows(2).all(|w| w[0] <= w[1]), "stale re-create of {id}: {history:?}");
-        assert!(env.eures.get(&id).is_none(), "deleted posting {id} is on EURES");
+        assert!(
+            versions.windows(2).all(|w| w[0] <= w[1]),
+            "stale re-create of {id}: {history:?}"
+        );
+        assert!(
+            env.eures.get(&id).is_none(),
+            "deleted posting {id} is on EURES"
+        );
     }
 }
 
@@ -108,7 +128,11 @@ async fn sigterm_drains_and_exits_zero() {
     let agent = spawn_agent(&env);
     wait_until(Duration::from_secs(60), "copies", || env.eures.len() == 50).await;
     let pid = agent.id();
-    let status = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().expect("kill");
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
     assert!(status.success());
     let mut agent = agent;
     let started = Instant::now();
@@ -116,7 +140,10 @@ async fn sigterm_drains_and_exits_zero() {
         if let Some(s) = agent.try_wait().expect("wait") {
             break s;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "did not stop on SIGTERM");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "did not stop on SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(exit.success(), "exit status {exit:?}");

@@ -17,14 +17,26 @@ use proptest::prelude::*;
 enum Event {
     /// A feed change: version delta (0 = repeat of the current one), which
     /// document (None = a reason to be absent), publication end.
-    Source { bump: u8, doc: Option<u8>, ends_at: i64 },
+    Source {
+        bump: u8,
+        doc: Option<u8>,
+        ends_at: i64,
+    },
     /// The delivery side attempts what is due; EURES answers with this fault
     /// (None = success); `applied_anyway` models a dropped connection after
     /// EURES applied the request.
-    Attempt { fault: Option<u8>, applied_anyway: bool },
+    Attempt {
+        fault: Option<u8>,
+        applied_anyway: bool,
+    },
     /// An attempt whose desired state moves while it is in flight.
-    RacingAttempt { bump: u8, doc: Option<u8> },
-    Tick { ms: i64 },
+    RacingAttempt {
+        bump: u8,
+        doc: Option<u8>,
+    },
+    Tick {
+        ms: i64,
+    },
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -80,7 +92,9 @@ struct World {
     version: u64,
 }
 
-const LIMITS: RetryLimits = RetryLimits { max_attempts: 1_000 };
+const LIMITS: RetryLimits = RetryLimits {
+    max_attempts: 1_000,
+};
 
 fn desired(doc: Option<u8>, ends_at: i64) -> Desired {
     match doc {
@@ -103,7 +117,8 @@ impl World {
             employer_cvr: None,
             desired: desired(doc, self.now + ends_at),
         };
-        if let Some(next) = apply_change(self.entry.as_ref(), incoming, self.now, Mode::Push, false) {
+        if let Some(next) = apply_change(self.entry.as_ref(), incoming, self.now, Mode::Push, false)
+        {
             self.entry = Some(next);
         }
     }
@@ -115,17 +130,30 @@ impl World {
             return None;
         }
         let hash = match (&e.desired, op) {
-            (eures_sync::domain::ledger::DesiredState::Present { hash, .. }, Op::Create | Op::Update) => {
-                Some(hash.clone())
-            }
+            (
+                eures_sync::domain::ledger::DesiredState::Present { hash, .. },
+                Op::Create | Op::Update,
+            ) => Some(hash.clone()),
             _ => None,
         };
-        Some(Sent { op, version: e.source_version, hash })
+        Some(Sent {
+            op,
+            version: e.source_version,
+            hash,
+        })
     }
 
     fn finish(&mut self, sent: &Sent, result: AttemptResult) {
         let e = self.entry.as_ref().expect("entry");
-        self.entry = Some(apply_outcome(e, sent, &result, self.now, LIMITS, Duration::from_millis(10), Mode::Push));
+        self.entry = Some(apply_outcome(
+            e,
+            sent,
+            &result,
+            self.now,
+            LIMITS,
+            Duration::from_millis(10),
+            Mode::Push,
+        ));
     }
 
     fn attempt(&mut self, fault: Option<u8>, applied_anyway: bool) {
@@ -133,12 +161,17 @@ impl World {
         let result = match fault {
             None => self.portal.apply(&sent),
             Some(kind) => {
-                if applied_anyway {
+                // Only an answer-less failure may hide an applied request;
+                // 429 and 401 are definite refusals.
+                let uncertain = !matches!(kind, 1 | 2);
+                if applied_anyway && uncertain {
                     let _ = self.portal.apply(&sent);
                 }
                 match kind {
                     0 => AttemptResult::Transient("503".into()),
-                    1 => AttemptResult::Throttled { retry_after: Some(Duration::from_millis(5)) },
+                    1 => AttemptResult::Throttled {
+                        retry_after: Some(Duration::from_millis(5)),
+                    },
                     2 => AttemptResult::Auth,
                     3 => AttemptResult::Transient("connection reset".into()),
                     _ => AttemptResult::Transient("timeout".into()),

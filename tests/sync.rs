@@ -21,11 +21,17 @@ async fn every_eligibility_rule_keeps_its_posting_off_eures() {
         ("eligible", json!({})),
         ("not_published", json!({"status": "draft"})),
         ("unpublished", json!({"status": "unpublished"})),
-        ("expired", json!({"publication_end": "2020-01-01T00:00:00Z"})),
+        (
+            "expired",
+            json!({"publication_end": "2020-01-01T00:00:00Z"}),
+        ),
         ("no_consent", json!({"eures_consent": false})),
         ("internal", json!({"internal": true})),
         ("from_eures", json!({"origin": "eures"})),
-        ("outside", json!({"locations": [{"city": "Oslo-less", "country": "US"}]})),
+        (
+            "outside",
+            json!({"locations": [{"city": "Oslo-less", "country": "US"}]}),
+        ),
         ("invalid", json!({"title": "   "})),
     ];
     for (i, (_, patch)) in variants.iter().enumerate() {
@@ -41,7 +47,10 @@ async fn every_eligibility_rule_keeps_its_posting_off_eures() {
     env.jobag.delete(&id_deleted);
 
     let running = env.worker().await;
-    eventually(CONVERGE, "eligible posting on EURES", || env.eures.get(&ids[0]).is_some()).await;
+    eventually(CONVERGE, "eligible posting on EURES", || {
+        env.eures.get(&ids[0]).is_some()
+    })
+    .await;
     // Let every change be ingested, then check nothing else arrived.
     eventually(CONVERGE, "all changes ingested", || {
         futures::executor::block_on(running.worker.store.get(&id_deleted))
@@ -67,7 +76,14 @@ async fn every_eligibility_rule_keeps_its_posting_off_eures() {
         assert_eq!(e.absent_reason(), Some(reason), "posting {i}");
     }
     let invalid = store.get(&ids[8]).await.unwrap().unwrap();
-    assert!(invalid.absent_reason().unwrap().starts_with("invalid: title"), "{:?}", invalid.absent_reason());
+    assert!(
+        invalid
+            .absent_reason()
+            .unwrap()
+            .starts_with("invalid: title"),
+        "{:?}",
+        invalid.absent_reason()
+    );
     let deleted = store.get(&id_deleted).await.unwrap().unwrap();
     assert_eq!(deleted.absent_reason(), Some("deleted"));
     running.stop().await;
@@ -85,8 +101,17 @@ async fn create_edit_withdraw_reconsent_delete_and_expiry_reach_eures() {
     let mut edit = editable(&env.jobag, &id);
     edit["title"] = json!("Ny titel: æøå");
     let v = env.jobag.upsert(edit);
-    eventually(CONVERGE, "update", || env.eures.get(&id).is_some_and(|x| x.source_version == v)).await;
-    assert!(env.eures.get(&id).unwrap().content.contains("Ny titel: æøå"));
+    eventually(CONVERGE, "update", || {
+        env.eures.get(&id).is_some_and(|x| x.source_version == v)
+    })
+    .await;
+    assert!(
+        env.eures
+            .get(&id)
+            .unwrap()
+            .content
+            .contains("Ny titel: æøå")
+    );
 
     let mut withdraw = editable(&env.jobag, &id);
     withdraw["eures_consent"] = json!(false);
@@ -103,7 +128,13 @@ async fn create_edit_withdraw_reconsent_delete_and_expiry_reach_eures() {
     let ops: Vec<Method> = env.eures.history(&id).into_iter().map(|(m, _)| m).collect();
     assert_eq!(
         ops,
-        vec![Method::PUT, Method::PUT, Method::DELETE, Method::PUT, Method::DELETE],
+        vec![
+            Method::PUT,
+            Method::PUT,
+            Method::DELETE,
+            Method::PUT,
+            Method::DELETE
+        ],
         "exactly the operations the story needs"
     );
 
@@ -113,14 +144,23 @@ async fn create_edit_withdraw_reconsent_delete_and_expiry_reach_eures() {
     short["publication_end"] = json!(ends.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     let short_id = short["id"].as_str().unwrap().to_string();
     env.jobag.upsert(short);
-    eventually(CONVERGE, "short-lived create", || env.eures.get(&short_id).is_some()).await;
+    eventually(CONVERGE, "short-lived create", || {
+        env.eures.get(&short_id).is_some()
+    })
+    .await;
     while chrono::Utc::now() < ends - chrono::Duration::milliseconds(200) {
-        assert!(env.eures.get(&short_id).is_some(), "removed before publication_end");
+        assert!(
+            env.eures.get(&short_id).is_some(),
+            "removed before publication_end"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let deadline = ends + chrono::Duration::seconds(5);
     while env.eures.get(&short_id).is_some() {
-        assert!(chrono::Utc::now() < deadline, "not removed within 5 s of publication_end");
+        assert!(
+            chrono::Utc::now() < deadline,
+            "not removed within 5 s of publication_end"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let e = running.worker.store.get(&short_id).await.unwrap().unwrap();
@@ -158,8 +198,16 @@ async fn converges_under_5xx_throttling_and_dropped_connections() {
     }
     env.converged(Duration::from_secs(120)).await;
     for (reference, _) in env.eures.holdings() {
-        let versions: Vec<u64> = env.eures.history(&reference).into_iter().map(|(_, v)| v).collect();
-        assert!(versions.windows(2).all(|w| w[0] <= w[1]), "{reference}: versions regressed {versions:?}");
+        let versions: Vec<u64> = env
+            .eures
+            .history(&reference)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        assert!(
+            versions.windows(2).all(|w| w[0] <= w[1]),
+            "{reference}: versions regressed {versions:?}"
+        );
     }
     running.stop().await;
 }
@@ -198,7 +246,11 @@ async fn ten_edits_during_an_outage_arrive_as_one_update() {
     })
     .await;
     let applied = env.eures.history(&id);
-    assert_eq!(applied.len(), 2, "one create and exactly one update: {applied:?}");
+    assert_eq!(
+        applied.len(),
+        2,
+        "one create and exactly one update: {applied:?}"
+    );
     assert_eq!(applied[1].1, last);
     running.stop().await;
 }
@@ -211,18 +263,27 @@ async fn malformed_change_is_quarantined_and_the_feed_goes_on() {
     env.jobag.push_raw(json!("not even an object"));
     let bad = sample_posting(2);
     let bad_id = bad["id"].as_str().unwrap().to_string();
-    env.jobag.push_raw(json!({"id": bad_id, "version": 1, "updated_at": "2026-11-20T10:00:00Z",
-                              "status": "published", "employer": "not an object"}));
+    env.jobag.push_raw(
+        json!({"id": bad_id, "version": 1, "updated_at": "2026-11-20T10:00:00Z",
+                              "status": "published", "employer": "not an object"}),
+    );
     env.jobag.upsert(sample_posting(3));
     let running = env.worker().await;
     env.converged(CONVERGE).await;
     assert_eq!(env.eures.len(), 2);
     let quarantined = running.worker.store.quarantined(10).await.unwrap();
     assert!(
-        quarantined.iter().any(|(id, r)| id.as_deref() == Some(bad_id.as_str()) && r.starts_with("invalid: employer")),
+        quarantined
+            .iter()
+            .any(|(id, r)| id.as_deref() == Some(bad_id.as_str())
+                && r.starts_with("invalid: employer")),
         "{quarantined:?}"
     );
-    assert_eq!(quarantined.iter().filter(|(id, _)| id.is_none()).count(), 2, "{quarantined:?}");
+    assert_eq!(
+        quarantined.iter().filter(|(id, _)| id.is_none()).count(),
+        2,
+        "{quarantined:?}"
+    );
     running.stop().await;
 }
 
@@ -237,9 +298,18 @@ async fn an_invalid_edit_removes_the_earlier_valid_copy() {
     let mut broken = editable(&env.jobag, &id);
     broken["occupation"] = json!({"isco": "25"});
     env.jobag.upsert(broken);
-    eventually(CONVERGE, "stale copy deleted", || env.eures.get(&id).is_none()).await;
+    eventually(CONVERGE, "stale copy deleted", || {
+        env.eures.get(&id).is_none()
+    })
+    .await;
     let e = running.worker.store.get(&id).await.unwrap().unwrap();
-    assert!(e.absent_reason().unwrap().starts_with("invalid: occupation"), "{:?}", e.absent_reason());
+    assert!(
+        e.absent_reason()
+            .unwrap()
+            .starts_with("invalid: occupation"),
+        "{:?}",
+        e.absent_reason()
+    );
     running.stop().await;
 }
 

@@ -12,7 +12,7 @@ CREATE TABLE postings (
     desired_content      TEXT,
     publication_end_ms   INTEGER,
     absent_reason        TEXT,
-    delivered_present    INTEGER NOT NULL,
+    delivered_state      TEXT NOT NULL,   -- absent | present | unknown
     delivered_version    INTEGER,
     delivered_hash       TEXT,
     attempts             INTEGER NOT NULL DEFAULT 0,

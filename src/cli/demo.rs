@@ -37,7 +37,7 @@ fn line(step: &str, outcome: String, took: Duration) {
 }
 
 pub async fn run(postings: u64, db: &Path) -> anyhow::Result<()> {
-    crate::telemetry::init_logs("text", "warn");
+    crate::telemetry::init_logs(crate::config::LogFormat::Text, "error");
     for suffix in ["", "-wal", "-shm"] {
         let mut p = db.as_os_str().to_owned();
         p.push(suffix);
@@ -98,8 +98,15 @@ pub async fn run(postings: u64, db: &Path) -> anyhow::Result<()> {
     p["title"] = json!("Senior softwareudvikler (Rust)");
     strip_version(&mut p);
     let v = jobag.upsert(p);
-    let took = wait_for("edit", || eures.get(&edited).is_some_and(|x| x.source_version == v)).await?;
-    line("2. Employer edits a title", format!("EURES copy updated to version {v}"), took);
+    let took = wait_for("edit", || {
+        eures.get(&edited).is_some_and(|x| x.source_version == v)
+    })
+    .await?;
+    line(
+        "2. Employer edits a title",
+        format!("EURES copy updated to version {v}"),
+        took,
+    );
 
     // 3. An edit EURES never sees (contact data is not in the document).
     let quiet = ids[1].clone();
@@ -115,7 +122,10 @@ pub async fn run(postings: u64, db: &Path) -> anyhow::Result<()> {
         format!("no update (v{v} seen, EURES keeps v{})", after.unwrap_or(0)),
         Duration::from_millis(500),
     );
-    anyhow::ensure!(before == after, "an edit invisible on EURES caused an update");
+    anyhow::ensure!(
+        before == after,
+        "an edit invisible on EURES caused an update"
+    );
 
     // 4. Withdrawn consent removes the copy; the JobAG posting stays.
     let withdrawn = ids[3].clone();
@@ -124,7 +134,11 @@ pub async fn run(postings: u64, db: &Path) -> anyhow::Result<()> {
     strip_version(&mut p);
     jobag.upsert(p);
     let took = wait_for("withdrawal", || eures.get(&withdrawn).is_none()).await?;
-    line("4. Employer withdraws EURES consent", "EURES copy deleted".into(), took);
+    line(
+        "4. Employer withdraws EURES consent",
+        "EURES copy deleted".into(),
+        took,
+    );
 
     // 5. Consent given again: the copy comes back.
     let mut p = jobag.current(&withdrawn).context("sample posting")?;
@@ -132,13 +146,21 @@ pub async fn run(postings: u64, db: &Path) -> anyhow::Result<()> {
     strip_version(&mut p);
     jobag.upsert(p);
     let took = wait_for("re-consent", || eures.get(&withdrawn).is_some()).await?;
-    line("5. Employer consents again", "EURES copy created again".into(), took);
+    line(
+        "5. Employer consents again",
+        "EURES copy created again".into(),
+        took,
+    );
 
     // 6. Deleting in JobAG deletes on EURES.
     let deleted = ids[4].clone();
     jobag.delete(&deleted);
     let took = wait_for("deletion", || eures.get(&deleted).is_none()).await?;
-    line("6. Employer deletes the posting in JobAG", "EURES copy deleted".into(), took);
+    line(
+        "6. Employer deletes the posting in JobAG",
+        "EURES copy deleted".into(),
+        took,
+    );
 
     // 7. A malformed change is quarantined; the feed goes on.
     jobag.push_raw(json!({"title": "no id, no version"}));
@@ -146,7 +168,10 @@ pub async fn run(postings: u64, db: &Path) -> anyhow::Result<()> {
     late["title"] = json!("Published after a malformed change");
     let late_id = late["id"].as_str().unwrap_or_default().to_string();
     jobag.upsert(late);
-    let took = wait_for("feed after malformed item", || eures.get(&late_id).is_some()).await?;
+    let took = wait_for("feed after malformed item", || {
+        eures.get(&late_id).is_some()
+    })
+    .await?;
     let quarantined = store.quarantined(10).await?;
     line(
         "7. A malformed change arrives, then a new posting",
@@ -162,7 +187,11 @@ pub async fn run(postings: u64, db: &Path) -> anyhow::Result<()> {
     jobag.upsert(short);
     wait_for("short-lived create", || eures.get(&short_id).is_some()).await?;
     let took = wait_for("expiry", || eures.get(&short_id).is_none()).await?;
-    line("8. A posting reaches its publication end", "EURES copy deleted on time".into(), took);
+    line(
+        "8. A posting reaches its publication end",
+        "EURES copy deleted on time".into(),
+        took,
+    );
 
     let _ = stop_tx.send(true);
     running.await.context("worker task")??;
@@ -174,7 +203,10 @@ pub async fn run(postings: u64, db: &Path) -> anyhow::Result<()> {
         summary.present, summary.pending, summary.absent, summary.quarantined, summary.dead_letters
     );
     for (id, reason) in &quarantined {
-        println!("  quarantined {}: {reason}", id.as_deref().unwrap_or("(no id)"));
+        println!(
+            "  quarantined {}: {reason}",
+            id.as_deref().unwrap_or("(no id)")
+        );
     }
     let consistent = consistent(&jobag, &eures);
     println!(
@@ -199,7 +231,9 @@ fn consistent(jobag: &JobagSim, eures: &EuresSim) -> bool {
     let now = chrono::Utc::now();
     let mut wanted = 0;
     for id in jobag.ids() {
-        let Some(p) = jobag.current(&id) else { continue };
+        let Some(p) = jobag.current(&id) else {
+            continue;
+        };
         let present = match crate::domain::posting::parse_change(&p) {
             crate::domain::posting::ParsedChange::Change(c) => matches!(
                 crate::domain::eligibility::evaluate(&c, now, "STAR-DK"),

@@ -29,10 +29,22 @@ pub async fn status(config: &Config, json_out: bool) -> anyhow::Result<()> {
         println!("{doc}");
         return Ok(());
     }
-    println!("postings   present {}  pending {}  absent {}  quarantined {}", s.present, s.pending, s.absent, s.quarantined);
-    println!("backlog    create {}  update {}  delete {}", s.backlog_create, s.backlog_update, s.backlog_delete);
-    println!("oldest pending  {:.1} s", s.oldest_pending_ms.unwrap_or(0) as f64 / 1000.0);
-    println!("last poll       {}", doc["last_source_poll"].as_str().unwrap_or("never"));
+    println!(
+        "postings   present {}  pending {}  absent {}  quarantined {}",
+        s.present, s.pending, s.absent, s.quarantined
+    );
+    println!(
+        "backlog    create {}  update {}  delete {}",
+        s.backlog_create, s.backlog_update, s.backlog_delete
+    );
+    println!(
+        "oldest pending  {:.1} s",
+        s.oldest_pending_ms.unwrap_or(0) as f64 / 1000.0
+    );
+    println!(
+        "last poll       {}",
+        doc["last_source_poll"].as_str().unwrap_or("never")
+    );
     println!("dead letters    {}", s.dead_letters);
     if !quarantined.is_empty() {
         println!("quarantined:");
@@ -45,15 +57,24 @@ pub async fn status(config: &Config, json_out: bool) -> anyhow::Result<()> {
 
 pub fn entry_json(e: &Entry) -> Value {
     let desired = match &e.desired {
-        DesiredState::Present { hash, publication_end_ms, .. } => json!({
+        DesiredState::Present {
+            hash,
+            publication_end_ms,
+            ..
+        } => json!({
             "state": "present", "version": e.source_version, "content_sha256": hash,
             "publication_end": iso(Some(*publication_end_ms)),
         }),
-        DesiredState::Absent { reason } => json!({"state": "absent", "version": e.source_version, "reason": reason}),
+        DesiredState::Absent { reason } => {
+            json!({"state": "absent", "version": e.source_version, "reason": reason})
+        }
     };
     let delivered = match &e.delivered {
-        Delivered::Present { version, hash } => json!({"state": "present", "version": version, "content_sha256": hash}),
+        Delivered::Present { version, hash } => {
+            json!({"state": "present", "version": version, "content_sha256": hash})
+        }
         Delivered::Absent => json!({"state": "absent"}),
+        Delivered::Unknown => json!({"state": "unknown"}),
     };
     json!({
         "id": e.id,

@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 
 #[derive(Debug, Parser)]
-#[command(name = "eures-sync", version, about = "Keeps EURES copies of JobAG job postings consistent with their source")]
+#[command(
+    name = "eures-sync",
+    version,
+    about = "Keeps EURES copies of JobAG job postings consistent with their source"
+)]
 pub struct Cli {
     /// Configuration file (TOML); every key can be overridden by
     /// EURES_SYNC__SECTION__KEY environment variables.
@@ -61,7 +65,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Demo { postings, db } => demo::run(postings, &db).await,
         command => {
             let config = Config::load(cli.config.as_deref())?;
-            crate::telemetry::init_logs(config.log.format.as_str(), &config.log.level);
+            crate::telemetry::init_logs(config.log.format, &config.log.level);
             match command {
                 Command::Run => run::run(config).await,
                 Command::Migrate => {

@@ -54,9 +54,20 @@ impl Op {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
+    /// The agent PUTs and DELETEs on a push endpoint (SPEC 4.2).
     #[default]
     Push,
+    /// The agent serves the Input API that EURES polls (SPEC 4.3).
     Pull,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Push => "push",
+            Mode::Pull => "pull",
+        })
+    }
 }
 
 /// What EURES should hold. Its version is always the record's
@@ -92,7 +103,15 @@ impl DesiredState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivered {
     Absent,
-    Present { version: u64, hash: String },
+    Present {
+        version: u64,
+        hash: String,
+    },
+    /// An attempt ended without a clear answer (timeout, dropped connection,
+    /// 5xx): EURES may or may not have applied it. Whatever is desired next
+    /// must be sent, never assumed: an absent posting gets a DELETE (404 is
+    /// fine), a present one a PUT.
+    Unknown,
 }
 
 /// Retry bookkeeping of the operation currently due.
@@ -182,6 +201,8 @@ impl Entry {
             (DesiredState::Absent { .. }, Delivered::Absent) => {
                 self.retry.forced.then_some(Op::Delete)
             }
+            (DesiredState::Present { .. }, Delivered::Unknown) => Some(Op::Create),
+            (DesiredState::Absent { .. }, Delivered::Unknown) => Some(Op::Delete),
         }
     }
 
@@ -465,6 +486,14 @@ pub fn apply_outcome(
                 AttemptResult::Done => unreachable!("handled above"),
             };
             entry.retry.last_error = Some(why);
+            if matches!(
+                failure,
+                AttemptResult::Transient(_) | AttemptResult::Superseded
+            ) {
+                // The request may have been applied, or EURES holds something
+                // we did not send: stop believing anything.
+                entry.delivered = Delivered::Unknown;
+            }
             if still_current {
                 let upsert = sent.op != Op::Delete;
                 if counts {
@@ -648,8 +677,10 @@ mod tests {
             Duration::from_secs(60),
             PUSH,
         );
-        assert_eq!(failed.due(), None);
+        // It may have landed all the same: the delete is due, at once.
+        assert_eq!(failed.due(), Some(Op::Delete));
         assert_eq!(failed.retry.attempts, 0);
+        assert!(failed.retry.next_attempt_at_ms <= 10);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
 
@@ -51,9 +51,7 @@ impl Worker {
             let mut limit = slots.available_permits();
             if self.health.auth_failing.load(Ordering::SeqCst) {
                 let last = self.health.last_probe_ms.load(Ordering::SeqCst);
-                if now - last < AUTH_PROBE_EVERY_MS
-                    || limit < self.settings.concurrency
-                {
+                if now - last < AUTH_PROBE_EVERY_MS || limit < self.settings.concurrency {
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                         _ = stop.changed() => {}
@@ -88,7 +86,9 @@ impl Worker {
             };
             if claimed.is_empty() {
                 let until_due = match self.store.next_due_ms().await {
-                    Ok(Some(at)) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)),
+                    Ok(Some(at)) => {
+                        Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
+                    }
                     _ => IDLE_POLL,
                 };
                 tokio::select! {
@@ -123,8 +123,7 @@ impl Worker {
         let Some(eures) = &self.eures else {
             return;
         };
-        let started = Instant::now();
-        let outcome = match op.op {
+        let attempt = match op.op {
             Op::Delete => eures.delete(&op.id, op.version).await,
             Op::Create | Op::Update => {
                 let Some(content) = op.content.as_deref() else {
@@ -150,7 +149,7 @@ impl Worker {
                     .await
             }
         };
-        let elapsed = started.elapsed();
+        let (outcome, elapsed) = (attempt.outcome, attempt.elapsed);
         let label = outcome.label();
         crate::telemetry::record_delivery(op.op, label, elapsed);
         tracing::info!(posting = %op.id, version = op.version, op = op.op.as_str(), outcome = label,
@@ -163,8 +162,11 @@ impl Worker {
                 }
                 if let Outcome::Throttled { retry_after } = other {
                     let wait = retry_after.unwrap_or(Duration::from_secs(1));
-                    let until = now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(0));
-                    self.health.throttled_until_ms.fetch_max(until, Ordering::SeqCst);
+                    let until =
+                        now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(0));
+                    self.health
+                        .throttled_until_ms
+                        .fetch_max(until, Ordering::SeqCst);
                 }
             }
         }
@@ -174,7 +176,10 @@ impl Worker {
             crate::telemetry::record_propagation((now_ms() - updated) as f64 / 1000.0);
         }
         let result = to_attempt_result(&outcome);
-        let backoff = self.settings.retry.next_delay(op.attempts, &mut rand::rng());
+        let backoff = self
+            .settings
+            .retry
+            .next_delay(op.attempts, &mut rand::rng());
         let completion = Completion {
             claimed: &op,
             result: &result,
@@ -184,7 +189,11 @@ impl Worker {
             },
             backoff,
         };
-        if let Err(e) = self.store.complete(&self.settings.owner, completion, self.ctx()).await {
+        if let Err(e) = self
+            .store
+            .complete(&self.settings.owner, completion, self.ctx())
+            .await
+        {
             // The lease expires and the operation is attempted again: at
             // least once, and EURES operations are idempotent.
             tracing::error!(posting = %op.id, error = %e, "recording a delivery outcome failed");

@@ -35,7 +35,10 @@ pub fn evaluate_page(
     for (index, item) in items.iter().enumerate() {
         match parse_change(item) {
             ParsedChange::Change(change) => {
-                if newest.get(change.id.as_str()).is_some_and(|&v| v > change.version) {
+                if newest
+                    .get(change.id.as_str())
+                    .is_some_and(|&v| v > change.version)
+                {
                     continue;
                 }
                 let desired = evaluate(&change, now, party_id);

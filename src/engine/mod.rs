@@ -56,7 +56,9 @@ impl Health {
         let was = self.auth_failing.swap(failing, Ordering::SeqCst);
         if was != failing {
             if failing {
-                tracing::error!("EURES refuses our credentials: delivery paused, probing once a second");
+                tracing::error!(
+                    "EURES refuses our credentials: delivery paused, probing once a second"
+                );
             } else {
                 tracing::info!("EURES accepts our credentials again: delivery resumes");
             }
@@ -78,7 +80,10 @@ pub struct Worker {
 
 impl Worker {
     /// Builds a worker from the configuration and an open store.
-    pub fn from_config(config: &crate::config::Config, store: Arc<dyn Store>) -> anyhow::Result<Worker> {
+    pub fn from_config(
+        config: &crate::config::Config,
+        store: Arc<dyn Store>,
+    ) -> anyhow::Result<Worker> {
         let extra_ca = config.extra_ca_file();
         let jobag = JobagClient::new(
             &config.jobag.base_url,
@@ -134,10 +139,16 @@ impl Worker {
     /// Returns the stats and whether more pages wait.
     pub async fn poll_once(&self) -> anyhow::Result<(IngestStats, bool)> {
         let cursor = self.store.cursor().await?.filter(|c| !c.is_empty());
-        let page = match self.jobag.changes(cursor.as_deref(), self.settings.page_size).await {
+        let page = match self
+            .jobag
+            .changes(cursor.as_deref(), self.settings.page_size)
+            .await
+        {
             Ok(page) => page,
             Err(SourceError::CursorGone) => {
-                tracing::warn!("the feed no longer knows our cursor: reading it again from the beginning");
+                tracing::warn!(
+                    "the feed no longer knows our cursor: reading it again from the beginning"
+                );
                 self.store
                     .ingest(
                         &IngestBatch {
@@ -189,7 +200,10 @@ impl Worker {
                     &self.settings.party_id,
                 );
                 if let Some(q) = quarantined.first() {
-                    anyhow::bail!("posting {id}: JobAG returned an unusable posting: {}", q.reason);
+                    anyhow::bail!(
+                        "posting {id}: JobAG returned an unusable posting: {}",
+                        q.reason
+                    );
                 }
                 changes.pop()
             }
@@ -267,7 +281,9 @@ impl Worker {
                 Err(e) => tracing::warn!(error = %e, "expiry pass failed"),
             }
             let pause = match self.store.next_expiry_ms().await {
-                Ok(Some(at)) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(MAX_SLEEP),
+                Ok(Some(at)) => {
+                    Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(MAX_SLEEP)
+                }
                 _ => MAX_SLEEP,
             };
             tokio::select! {

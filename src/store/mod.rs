@@ -152,7 +152,13 @@ pub trait Store: Send + Sync + 'static {
     async fn next_expiry_ms(&self) -> Result<Option<i64>>;
 
     /// Leases up to `limit` due operations, deletions first, one per posting.
-    async fn claim(&self, owner: &str, limit: usize, now_ms: i64, lease: Duration) -> Result<Vec<Claimed>>;
+    async fn claim(
+        &self,
+        owner: &str,
+        limit: usize,
+        now_ms: i64,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>>;
     /// Records an attempt's end, releases the lease, writes the audit row.
     async fn complete(&self, owner: &str, done: Completion<'_>, ctx: Ctx) -> Result<()>;
     /// Gives back a lease without an attempt (shutdown, content to re-read).

@@ -7,7 +7,7 @@ use super::{Claimed, StoreError};
 /// Column list in the order [`FlatEntry`] binds them.
 pub(crate) const COLUMNS: &str = "id, employer_cvr, source_version, source_updated_at_ms, \
     desired_present, desired_hash, desired_content, publication_end_ms, absent_reason, \
-    delivered_present, delivered_version, delivered_hash, attempts, next_attempt_at_ms, \
+    delivered_state, delivered_version, delivered_hash, attempts, next_attempt_at_ms, \
     last_error, dead, forced, due_since_ms, created_ms, modified_ms, closed_ms, active, \
     due_op, due_rank, state";
 
@@ -22,7 +22,7 @@ pub(crate) struct FlatEntry {
     pub desired_content: Option<String>,
     pub publication_end_ms: Option<i64>,
     pub absent_reason: Option<String>,
-    pub delivered_present: bool,
+    pub delivered_state: String,
     pub delivered_version: Option<i64>,
     pub delivered_hash: Option<String>,
     pub attempts: i64,
@@ -61,9 +61,12 @@ impl FlatEntry {
                 ),
                 DesiredState::Absent { reason } => (false, None, None, None, Some(reason.clone())),
             };
-        let (delivered_present, delivered_version, delivered_hash) = match &e.delivered {
-            Delivered::Absent => (false, None, None),
-            Delivered::Present { version, hash } => (true, Some(to_i64(*version)), Some(hash.clone())),
+        let (delivered_state, delivered_version, delivered_hash) = match &e.delivered {
+            Delivered::Absent => ("absent", None, None),
+            Delivered::Present { version, hash } => {
+                ("present", Some(to_i64(*version)), Some(hash.clone()))
+            }
+            Delivered::Unknown => ("unknown", None, None),
         };
         let due = e.due();
         FlatEntry {
@@ -76,7 +79,7 @@ impl FlatEntry {
             desired_content,
             publication_end_ms,
             absent_reason,
-            delivered_present,
+            delivered_state: delivered_state.to_string(),
             delivered_version,
             delivered_hash,
             attempts: i64::from(e.retry.attempts),
@@ -116,13 +119,14 @@ impl FlatEntry {
                 reason: self.absent_reason.clone().unwrap_or_default(),
             }
         };
-        let delivered = if self.delivered_present {
-            Delivered::Present {
+        let delivered = match self.delivered_state.as_str() {
+            "present" => Delivered::Present {
                 version: u64::try_from(self.delivered_version.unwrap_or(0)).unwrap_or(0),
                 hash: self.delivered_hash.clone().unwrap_or_default(),
-            }
-        } else {
-            Delivered::Absent
+            },
+            "absent" => Delivered::Absent,
+            "unknown" => Delivered::Unknown,
+            _ => return Err(corrupt("unknown delivered state")),
         };
         Ok(Entry {
             id: self.id,

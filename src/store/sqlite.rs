@@ -17,7 +17,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::row::{CLAIM_COLUMNS, COLUMNS, FlatClaim, FlatEntry};
-use super::{Claimed, Completion, Ctx, IngestBatch, IngestStats, Result, Store, StoreError, Summary};
+use super::{
+    Claimed, Completion, Ctx, IngestBatch, IngestStats, Result, Store, StoreError, Summary,
+};
 use crate::domain::ledger::{self, Entry, Sent};
 
 const CURSOR_KEY: &str = "feed_cursor";
@@ -27,14 +29,19 @@ const EXPIRY_BATCH: i64 = 500;
 
 static UPSERT: LazyLock<String> = LazyLock::new(|| {
     let cols: Vec<&str> = COLUMNS.split(',').map(str::trim).collect();
-    let params = (1..=cols.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+    let params = (1..=cols.len())
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let updates = cols
         .iter()
         .skip(1)
         .map(|c| format!("{c} = excluded.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
-    format!("INSERT INTO postings ({COLUMNS}) VALUES ({params}) ON CONFLICT(id) DO UPDATE SET {updates}")
+    format!(
+        "INSERT INTO postings ({COLUMNS}) VALUES ({params}) ON CONFLICT(id) DO UPDATE SET {updates}"
+    )
 });
 static SELECT_MANY: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {COLUMNS} FROM postings WHERE id IN (SELECT value FROM json_each(?1))")
@@ -92,7 +99,10 @@ impl SqliteStore {
     }
 }
 
-async fn load_many(tx: &mut Transaction<'_, Sqlite>, ids: &[&str]) -> Result<HashMap<String, Entry>> {
+async fn load_many(
+    tx: &mut Transaction<'_, Sqlite>,
+    ids: &[&str],
+) -> Result<HashMap<String, Entry>> {
     let json = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
     let rows: Vec<FlatEntry> = sqlx::query_as(SELECT_MANY.as_str())
         .bind(json)
@@ -123,7 +133,7 @@ async fn upsert(tx: &mut Transaction<'_, Sqlite>, e: &Entry) -> Result<()> {
         .bind(f.desired_content)
         .bind(f.publication_end_ms)
         .bind(f.absent_reason)
-        .bind(f.delivered_present)
+        .bind(f.delivered_state)
         .bind(f.delivered_version)
         .bind(f.delivered_hash)
         .bind(f.attempts)
@@ -169,10 +179,12 @@ impl Store for SqliteStore {
     }
 
     async fn cursor(&self) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT value FROM agent_state WHERE key = ?1")
-            .bind(CURSOR_KEY)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT value FROM agent_state WHERE key = ?1")
+                .bind(CURSOR_KEY)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn ingest(&self, batch: &IngestBatch, ctx: Ctx) -> Result<IngestStats> {
@@ -185,7 +197,13 @@ impl Store for SqliteStore {
         let mut stats = IngestStats::default();
         for incoming in &batch.changes {
             let current = entries.get(&incoming.id);
-            match ledger::apply_change(current, incoming.clone(), ctx.now_ms, ctx.mode, batch.forced) {
+            match ledger::apply_change(
+                current,
+                incoming.clone(),
+                ctx.now_ms,
+                ctx.mode,
+                batch.forced,
+            ) {
                 Some(next) => {
                     stats.applied += 1;
                     dirty.push(next.id.clone());
@@ -259,7 +277,13 @@ impl Store for SqliteStore {
         .await?)
     }
 
-    async fn claim(&self, owner: &str, limit: usize, now_ms: i64, lease: Duration) -> Result<Vec<Claimed>> {
+    async fn claim(
+        &self,
+        owner: &str,
+        limit: usize,
+        now_ms: i64,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>> {
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 4);
         let mut tx = self.begin().await?;
         let rows: Vec<(FlatClaim, i64, i64)> = {
@@ -274,7 +298,11 @@ impl Store for SqliteStore {
             let mut out = Vec::with_capacity(raw.len());
             for r in &raw {
                 let claim = <FlatClaim as sqlx::FromRow<_>>::from_row(r)?;
-                out.push((claim, r.try_get("due_rank")?, r.try_get("next_attempt_at_ms")?));
+                out.push((
+                    claim,
+                    r.try_get("due_rank")?,
+                    r.try_get("next_attempt_at_ms")?,
+                ));
             }
             out
         };
@@ -414,10 +442,11 @@ impl Store for SqliteStore {
         .fetch_one(&self.pool)
         .await?;
         s.oldest_pending_ms = oldest.map(|t| (now_ms - t).max(0));
-        let last_poll: Option<String> = sqlx::query_scalar("SELECT value FROM agent_state WHERE key = ?1")
-            .bind(LAST_POLL_KEY)
-            .fetch_optional(&self.pool)
-            .await?;
+        let last_poll: Option<String> =
+            sqlx::query_scalar("SELECT value FROM agent_state WHERE key = ?1")
+                .bind(LAST_POLL_KEY)
+                .fetch_optional(&self.pool)
+                .await?;
         s.last_source_poll_ms = last_poll.and_then(|v| v.parse().ok());
         Ok(s)
     }

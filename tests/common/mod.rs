@@ -44,14 +44,21 @@ impl Running {
 impl Env {
     pub async fn start() -> Env {
         Env {
-            jobag: JobagSim::start(JobagOptions::default()).await.expect("jobag sim"),
-            eures: EuresSim::start(EuresOptions::default()).await.expect("eures sim"),
+            jobag: JobagSim::start(JobagOptions::default())
+                .await
+                .expect("jobag sim"),
+            eures: EuresSim::start(EuresOptions::default())
+                .await
+                .expect("eures sim"),
             dir: tempfile::tempdir().expect("tempdir"),
         }
     }
 
     pub fn db_url(&self) -> String {
-        format!("sqlite://{}?mode=rwc", self.dir.path().join("ledger.db").display())
+        format!(
+            "sqlite://{}?mode=rwc",
+            self.dir.path().join("ledger.db").display()
+        )
     }
 
     pub fn config_toml(&self) -> String {
@@ -72,7 +79,9 @@ impl Env {
     /// A worker in this process with short retry delays.
     pub async fn worker(&self) -> Running {
         let config = self.config();
-        let store = eures_sync::store::connect(&config.database.url).await.expect("store");
+        let store = eures_sync::store::connect(&config.database.url)
+            .await
+            .expect("store");
         let mut worker = Worker::from_config(&config, store).expect("worker");
         worker.settings.retry = RetryPolicy {
             base: Duration::from_millis(20),
@@ -90,7 +99,9 @@ impl Env {
         let now = chrono::Utc::now();
         let mut out = BTreeMap::new();
         for id in self.jobag.ids() {
-            let Some(p) = self.jobag.current(&id) else { continue };
+            let Some(p) = self.jobag.current(&id) else {
+                continue;
+            };
             if let ParsedChange::Change(c) = parse_change(&p)
                 && let Desired::Present { hash, .. } = evaluate(&c, now, "STAR-DK")
             {
@@ -118,8 +129,16 @@ impl Env {
                 return;
             }
             if started.elapsed() > timeout {
-                let missing: Vec<_> = expected.keys().filter(|k| !held.contains_key(*k)).take(5).collect();
-                let extra: Vec<_> = held.keys().filter(|k| !expected.contains_key(*k)).take(5).collect();
+                let missing: Vec<_> = expected
+                    .keys()
+                    .filter(|k| !held.contains_key(*k))
+                    .take(5)
+                    .collect();
+                let extra: Vec<_> = held
+                    .keys()
+                    .filter(|k| !expected.contains_key(*k))
+                    .take(5)
+                    .collect();
                 let stale: Vec<_> = expected
                     .iter()
                     .filter(|(k, h)| held.get(*k).is_some_and(|x| x != *h))
@@ -141,7 +160,10 @@ impl Env {
 pub async fn eventually(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let started = Instant::now();
     while !f() {
-        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
