@@ -66,7 +66,7 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 impl SqliteStore {
