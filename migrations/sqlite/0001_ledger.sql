@@ -28,8 +28,13 @@ CREATE TABLE postings (
     due_op               TEXT,
     due_rank             INTEGER,
     state                TEXT NOT NULL,
+    last_change_ms       INTEGER NOT NULL,
     lease_owner          TEXT,
-    lease_until_ms       INTEGER
+    lease_until_ms       INTEGER,
+    -- Reconcile run that last saw the posting in the JobAG snapshot / in the
+    -- EURES listing; stamps instead of in-memory sets keep reconcile streaming.
+    source_seen_run      INTEGER,
+    remote_seen_run      INTEGER
 );
 
 CREATE INDEX postings_due ON postings (due_rank, next_attempt_at_ms) WHERE due_op IS NOT NULL;

@@ -102,7 +102,19 @@ pub async fn inspect(config: &Config, id: &str, json_out: bool) -> anyhow::Resul
     let Some(entry) = store.get(id).await? else {
         anyhow::bail!("unknown posting id {id}");
     };
-    let doc = entry_json(&entry);
+    let mut doc = entry_json(&entry);
+    let audit = store
+        .audit(crate::store::AuditOf::Posting(id), 0, 200)
+        .await?;
+    doc["audit"] = Value::Array(
+        audit
+            .iter()
+            .map(|r| {
+                json!({"at": iso(Some(r.at_ms)), "operation": r.op, "version": r.version,
+                             "outcome": r.outcome, "content_sha256": r.content_hash})
+            })
+            .collect(),
+    );
     if json_out {
         println!("{doc}");
     } else {

@@ -3,7 +3,9 @@
 
 mod demo;
 mod inspect;
+mod ops;
 mod run;
+mod sim;
 
 use std::path::PathBuf;
 
@@ -49,7 +51,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// One posting: desired vs delivered state, versions, attempts, last error.
+    /// One posting: desired vs delivered state, versions, attempts, last
+    /// error, audit trail.
     Inspect {
         /// The JobAG posting id.
         id: String,
@@ -57,12 +60,86 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Force postings to be re-read from JobAG and re-delivered. Works while
+    /// a worker runs: it is written to the database and the worker delivers.
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["posting", "employer", "all"])))]
+    Resync {
+        /// Posting id (repeatable).
+        #[arg(long, num_args = 1..)]
+        posting: Vec<String>,
+        /// Every posting of this employer (CVR number).
+        #[arg(long)]
+        employer: Option<String>,
+        /// Every posting.
+        #[arg(long)]
+        all: bool,
+        /// Only show what would be re-delivered.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Three-way diff of the JobAG snapshot, the ledger and the EURES
+    /// listing; prints the differences and queues repairs unless --dry-run.
+    Reconcile {
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Creates and updates EURES rejected permanently (or that ran out of attempts).
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+    /// What was transferred to EURES and when (an insight request), as JSON.
+    #[command(group(clap::ArgGroup::new("whom").required(true).args(["posting", "employer"])))]
+    Export {
+        #[arg(long)]
+        posting: Option<String>,
+        #[arg(long)]
+        employer: Option<String>,
+    },
+    /// Apply retention: delete audit rows, tombstones and quarantine records
+    /// older than retention.audit_days (or --older-than).
+    Purge {
+        #[arg(long, value_name = "DAYS")]
+        older_than: Option<u32>,
+    },
+    /// Run the JobAG and EURES simulators for local development (the
+    /// default config points at them) until Ctrl-C.
+    Sim {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        jobag_listen: std::net::SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:8082")]
+        eures_listen: std::net::SocketAddr,
+        /// Sample postings to publish at start.
+        #[arg(long, default_value_t = 100)]
+        postings: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterAction {
+    /// List them.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Try them again (named ids, or --all).
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["ids", "all"])))]
+    Retry {
+        ids: Vec<String>,
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 /// Runs the parsed command. Errors carry one line for the operator.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo { postings, db } => demo::run(postings, &db).await,
+        Command::Sim {
+            jobag_listen,
+            eures_listen,
+            postings,
+        } => sim::run(jobag_listen, eures_listen, postings).await,
         command => {
             let config = Config::load(cli.config.as_deref())?;
             crate::telemetry::init_logs(config.log.format, &config.log.level);
@@ -76,7 +153,33 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 }
                 Command::Status { json } => inspect::status(&config, json).await,
                 Command::Inspect { id, json } => inspect::inspect(&config, &id, json).await,
-                Command::Demo { .. } => unreachable!("handled above"),
+                Command::Resync {
+                    posting,
+                    employer,
+                    all,
+                    dry_run,
+                } => {
+                    let target = if all {
+                        ops::ResyncTarget::All
+                    } else if let Some(cvr) = employer {
+                        ops::ResyncTarget::Employer(cvr)
+                    } else {
+                        ops::ResyncTarget::Postings(posting)
+                    };
+                    ops::resync(&config, target, dry_run).await
+                }
+                Command::Reconcile { dry_run } => ops::reconcile(&config, dry_run).await,
+                Command::DeadLetters { action } => match action {
+                    DeadLetterAction::List { json } => ops::dead_letters_list(&config, json).await,
+                    DeadLetterAction::Retry { ids, all } => {
+                        ops::dead_letters_retry(&config, (!all).then_some(ids)).await
+                    }
+                },
+                Command::Export { posting, employer } => {
+                    ops::export(&config, posting, employer).await
+                }
+                Command::Purge { older_than } => ops::purge(&config, older_than).await,
+                Command::Demo { .. } | Command::Sim { .. } => unreachable!("handled above"),
             }
         }
     }

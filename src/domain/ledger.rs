@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use super::eligibility::{Desired, EXPIRED};
 
+/// Reason code of a posting deleted in JobAG.
+pub const DELETED: &str = "deleted";
+
 /// The EURES operation that closes the gap between desired and delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Op {
@@ -91,7 +94,7 @@ impl DesiredState {
         matches!(self, DesiredState::Present { .. })
     }
 
-    fn hash(&self) -> Option<&str> {
+    pub fn hash(&self) -> Option<&str> {
         match self {
             DesiredState::Present { hash, .. } => Some(hash),
             DesiredState::Absent { .. } => None,
@@ -156,6 +159,9 @@ pub struct Entry {
     pub delivered: Delivered,
     pub retry: Retry,
     pub exchange: Exchange,
+    /// When the agent last accepted a source fact for this posting (epoch
+    /// ms): reconcile only judges records older than its own start.
+    pub last_change_ms: i64,
 }
 
 /// The exclusive state of a record for status and metrics (SPEC 4.5).
@@ -198,8 +204,10 @@ impl Entry {
                 (hash != held || self.retry.forced).then_some(Op::Update)
             }
             (DesiredState::Absent { .. }, Delivered::Present { .. }) => Some(Op::Delete),
+            // A resync of a posting that was once wanted on EURES makes sure
+            // it is gone; one never wanted has nothing to delete.
             (DesiredState::Absent { .. }, Delivered::Absent) => {
-                self.retry.forced.then_some(Op::Delete)
+                (self.retry.forced && self.exchange.created_ms.is_some()).then_some(Op::Delete)
             }
             (DesiredState::Present { .. }, Delivered::Unknown) => Some(Op::Create),
             (DesiredState::Absent { .. }, Delivered::Unknown) => Some(Op::Delete),
@@ -355,9 +363,11 @@ pub fn apply_change(
                 ..Retry::default()
             },
             exchange: Exchange::default(),
+            last_change_ms: now_ms,
         },
     };
     entry.source_version = incoming.version;
+    entry.last_change_ms = now_ms;
     entry.source_updated_at_ms = incoming.updated_at_ms.or(entry.source_updated_at_ms);
     if incoming.employer_cvr.is_some() {
         entry.employer_cvr = incoming.employer_cvr;
@@ -392,6 +402,53 @@ pub fn expire(current: &Entry, now_ms: i64, mode: Mode) -> Option<Entry> {
         }
         _ => None,
     }
+}
+
+/// The posting is no longer in JobAG's snapshot: it was deleted there and
+/// the feed did not tell us (a forgotten cursor, a lost event). Returns
+/// `None` when the record already says so.
+pub fn source_gone(current: &Entry, now_ms: i64, mode: Mode) -> Option<Entry> {
+    let already = matches!(&current.desired, DesiredState::Absent { reason } if reason == DELETED)
+        && current.gap().is_none();
+    if already {
+        return None;
+    }
+    let mut entry = current.clone();
+    entry.set_desired(
+        DesiredState::Absent {
+            reason: DELETED.into(),
+        },
+        now_ms,
+    );
+    entry.last_change_ms = now_ms;
+    entry.settle(mode, now_ms);
+    Some(entry)
+}
+
+/// A copy EURES lists that neither the ledger nor JobAG knows: it must go,
+/// deleted with the version EURES lists.
+pub fn orphan(id: &str, listed_version: u64, listed_hash: &str, now_ms: i64, mode: Mode) -> Entry {
+    let mut entry = Entry {
+        id: id.to_string(),
+        employer_cvr: None,
+        source_version: listed_version,
+        source_updated_at_ms: None,
+        desired: DesiredState::Absent {
+            reason: DELETED.into(),
+        },
+        delivered: Delivered::Present {
+            version: listed_version,
+            hash: listed_hash.to_string(),
+        },
+        retry: Retry {
+            next_attempt_at_ms: now_ms,
+            ..Retry::default()
+        },
+        exchange: Exchange::default(),
+        last_change_ms: now_ms,
+    };
+    entry.settle(mode, now_ms);
+    entry
 }
 
 /// What one delivery attempt carried.
@@ -443,8 +500,14 @@ pub fn apply_outcome(
     // Did desired move while the request was in flight? Then a failure must
     // not delay the new operation (a withdrawal waits for nobody).
     let still_current = entry.due() == Some(sent.op)
-        && entry.source_version == sent.version
-        && (sent.op == Op::Delete || entry.desired.hash() == sent.hash.as_deref());
+        && match sent.op {
+            // A delete carries the highest version known, which may be the
+            // one EURES listed rather than the source's.
+            Op::Delete => sent.version >= entry.source_version,
+            Op::Create | Op::Update => {
+                entry.source_version == sent.version && entry.desired.hash() == sent.hash.as_deref()
+            }
+        };
     let delay_ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2);
     match result {
         AttemptResult::Done => {

@@ -5,6 +5,7 @@
 
 pub mod deliver;
 pub mod ingest;
+pub mod reconcile;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -38,6 +39,8 @@ pub struct Settings {
     pub lease: Duration,
     /// Lease owner name; stable per process.
     pub owner: String,
+    /// Periodic reconcile; `None` = only on demand (and after a lost cursor).
+    pub reconcile_interval: Option<Duration>,
 }
 
 /// Shared, cheap facts the HTTP side reads (readiness, metrics).
@@ -76,6 +79,8 @@ pub struct Worker {
     /// Wakes the delivery loop when work may have become due.
     pub wake: Arc<Notify>,
     pub health: Arc<Health>,
+    /// Asks the reconcile loop for a pass now.
+    pub reconcile_requested: Arc<Notify>,
 }
 
 impl Worker {
@@ -122,9 +127,11 @@ impl Worker {
                 retry: RetryPolicy::default(),
                 lease: config.request_timeout().saturating_mul(2) + Duration::from_secs(30),
                 owner,
+                reconcile_interval: config.reconcile_interval(),
             },
             wake: Arc::new(Notify::new()),
             health: Arc::new(Health::default()),
+            reconcile_requested: Arc::new(Notify::new()),
         })
     }
 
@@ -158,6 +165,7 @@ impl Worker {
                         self.ctx(),
                     )
                     .await?;
+                self.reconcile_requested.notify_one();
                 return Ok((IngestStats::default(), true));
             }
             Err(e) => return Err(e.into()),
@@ -303,12 +311,14 @@ impl Worker {
         }
         let ingest = tokio::spawn(self.clone().ingest_loop(stop.clone()));
         let expiry = tokio::spawn(self.clone().expiry_loop(stop.clone()));
+        let reconcile = tokio::spawn(self.clone().reconcile_loop(stop.clone()));
         let deliver = match self.settings.mode {
             Mode::Push => Some(tokio::spawn(self.clone().deliver_loop(stop.clone()))),
             Mode::Pull => None,
         };
         let _ = ingest.await;
         let _ = expiry.await;
+        let _ = reconcile.await;
         if let Some(d) = deliver {
             let _ = d.await;
         }

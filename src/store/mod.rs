@@ -174,6 +174,119 @@ pub trait Store: Send + Sync + 'static {
     /// Postings whose latest change is invalid, then feed items without a
     /// usable id or version (newest first): `(id, reason)`, at most `limit` each.
     async fn quarantined(&self, limit: i64) -> Result<Vec<(Option<String>, String)>>;
+
+    // --- operators ---
+
+    /// Posting ids after `after` (keyset), all or one employer's.
+    async fn ids_page(
+        &self,
+        employer: Option<&str>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>>;
+    /// Parked creates/updates, oldest first.
+    async fn dead_letters(&self, after: Option<&str>, limit: i64) -> Result<Vec<Entry>>;
+    /// Revives the named dead letters (all when `ids` is `None`); returns how many.
+    async fn revive(&self, ids: Option<&[String]>, ctx: Ctx) -> Result<u64>;
+    /// Audit rows of one posting or one employer, in order, after `after_seq`.
+    async fn audit(&self, of: AuditOf<'_>, after_seq: i64, limit: i64) -> Result<Vec<AuditRow>>;
+    /// Deletes audit rows, tombstones and quarantine records older than `cutoff_ms`.
+    async fn purge(&self, cutoff_ms: i64) -> Result<PurgeStats>;
+
+    // --- reconcile: a streaming three-way diff through stamps, not sets ---
+
+    /// Applies one snapshot page: newer versions, postings the ledger lacks,
+    /// documents that render differently now. Stamps every id with `run`.
+    async fn reconcile_source(
+        &self,
+        page: &[Incoming],
+        run: i64,
+        ctx: Ctx,
+        repair: Repair,
+    ) -> Result<Vec<Diff>>;
+    /// Records older than `run` that the snapshot did not show: deleted in
+    /// JobAG. Keyset page after `after`; returns the diffs and the last id read.
+    async fn reconcile_source_gone(
+        &self,
+        run: i64,
+        after: Option<&str>,
+        limit: i64,
+        ctx: Ctx,
+        repair: Repair,
+    ) -> Result<(Vec<Diff>, Option<String>)>;
+    /// Compares one page of the EURES listing with the ledger.
+    async fn reconcile_remote(
+        &self,
+        page: &[Listed],
+        run: i64,
+        ctx: Ctx,
+        repair: Repair,
+    ) -> Result<Vec<Diff>>;
+    /// Records the ledger believes are on EURES that the listing did not show.
+    async fn reconcile_remote_missing(
+        &self,
+        run: i64,
+        after: Option<&str>,
+        limit: i64,
+        ctx: Ctx,
+        repair: Repair,
+    ) -> Result<(Vec<Diff>, Option<String>)>;
+}
+
+/// Whose audit trail.
+#[derive(Debug, Clone, Copy)]
+pub enum AuditOf<'a> {
+    Posting(&'a str),
+    Employer(&'a str),
+}
+
+/// One delivery attempt as the audit trail keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub posting_id: String,
+    pub employer_cvr: Option<String>,
+    pub op: String,
+    pub version: i64,
+    pub content_hash: Option<String>,
+    pub outcome: String,
+    pub at_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PurgeStats {
+    pub audit_rows: u64,
+    pub tombstones: u64,
+    pub quarantine_rows: u64,
+}
+
+/// Whether reconcile writes what it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repair {
+    /// Only report (`--dry-run`); stamps are still written.
+    DryRun,
+    /// Make the ledger say what is true; due operations follow.
+    Apply,
+    /// Resync: also redeliver what already matches.
+    Force,
+}
+
+/// One item of the EURES listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub reference: String,
+    pub source_version: u64,
+    pub content_sha256: Option<String>,
+}
+
+/// A difference reconcile found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Diff {
+    pub id: String,
+    /// `missing_in_ledger`, `newer_in_source`, `rerendered`, `gone_from_source`,
+    /// `orphan_on_eures`, `unwanted_on_eures`, `altered_on_eures`, `missing_on_eures`, `resync`.
+    pub kind: &'static str,
+    pub detail: String,
 }
 
 /// Opens the store a database URL names (`sqlite:` or `postgres:`).

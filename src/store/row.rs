@@ -9,7 +9,7 @@ pub(crate) const COLUMNS: &str = "id, employer_cvr, source_version, source_updat
     desired_present, desired_hash, desired_content, publication_end_ms, absent_reason, \
     delivered_state, delivered_version, delivered_hash, attempts, next_attempt_at_ms, \
     last_error, dead, forced, due_since_ms, created_ms, modified_ms, closed_ms, active, \
-    due_op, due_rank, state";
+    due_op, due_rank, state, last_change_ms";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct FlatEntry {
@@ -38,6 +38,7 @@ pub(crate) struct FlatEntry {
     pub due_op: Option<String>,
     pub due_rank: Option<i64>,
     pub state: String,
+    pub last_change_ms: i64,
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -95,6 +96,7 @@ impl FlatEntry {
             due_op: due.map(|op| op.as_str().to_string()),
             due_rank: due.map(Op::rank),
             state: e.state().as_str().to_string(),
+            last_change_ms: e.last_change_ms,
         }
     }
 
@@ -149,12 +151,18 @@ impl FlatEntry {
                 closed_ms: self.closed_ms,
                 active: self.active,
             },
+            last_change_ms: self.last_change_ms,
         })
     }
 }
 
 /// Columns a claim returns.
-pub(crate) const CLAIM_COLUMNS: &str = "id, due_op, source_version, desired_hash, desired_content, \
+/// A deletion carries the highest version known: the source's, or the one
+/// EURES listed for the copy (reconcile), whichever is higher.
+pub(crate) const CLAIM_COLUMNS: &str = "id, due_op, \
+    CASE WHEN due_op = 'delete' AND delivered_version > source_version \
+         THEN delivered_version ELSE source_version END AS source_version, \
+    desired_hash, desired_content, \
     created_ms, modified_ms, employer_cvr, source_updated_at_ms, attempts";
 
 #[derive(Debug, Clone, sqlx::FromRow)]

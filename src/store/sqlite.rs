@@ -18,9 +18,10 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::row::{CLAIM_COLUMNS, COLUMNS, FlatClaim, FlatEntry};
 use super::{
-    Claimed, Completion, Ctx, IngestBatch, IngestStats, Result, Store, StoreError, Summary,
+    AuditOf, AuditRow, Claimed, Completion, Ctx, Diff, IngestBatch, IngestStats, Listed,
+    PurgeStats, Repair, Result, Store, StoreError, Summary,
 };
-use crate::domain::ledger::{self, Entry, Sent};
+use crate::domain::ledger::{self, DesiredState, Entry, Incoming, Op, Sent};
 
 const CURSOR_KEY: &str = "feed_cursor";
 const LAST_POLL_KEY: &str = "last_source_poll_ms";
@@ -52,6 +53,25 @@ static SELECT_EXPIRED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {COLUMNS} FROM postings WHERE desired_present = 1 AND publication_end_ms <= ?1 \
          ORDER BY publication_end_ms LIMIT ?2"
+    )
+});
+static SELECT_DEAD: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {COLUMNS} FROM postings WHERE dead = 1 AND id > ?1 ORDER BY id LIMIT ?2")
+});
+/// Records reconcile run `?2` did not see in the snapshot, that changed
+/// before the run began, and that EURES holds or should hold.
+static SELECT_UNSEEN_IN_SOURCE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS} FROM postings WHERE id > ?1 \
+           AND (source_seen_run IS NULL OR source_seen_run <> ?2) AND last_change_ms < ?2 \
+           AND (desired_present = 1 OR delivered_state <> 'absent') ORDER BY id LIMIT ?3"
+    )
+});
+static SELECT_UNSEEN_ON_EURES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS} FROM postings WHERE id > ?1 \
+           AND (remote_seen_run IS NULL OR remote_seen_run <> ?2) AND last_change_ms < ?2 \
+           AND delivered_state <> 'absent' ORDER BY id LIMIT ?3"
     )
 });
 static CLAIM: LazyLock<String> = LazyLock::new(|| {
@@ -149,6 +169,7 @@ async fn upsert(tx: &mut Transaction<'_, Sqlite>, e: &Entry) -> Result<()> {
         .bind(f.due_op)
         .bind(f.due_rank)
         .bind(f.state)
+        .bind(f.last_change_ms)
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -467,4 +488,366 @@ impl Store for SqliteStore {
         out.extend(items);
         Ok(out)
     }
+
+    async fn ids_page(
+        &self,
+        employer: Option<&str>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM postings WHERE (?1 IS NULL OR employer_cvr = ?1) AND id > ?2 ORDER BY id LIMIT ?3",
+        )
+        .bind(employer)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn dead_letters(&self, after: Option<&str>, limit: i64) -> Result<Vec<Entry>> {
+        let rows: Vec<FlatEntry> = sqlx::query_as(SELECT_DEAD.as_str())
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(FlatEntry::into_entry).collect()
+    }
+
+    async fn revive(&self, ids: Option<&[String]>, ctx: Ctx) -> Result<u64> {
+        let mut revived = 0;
+        match ids {
+            Some(ids) => {
+                let mut tx = self.begin().await?;
+                let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+                let entries = load_many(&mut tx, &refs).await?;
+                for entry in entries.values().filter(|e| e.retry.dead) {
+                    upsert(&mut tx, &ledger::revive(entry, ctx.now_ms, ctx.mode)).await?;
+                    revived += 1;
+                }
+                tx.commit().await?;
+            }
+            None => loop {
+                // Revived rows leave the dead set, so the first page is always fresh.
+                let page = self.dead_letters(None, 500).await?;
+                if page.is_empty() {
+                    break;
+                }
+                let mut tx = self.begin().await?;
+                for entry in &page {
+                    upsert(&mut tx, &ledger::revive(entry, ctx.now_ms, ctx.mode)).await?;
+                    revived += 1;
+                }
+                tx.commit().await?;
+            },
+        }
+        Ok(revived)
+    }
+
+    async fn audit(&self, of: AuditOf<'_>, after_seq: i64, limit: i64) -> Result<Vec<AuditRow>> {
+        let (sql, key) = match of {
+            AuditOf::Posting(id) => (
+                "SELECT seq, posting_id, employer_cvr, op, version, content_hash, outcome, at_ms \
+                 FROM audit WHERE posting_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                id,
+            ),
+            AuditOf::Employer(cvr) => (
+                "SELECT seq, posting_id, employer_cvr, op, version, content_hash, outcome, at_ms \
+                 FROM audit WHERE employer_cvr = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                cvr,
+            ),
+        };
+        let rows: Vec<(
+            i64,
+            String,
+            Option<String>,
+            String,
+            i64,
+            Option<String>,
+            String,
+            i64,
+        )> = sqlx::query_as(sql)
+            .bind(key)
+            .bind(after_seq)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(seq, posting_id, employer_cvr, op, version, content_hash, outcome, at_ms)| {
+                    AuditRow {
+                        seq,
+                        posting_id,
+                        employer_cvr,
+                        op,
+                        version,
+                        content_hash,
+                        outcome,
+                        at_ms,
+                    }
+                },
+            )
+            .collect())
+    }
+
+    async fn purge(&self, cutoff_ms: i64) -> Result<PurgeStats> {
+        let mut tx = self.begin().await?;
+        let audit = sqlx::query("DELETE FROM audit WHERE at_ms < ?1")
+            .bind(cutoff_ms)
+            .execute(&mut *tx)
+            .await?;
+        let tombstones = sqlx::query(
+            "DELETE FROM postings WHERE state IN ('absent', 'quarantined') AND delivered_state = 'absent' \
+             AND due_op IS NULL AND lease_owner IS NULL AND last_change_ms < ?1 \
+             AND (closed_ms IS NULL OR closed_ms < ?1)",
+        )
+        .bind(cutoff_ms)
+        .execute(&mut *tx)
+        .await?;
+        let quarantine = sqlx::query("DELETE FROM quarantine WHERE at_ms < ?1")
+            .bind(cutoff_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(PurgeStats {
+            audit_rows: audit.rows_affected(),
+            tombstones: tombstones.rows_affected(),
+            quarantine_rows: quarantine.rows_affected(),
+        })
+    }
+
+    async fn reconcile_source(
+        &self,
+        page: &[Incoming],
+        run: i64,
+        ctx: Ctx,
+        repair: Repair,
+    ) -> Result<Vec<Diff>> {
+        let mut tx = self.begin().await?;
+        let ids: Vec<&str> = page.iter().map(|c| c.id.as_str()).collect();
+        let entries = load_many(&mut tx, &ids).await?;
+        let mut diffs = Vec::new();
+        for incoming in page {
+            let current = entries.get(&incoming.id);
+            let (kind, forced) = match current {
+                None => ("missing_in_ledger", repair == Repair::Force),
+                Some(c) if incoming.version > c.source_version => {
+                    ("newer_in_source", repair == Repair::Force)
+                }
+                Some(c) if incoming.version == c.source_version => {
+                    let want = DesiredState::from(incoming.desired.clone());
+                    if repair == Repair::Force {
+                        ("resync", true)
+                    } else if want.is_present() != c.desired.is_present()
+                        || want.hash() != c.desired.hash()
+                    {
+                        ("rerendered", true)
+                    } else {
+                        continue;
+                    }
+                }
+                Some(_) => continue,
+            };
+            let Some(next) =
+                ledger::apply_change(current, incoming.clone(), ctx.now_ms, ctx.mode, forced)
+            else {
+                continue;
+            };
+            diffs.push(Diff {
+                id: incoming.id.clone(),
+                kind,
+                detail: format!(
+                    "source v{} {}; ledger v{}",
+                    incoming.version,
+                    describe(&next.desired),
+                    current.map_or(0, |c| c.source_version)
+                ),
+            });
+            if repair != Repair::DryRun {
+                upsert(&mut tx, &next).await?;
+            }
+        }
+        stamp(&mut tx, "source_seen_run", &ids, run).await?;
+        tx.commit().await?;
+        Ok(diffs)
+    }
+
+    async fn reconcile_source_gone(
+        &self,
+        run: i64,
+        after: Option<&str>,
+        limit: i64,
+        ctx: Ctx,
+        repair: Repair,
+    ) -> Result<(Vec<Diff>, Option<String>)> {
+        let mut tx = self.begin().await?;
+        let rows: Vec<FlatEntry> = sqlx::query_as(SELECT_UNSEEN_IN_SOURCE.as_str())
+            .bind(after.unwrap_or(""))
+            .bind(run)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        let last = rows.last().map(|r| r.id.clone());
+        let mut diffs = Vec::new();
+        for row in rows {
+            let entry = row.into_entry()?;
+            if let Some(next) = ledger::source_gone(&entry, ctx.now_ms, ctx.mode) {
+                diffs.push(Diff {
+                    id: entry.id.clone(),
+                    kind: "gone_from_source",
+                    detail: format!("ledger v{} not in the JobAG snapshot", entry.source_version),
+                });
+                if repair != Repair::DryRun {
+                    upsert(&mut tx, &next).await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok((diffs, last))
+    }
+
+    async fn reconcile_remote(
+        &self,
+        page: &[Listed],
+        run: i64,
+        ctx: Ctx,
+        repair: Repair,
+    ) -> Result<Vec<Diff>> {
+        let mut tx = self.begin().await?;
+        let ids: Vec<&str> = page.iter().map(|l| l.reference.as_str()).collect();
+        let entries = load_many(&mut tx, &ids).await?;
+        let mut diffs = Vec::new();
+        for item in page {
+            let hash = item.content_sha256.as_deref().unwrap_or("");
+            match entries.get(&item.reference) {
+                None => {
+                    diffs.push(Diff {
+                        id: item.reference.clone(),
+                        kind: "orphan_on_eures",
+                        detail: format!(
+                            "EURES holds v{} the ledger does not know",
+                            item.source_version
+                        ),
+                    });
+                    if repair != Repair::DryRun {
+                        let orphan = ledger::orphan(
+                            &item.reference,
+                            item.source_version,
+                            hash,
+                            ctx.now_ms,
+                            ctx.mode,
+                        );
+                        upsert(&mut tx, &orphan).await?;
+                    }
+                }
+                Some(entry) => {
+                    let next = ledger::observe_remote(
+                        entry,
+                        Some((item.source_version, hash)),
+                        ctx.now_ms,
+                        ctx.mode,
+                    );
+                    if next == *entry {
+                        continue;
+                    }
+                    if let Some(op) = next
+                        .due()
+                        .filter(|op| Some(*op) != entry.due() || entry.delivered != next.delivered)
+                    {
+                        diffs.push(Diff {
+                            id: item.reference.clone(),
+                            kind: if op == Op::Delete {
+                                "unwanted_on_eures"
+                            } else {
+                                "altered_on_eures"
+                            },
+                            detail: format!(
+                                "EURES holds v{}; ledger wants {}",
+                                item.source_version,
+                                describe(&entry.desired)
+                            ),
+                        });
+                    }
+                    if repair != Repair::DryRun {
+                        upsert(&mut tx, &next).await?;
+                    }
+                }
+            }
+        }
+        stamp(&mut tx, "remote_seen_run", &ids, run).await?;
+        tx.commit().await?;
+        Ok(diffs)
+    }
+
+    async fn reconcile_remote_missing(
+        &self,
+        run: i64,
+        after: Option<&str>,
+        limit: i64,
+        ctx: Ctx,
+        repair: Repair,
+    ) -> Result<(Vec<Diff>, Option<String>)> {
+        let mut tx = self.begin().await?;
+        let rows: Vec<FlatEntry> = sqlx::query_as(SELECT_UNSEEN_ON_EURES.as_str())
+            .bind(after.unwrap_or(""))
+            .bind(run)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        let last = rows.last().map(|r| r.id.clone());
+        let mut diffs = Vec::new();
+        for row in rows {
+            let entry = row.into_entry()?;
+            let next = ledger::observe_remote(&entry, None, ctx.now_ms, ctx.mode);
+            if next == entry {
+                continue;
+            }
+            if next.due().is_some() && next.desired.is_present() {
+                diffs.push(Diff {
+                    id: entry.id.clone(),
+                    kind: "missing_on_eures",
+                    detail: format!(
+                        "ledger v{} believed delivered, EURES does not list it",
+                        entry.source_version
+                    ),
+                });
+            }
+            if repair != Repair::DryRun {
+                upsert(&mut tx, &next).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok((diffs, last))
+    }
+}
+
+fn describe(d: &DesiredState) -> String {
+    match d {
+        DesiredState::Present { .. } => "present".into(),
+        DesiredState::Absent { reason } => format!("absent ({reason})"),
+    }
+}
+
+async fn stamp(
+    tx: &mut Transaction<'_, Sqlite>,
+    column: &str,
+    ids: &[&str],
+    run: i64,
+) -> Result<()> {
+    let sql = match column {
+        "source_seen_run" => {
+            "UPDATE postings SET source_seen_run = ?1 WHERE id IN (SELECT value FROM json_each(?2))"
+        }
+        _ => {
+            "UPDATE postings SET remote_seen_run = ?1 WHERE id IN (SELECT value FROM json_each(?2))"
+        }
+    };
+    let json = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+    sqlx::query(sql)
+        .bind(run)
+        .bind(json)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

@@ -1,0 +1,258 @@
+//! Reconcile: the same comparison as delivery, done against the source's
+//! snapshot and EURES's own listing instead of the ledger's belief.
+//!
+//! Four streaming passes, each a page at a time: the JobAG snapshot against
+//! the ledger; ledger records the snapshot did not show (deleted in JobAG);
+//! the EURES listing against the ledger; ledger records the listing did not
+//! show. What was seen is stamped in the ledger with the run's id, so no pass
+//! keeps a set in memory. The remote passes act only on a complete listing:
+//! a listing that fails half-way repairs nothing.
+
+use std::collections::BTreeMap;
+
+use super::{Worker, ingest, now_ms};
+use crate::domain::ledger::Mode;
+use crate::store::{Diff, Listed, Repair};
+
+/// Rows per ledger page in the "not seen" passes.
+const LEDGER_PAGE: i64 = 1000;
+/// Items per EURES listing page.
+const LISTING_PAGE: u32 = 1000;
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReconcileReport {
+    /// Differences found, by kind.
+    pub differences: BTreeMap<&'static str, u64>,
+    pub source_postings: u64,
+    pub eures_items: u64,
+    /// False when the EURES listing could not be read to the end.
+    pub listing_complete: bool,
+    pub elapsed_ms: u64,
+}
+
+/// Where reconcile is, for a progress display.
+#[derive(Debug, Clone, Copy)]
+pub enum Phase {
+    Source,
+    SourceGone,
+    Listing,
+    ListingMissing,
+}
+
+impl Phase {
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Source => "reading the JobAG snapshot",
+            Phase::SourceGone => "checking for postings gone from JobAG",
+            Phase::Listing => "reading the EURES listing",
+            Phase::ListingMissing => "checking for copies missing on EURES",
+        }
+    }
+}
+
+impl Worker {
+    /// Runs one reconcile. `on_diff` sees every difference as it is found;
+    /// `progress` sees each page (phase, items so far).
+    pub async fn reconcile(
+        &self,
+        repair: Repair,
+        on_diff: &mut (dyn FnMut(&Diff) + Send),
+        progress: &(dyn Fn(Phase, u64) + Sync),
+    ) -> anyhow::Result<ReconcileReport> {
+        let started = std::time::Instant::now();
+        let run = now_ms();
+        let mut report = ReconcileReport::default();
+        self.source_passes(run, repair, on_diff, progress, &mut report)
+            .await?;
+        if self.settings.mode == Mode::Push {
+            self.remote_passes(run, repair, on_diff, progress, &mut report)
+                .await?;
+        }
+        self.wake.notify_one();
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(
+            differences = report.differences.values().sum::<u64>(),
+            source_postings = report.source_postings,
+            eures_items = report.eures_items,
+            elapsed_ms = report.elapsed_ms,
+            repair = ?repair,
+            "reconcile finished"
+        );
+        Ok(report)
+    }
+
+    /// Only the source side: what `resync --all` does with `Repair::Force`.
+    pub async fn reconcile_source_only(
+        &self,
+        repair: Repair,
+        progress: &(dyn Fn(Phase, u64) + Sync),
+    ) -> anyhow::Result<ReconcileReport> {
+        let started = std::time::Instant::now();
+        let mut report = ReconcileReport::default();
+        self.source_passes(now_ms(), repair, &mut |_| {}, progress, &mut report)
+            .await?;
+        self.wake.notify_one();
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        Ok(report)
+    }
+
+    async fn source_passes(
+        &self,
+        run: i64,
+        repair: Repair,
+        on_diff: &mut (dyn FnMut(&Diff) + Send),
+        progress: &(dyn Fn(Phase, u64) + Sync),
+        report: &mut ReconcileReport,
+    ) -> anyhow::Result<()> {
+        // 1. The JobAG snapshot against the ledger.
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .jobag
+                .snapshot_page_with_retry(token.as_deref(), self.settings.page_size)
+                .await?;
+            let (incoming, quarantined) = ingest::evaluate_page(
+                &page.postings,
+                "snapshot",
+                chrono::Utc::now(),
+                &self.settings.party_id,
+            );
+            if !quarantined.is_empty() {
+                tracing::warn!(
+                    count = quarantined.len(),
+                    "snapshot items without usable id or version"
+                );
+            }
+            report.source_postings += page.postings.len() as u64;
+            let diffs = self
+                .store
+                .reconcile_source(&incoming, run, self.ctx(), repair)
+                .await?;
+            report.record(diffs, on_diff);
+            progress(Phase::Source, report.source_postings);
+            match page.next_page_token {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => break,
+            }
+        }
+        // 2. Ledger records the snapshot did not show.
+        let mut after: Option<String> = None;
+        let mut seen = 0;
+        loop {
+            let (diffs, last) = self
+                .store
+                .reconcile_source_gone(run, after.as_deref(), LEDGER_PAGE, self.ctx(), repair)
+                .await?;
+            seen += diffs.len() as u64;
+            report.record(diffs, on_diff);
+            progress(Phase::SourceGone, seen);
+            match last {
+                Some(l) => after = Some(l),
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    async fn remote_passes(
+        &self,
+        run: i64,
+        repair: Repair,
+        on_diff: &mut (dyn FnMut(&Diff) + Send),
+        progress: &(dyn Fn(Phase, u64) + Sync),
+        report: &mut ReconcileReport,
+    ) -> anyhow::Result<()> {
+        let Some(eures) = &self.eures else {
+            return Ok(());
+        };
+        // 3. EURES's own listing against the ledger.
+        let mut token: Option<String> = None;
+        loop {
+            let page = match eures.list_page(token.as_deref(), LISTING_PAGE).await {
+                Ok(page) => page,
+                Err(outcome) => {
+                    tracing::warn!(
+                        outcome = outcome.label(),
+                        "EURES listing failed: remote passes skipped"
+                    );
+                    report.listing_complete = false;
+                    return Ok(());
+                }
+            };
+            report.eures_items += page.items.len() as u64;
+            let listed: Vec<Listed> = page
+                .items
+                .into_iter()
+                .map(|i| Listed {
+                    reference: i.reference,
+                    source_version: i.source_version,
+                    content_sha256: i.content_sha256,
+                })
+                .collect();
+            let diffs = self
+                .store
+                .reconcile_remote(&listed, run, self.ctx(), repair)
+                .await?;
+            report.record(diffs, on_diff);
+            progress(Phase::Listing, report.eures_items);
+            match page.next_page_token {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => break,
+            }
+        }
+        report.listing_complete = true;
+        // 4. Ledger records the (complete) listing did not show.
+        let mut after: Option<String> = None;
+        let mut seen = 0;
+        loop {
+            let (diffs, last) = self
+                .store
+                .reconcile_remote_missing(run, after.as_deref(), LEDGER_PAGE, self.ctx(), repair)
+                .await?;
+            seen += diffs.len() as u64;
+            report.record(diffs, on_diff);
+            progress(Phase::ListingMissing, seen);
+            match last {
+                Some(l) => after = Some(l),
+                None => break,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ReconcileReport {
+    fn record(&mut self, diffs: Vec<Diff>, on_diff: &mut (dyn FnMut(&Diff) + Send)) {
+        for d in &diffs {
+            *self.differences.entry(d.kind).or_insert(0) += 1;
+            on_diff(d);
+        }
+    }
+}
+
+impl Worker {
+    /// Reconciles every `interval`, and at once when the feed forgot our
+    /// cursor (the snapshot then tells what the feed can no longer).
+    pub(super) async fn reconcile_loop(
+        self: std::sync::Arc<Self>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let every = self.settings.reconcile_interval;
+        while !*stop.borrow() {
+            let wait = async {
+                match every {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = wait => {}
+                _ = self.reconcile_requested.notified() => {}
+                _ = stop.changed() => continue,
+            }
+            if let Err(e) = self.reconcile(Repair::Apply, &mut |_| {}, &|_, _| {}).await {
+                tracing::warn!(error = %e, "reconcile failed; next attempt at the next interval");
+            }
+        }
+    }
+}
