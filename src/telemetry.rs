@@ -31,9 +31,10 @@ pub const QUARANTINED_CHANGES: &str = "eures_sync_quarantined_changes_total";
 pub fn init_logs(format: crate::config::LogFormat, level: &str) {
     use crate::config::LogFormat;
     use tracing_subscriber::EnvFilter;
+    // sqlx logs every statement at debug: keep it at warn unless asked for.
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .or_else(|_| EnvFilter::try_new(format!("{level},sqlx=warn")))
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,

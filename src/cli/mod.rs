@@ -142,7 +142,13 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         } => sim::run(jobag_listen, eures_listen, postings).await,
         command => {
             let config = Config::load(cli.config.as_deref())?;
-            crate::telemetry::init_logs(config.log.format, &config.log.level);
+            // Only the worker logs at the configured level; a one-shot
+            // command keeps stderr for its one-line error.
+            let level = match command {
+                Command::Run => config.log.level.as_str(),
+                _ => "warn",
+            };
+            crate::telemetry::init_logs(config.log.format, level);
             match command {
                 Command::Run => run::run(config).await,
                 Command::Migrate => {

@@ -64,6 +64,8 @@ pub async fn serve(
     state: AppState,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    // Install the recorder before the worker records anything.
+    let _ = crate::telemetry::metrics_handle();
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("http.listen {listen}: {e}"))?;

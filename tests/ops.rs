@@ -1,0 +1,436 @@
+//! The operator's interfaces against a running worker (the real binary):
+//! every CLI command's effect, /metrics, /healthz, /readyz, and logs that
+//! carry nothing personal.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Env, editable, eventually};
+use eures_sync::sim::eures::Faults;
+use eures_sync::sim::jobag::sample_posting;
+use hyper::Method;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(60);
+const EURES_TOKEN: &str = "eures-tok-Sekret-4711";
+
+struct Agent {
+    child: Child,
+    config: PathBuf,
+    metrics: String,
+    log: PathBuf,
+}
+
+impl Agent {
+    /// Starts the binary with its HTTP listener on an ephemeral port and
+    /// learns the port from its start-up log line.
+    fn start(env: &Env) -> Agent {
+        let token_file = env.dir.path().join("eures.token");
+        std::fs::write(&token_file, format!("{EURES_TOKEN}\n")).expect("token");
+        let config = env.dir.path().join("agent.toml");
+        let toml = env.config_toml().replace(
+            "[eures]\n",
+            &format!("[eures]\ntoken_file = \"{}\"\n", token_file.display()),
+        ) + "[reconcile]\ninterval_s = 0\n[log]\nformat = \"json\"\nlevel = \"debug\"\n";
+        std::fs::write(&config, toml).expect("config");
+        static STARTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let log = env.dir.path().join(format!("agent-{n}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_eures-sync"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start eures-sync");
+        let started = Instant::now();
+        let listen = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(addr) = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find_map(|v| v["fields"]["listen"].as_str().map(str::to_string))
+            {
+                break addr;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "agent did not start: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Agent {
+            child,
+            config,
+            metrics: format!("http://{listen}"),
+            log,
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_eures-sync"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .expect("run eures-sync")
+    }
+
+    fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    fn cli_json(&self, args: &[&str]) -> Value {
+        let out = self.cli_ok(args);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("{args:?}: not one JSON document ({e}): {out}"))
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        match reqwest::get(format!("{}{path}", self.metrics)).await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(_) => (0, String::new()),
+        }
+    }
+
+    fn stop(mut self) -> String {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let started = Instant::now();
+        while self.child.try_wait().ok().flatten().is_none() {
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = self.child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+async fn env_with_token() -> Env {
+    let env = Env::start().await;
+    env.eures.set_token(Some(EURES_TOKEN.into()));
+    env
+}
+
+fn id(i: u64) -> String {
+    sample_posting(i)["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resync_and_reconcile_repair_through_the_running_worker() {
+    let env = env_with_token().await;
+    for i in 1..=20 {
+        env.jobag.upsert(sample_posting(i));
+    }
+    let agent = Agent::start(&env);
+    env.converged(WAIT).await;
+
+    // resync --posting: one more PUT of the same version.
+    let before = env.eures.history(&id(1)).len();
+    let out = agent.cli_ok(&["resync", "--posting", &id(1)]);
+    assert!(out.contains(&id(1)), "{out}");
+    eventually(WAIT, "re-delivery after resync", || {
+        env.eures.history(&id(1)).len() == before + 1
+    })
+    .await;
+
+    // resync --employer and --all re-deliver everything of theirs.
+    let cvr = sample_posting(2)["employer"]["cvr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    agent.cli_ok(&["resync", "--employer", &cvr]);
+    eventually(WAIT, "employer resync", || {
+        env.eures.history(&id(2)).len() == 2
+    })
+    .await;
+    let dry = agent.cli_ok(&["resync", "--all", "--dry-run"]);
+    assert!(dry.contains("would be re-delivered"), "{dry}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        env.eures.history(&id(5)).len(),
+        1,
+        "dry run delivered something"
+    );
+    agent.cli_ok(&["resync", "--all"]);
+    eventually(WAIT, "resync --all", || {
+        (1..=20).all(|i| env.eures.history(&id(i)).len() >= 2)
+    })
+    .await;
+
+    // Unknown ids: exit 1 with one line.
+    let out = agent.cli(&["resync", "--posting", "no-such-posting"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("unknown posting id"), "{err}");
+
+    // Tamper with EURES: altered content, an orphan, a missing copy.
+    assert!(env.eures.tamper_content(&id(3), "<PositionOpening/>"));
+    env.eures.insert_orphan("orphan-0001", 4, "<x/>");
+    env.eures.remove(&id(4));
+    let dry = agent.cli_ok(&["reconcile", "--dry-run"]);
+    for kind in ["altered_on_eures", "orphan_on_eures", "missing_on_eures"] {
+        assert!(dry.contains(kind), "dry run misses {kind}: {dry}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(env.eures.get("orphan-0001").is_some(), "dry run repaired");
+    let out = agent.cli_ok(&["reconcile"]);
+    assert!(out.contains("orphan-0001"), "{out}");
+    env.converged(WAIT).await;
+    let orphan_delete = env.eures.history("orphan-0001");
+    assert_eq!(
+        orphan_delete.last(),
+        Some(&(Method::DELETE, 4)),
+        "orphan deleted with its listed version"
+    );
+    let clean = agent.cli_ok(&["reconcile", "--dry-run"]);
+    assert!(clean.starts_with("0 differences"), "{clean}");
+
+    // A posting deleted in JobAG without the feed telling: the snapshot does.
+    agent.stop();
+    let gone = id(6);
+    env.jobag.forget_before(env.jobag.log_len());
+    env.jobag.delete(&gone);
+    env.jobag.forget_before(env.jobag.log_len());
+    let agent = Agent::start(&env);
+    eventually(WAIT, "deletion learnt from the snapshot after 410", || {
+        env.eures.get(&gone).is_none()
+    })
+    .await;
+    env.converged(WAIT).await;
+    agent.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_export_purge_status_inspect() {
+    let env = env_with_token().await;
+    let agent = Agent::start(&env);
+    env.eures.set_faults(Faults {
+        force_status: Some(422),
+        ..Faults::none()
+    });
+    env.jobag.upsert(sample_posting(1));
+    eventually(WAIT, "dead letter", || {
+        agent.cli_json(&["dead-letters", "list", "--json"])["dead_letters"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
+    })
+    .await;
+    let status = agent.cli_json(&["status", "--json"]);
+    for key in [
+        "postings",
+        "backlog",
+        "oldest_pending_seconds",
+        "last_source_poll",
+        "dead_letters",
+        "quarantined",
+    ] {
+        assert!(
+            status.get(key).is_some(),
+            "status --json lacks {key}: {status}"
+        );
+    }
+    assert_eq!(status["dead_letters"], json!(1));
+    env.eures.set_faults(Faults::none());
+    agent.cli_ok(&["dead-letters", "retry", "--all"]);
+    eventually(WAIT, "delivered after retry", || {
+        env.eures.get(&id(1)).is_some()
+    })
+    .await;
+    let out = agent.cli(&["dead-letters", "retry", "no-such"]);
+    assert_eq!(out.status.code(), Some(1));
+
+    // Withdraw: the copy goes and its content leaves the ledger.
+    let mut p = editable(&env.jobag, &id(1));
+    p["eures_consent"] = json!(false);
+    env.jobag.upsert(p);
+    eventually(WAIT, "withdrawal", || env.eures.get(&id(1)).is_none()).await;
+
+    let inspect = agent.cli_json(&["inspect", &id(1), "--json"]);
+    assert_eq!(inspect["id"], json!(id(1)));
+    assert_eq!(inspect["desired"]["reason"], json!("no_consent"));
+    assert!(
+        inspect["audit"].as_array().is_some_and(|a| a.len() >= 3),
+        "{inspect}"
+    );
+    let out = agent.cli(&["inspect", "no-such", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+
+    let export = agent.cli_json(&["export", "--posting", &id(1)]);
+    assert_eq!(export["posting_id"], json!(id(1)));
+    let ops: Vec<(String, String)> = export["transfers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["operation"].as_str().unwrap().into(),
+                t["outcome"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ops.first(),
+        Some(&("create".to_string(), "rejected".to_string())),
+        "{ops:?}"
+    );
+    assert!(ops.contains(&("create".into(), "ok".into())), "{ops:?}");
+    assert_eq!(
+        ops.last(),
+        Some(&("delete".to_string(), "ok".to_string())),
+        "{ops:?}"
+    );
+    let cvr = sample_posting(1)["employer"]["cvr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let by_employer = agent.cli_json(&["export", "--employer", &cvr]);
+    assert_eq!(
+        by_employer["transfers"].as_array().unwrap().len(),
+        ops.len()
+    );
+
+    let out = agent.cli_ok(&["purge", "--older-than", "0"]);
+    assert!(out.contains("purged"), "{out}");
+    let export = agent.cli_json(&["export", "--employer", &cvr]);
+    assert_eq!(
+        export["transfers"].as_array().unwrap().len(),
+        0,
+        "audit rows purged"
+    );
+    let out = agent.cli(&["inspect", &id(1)]);
+    assert_eq!(out.status.code(), Some(1), "the tombstone is purged too");
+    agent.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_health_readiness_and_logs_without_personal_data() {
+    let env = env_with_token().await;
+    let mut p = sample_posting(1);
+    p["title"] = json!("Stillingstitel-Qwertz-9931");
+    p["description"] = json!("<p>Beskrivelse-Uiop-5521</p>");
+    p["contact"] = json!({"name": "Zelda Privatperson", "email": "zelda.privat@example.dk", "phone": "+4511223344"});
+    p["application"] = json!({"url": null, "email": "job-zelda@example.dk", "instructions": null});
+    env.jobag.upsert(p);
+    env.jobag
+        .push_raw(json!({"title": "Broken-Title-7788", "contact": {"name": "Zelda Privatperson"}}));
+    let agent = Agent::start(&env);
+    eventually(WAIT, "create", || env.eures.get(&id(1)).is_some()).await;
+
+    let mut ready = (0, String::new());
+    for _ in 0..100 {
+        ready = agent.get("/readyz").await;
+        if ready.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ready.0, 200, "{ready:?}");
+    assert_eq!(agent.get("/healthz").await.0, 200);
+    let (code, metrics) = agent.get("/metrics").await;
+    assert_eq!(code, 200);
+    for name in [
+        "eures_sync_postings{state=\"present\"}",
+        "eures_sync_postings{state=\"absent\"}",
+        "eures_sync_postings{state=\"pending\"}",
+        "eures_sync_postings{state=\"quarantined\"}",
+        "eures_sync_deliveries_total{op=\"create\",outcome=\"ok\"}",
+        "eures_sync_delivery_duration_seconds_bucket",
+        "eures_sync_propagation_seconds_bucket",
+        "eures_sync_backlog{op=\"delete\"}",
+        "eures_sync_oldest_pending_seconds",
+        "eures_sync_last_source_poll_timestamp_seconds",
+        "eures_sync_eures_auth_failing",
+        "eures_sync_dead_letters",
+    ] {
+        assert!(metrics.contains(name), "/metrics lacks {name}:\n{metrics}");
+    }
+    assert!(!metrics.contains(&id(1)), "a posting id in a metric label");
+
+    // EURES refuses our token: delivery pauses and readiness fails.
+    env.eures.set_token(Some("another-token".into()));
+    let mut p = editable(&env.jobag, &id(1));
+    p["title"] = json!("Stillingstitel-Qwertz-9932");
+    env.jobag.upsert(p);
+    let mut saw_503 = false;
+    for _ in 0..200 {
+        if agent.get("/readyz").await.0 == 503 {
+            saw_503 = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(saw_503, "/readyz stayed 200 while EURES answered 401");
+    assert!(
+        agent
+            .get("/metrics")
+            .await
+            .1
+            .contains("eures_sync_eures_auth_failing 1")
+    );
+    env.eures.set_token(Some(EURES_TOKEN.into()));
+    eventually(WAIT, "update after auth recovers", || {
+        env.eures
+            .get(&id(1))
+            .is_some_and(|v| v.content.contains("9932"))
+    })
+    .await;
+    let mut back = false;
+    for _ in 0..100 {
+        if agent.get("/readyz").await.0 == 200 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(back, "/readyz did not recover");
+    let probes = env
+        .eures
+        .requests()
+        .iter()
+        .filter(|r| r.status == 401)
+        .count();
+    assert!(probes >= 1);
+
+    let log = agent.stop();
+    assert!(log.lines().count() > 5, "the worker logged: {log}");
+    for line in log.lines() {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "not a JSON log line: {line}"
+        );
+    }
+    for secret in [
+        "Stillingstitel-Qwertz",
+        "Beskrivelse-Uiop",
+        "Zelda",
+        "Privatperson",
+        "zelda.privat@example.dk",
+        "job-zelda",
+        "+4511223344",
+        "11223344",
+        "Broken-Title",
+        EURES_TOKEN,
+        "another-token",
+    ] {
+        assert!(!log.contains(secret), "log carries {secret:?}");
+    }
+    assert!(log.contains(&id(1)), "logs name posting ids");
+}
