@@ -19,7 +19,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         health: worker.health.clone(),
     };
     let (addr, http) = serve(config.http.listen, state, stop_rx.clone()).await?;
-    tracing::info!(listen = %addr, mode = ?config.eures.mode, "eures-sync running");
+    tracing::info!(listen = %addr, mode = %config.eures.mode, "eures-sync running");
     let running = tokio::spawn(worker.run(stop_rx));
     wait_for_signal().await?;
     tracing::info!("stopping: finishing in-flight work");

@@ -119,6 +119,8 @@ impl Worker {
     }
 
     /// Performs one claimed operation and records its outcome.
+    #[tracing::instrument(name = "delivery", skip_all,
+        fields(posting = %op.id, version = op.version, op = op.op.as_str(), outcome = tracing::field::Empty))]
     pub async fn attempt(&self, op: Claimed) {
         let Some(eures) = &self.eures else {
             return;
@@ -151,6 +153,7 @@ impl Worker {
         };
         let (outcome, elapsed) = (attempt.outcome, attempt.elapsed);
         let label = outcome.label();
+        tracing::Span::current().record("outcome", label);
         crate::telemetry::record_delivery(op.op, label, elapsed);
         tracing::info!(posting = %op.id, version = op.version, op = op.op.as_str(), outcome = label,
             elapsed_ms = elapsed.as_millis() as u64, "delivery attempt");
