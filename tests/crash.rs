@@ -75,11 +75,14 @@ async fn kill_dash_nine_mid_backlog_loses_nothing_and_resurrects_nothing() {
     let _ = agent.wait();
     let at_first_kill = env.eures.len();
 
-    // Second life, killed again at another instant.
-    let mut agent = spawn_agent(&env);
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    agent.kill().expect("kill -9");
-    let _ = agent.wait();
+    // More lives, each killed at a random instant (start-up included).
+    for _ in 0..5 {
+        let mut agent = spawn_agent(&env);
+        let at = rand::random_range(20..900u64);
+        tokio::time::sleep(Duration::from_millis(at)).await;
+        agent.kill().expect("kill -9");
+        let _ = agent.wait();
+    }
 
     // Third life runs to the end.
     env.eures.set_faults(Faults::none());

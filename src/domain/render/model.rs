@@ -20,6 +20,11 @@ use crate::domain::posting::{
 /// Longest `PositionTitle`, in characters, after trimming.
 pub(crate) const MAX_TITLE_CHARS: usize = 200;
 
+/// Largest description accepted, in bytes after cleaning. EURES documents
+/// are job ads, not archives: a megabyte of description is a broken feed,
+/// and refusing it keeps every document far below a gateway's 413.
+pub(crate) const MAX_DESCRIPTION_BYTES: usize = 256 * 1024;
+
 /// The content of one `PositionOpening`, every value final (cleaned, mapped).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Document {
@@ -170,6 +175,12 @@ pub(crate) fn build(id: &str, fields: &PostingFields, party_id: &str) -> Result<
         .unwrap_or_default();
     let description = clean_html(fields.description.as_deref())
         .ok_or_else(|| invalid("description", "missing or empty"))?;
+    if description.len() > MAX_DESCRIPTION_BYTES {
+        return Err(invalid(
+            "description",
+            &format!("longer than {} KiB", MAX_DESCRIPTION_BYTES / 1024),
+        ));
+    }
     let close_date = fields
         .application_deadline
         .or_else(|| fields.publication_end.map(|end| end.date_naive()))
