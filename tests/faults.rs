@@ -119,7 +119,7 @@ async fn request_timeout_408_and_hangs_are_retried() {
     let e = running
         .worker
         .store
-        .get(&sample_posting(1)["id"].as_str().unwrap().to_string())
+        .get(sample_posting(1)["id"].as_str().unwrap())
         .await
         .unwrap()
         .unwrap();
@@ -185,8 +185,7 @@ async fn jobag_outage_and_repeated_pages_lose_nothing() {
         p["title"] = json!(format!("Under nedbrud {i}"));
         env.jobag.upsert(p);
     }
-    env.jobag
-        .delete(&sample_posting(11)["id"].as_str().unwrap().to_string());
+    env.jobag.delete(sample_posting(11)["id"].as_str().unwrap());
     tokio::time::sleep(Duration::from_millis(500)).await;
     env.jobag.set_outage(false);
     env.converged(WAIT).await;
