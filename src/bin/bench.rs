@@ -1,0 +1,323 @@
+//! `eures-sync-bench`: the SPEC 7 targets, measured against the project's
+//! own simulators on loopback and printed as a table.
+//!
+//! `cargo run --release --bin eures-sync-bench -- all` runs everything at
+//! full size; `--postings N` shrinks the backfill for a smoke run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use eures_sync::config::Config;
+use eures_sync::deliver::{EuresClient, VacancyPut};
+use eures_sync::domain::eligibility::{Desired, evaluate};
+use eures_sync::domain::posting::{ParsedChange, parse_change};
+use eures_sync::engine::Worker;
+use eures_sync::sim::eures::{EuresOptions, EuresSim};
+use eures_sync::sim::jobag::{JobagOptions, JobagSim, sample_posting};
+use figment::Figment;
+use figment::providers::{Format, Toml};
+use serde_json::json;
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(about = "Measures eures-sync against the SPEC 7 targets")]
+struct Args {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum What {
+    /// Initial backfill vs a bare HTTP client loop (the ceiling).
+    Backfill {
+        #[arg(long, default_value_t = 100_000)]
+        postings: u64,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
+    /// Steady-state propagation latency and a withdrawal behind a backlog.
+    Latency {
+        #[arg(long, default_value_t = 100_000)]
+        backlog: u64,
+    },
+    /// Everything at full size.
+    All,
+}
+
+struct Rig {
+    jobag: JobagSim,
+    eures: EuresSim,
+    _dir: tempfile::TempDir,
+    config: Config,
+}
+
+impl Rig {
+    async fn new(concurrency: usize, poll_ms: u64) -> anyhow::Result<Rig> {
+        let jobag = JobagSim::start(JobagOptions::default()).await?;
+        let eures = EuresSim::start(EuresOptions {
+            record_requests: false,
+            ..EuresOptions::default()
+        })
+        .await?;
+        let dir = tempfile::tempdir()?;
+        let toml = format!(
+            "[database]\nurl = \"sqlite://{}?mode=rwc\"\n[jobag]\nbase_url = \"{}\"\npoll_interval_ms = {poll_ms}\npage_size = 1000\n\
+             [eures]\nbase_url = \"{}\"\nconcurrency = {concurrency}\n[reconcile]\ninterval_s = 0\n[http]\nlisten = \"127.0.0.1:0\"\n",
+            dir.path().join("bench.db").display(),
+            jobag.base_url(),
+            eures.base_url()
+        );
+        let config = Config::load_from(Figment::new().merge(Toml::string(&toml)))?;
+        Ok(Rig {
+            jobag,
+            eures,
+            _dir: dir,
+            config,
+        })
+    }
+
+    async fn worker(
+        &self,
+    ) -> anyhow::Result<(
+        Arc<Worker>,
+        watch::Sender<bool>,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    )> {
+        let store = eures_sync::store::connect(&self.config.database.url).await?;
+        store.migrate().await?;
+        let worker = Arc::new(Worker::from_config(&self.config, store)?);
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(worker.clone().run(rx));
+        Ok((worker, tx, task))
+    }
+}
+
+async fn wait_until(
+    what: &str,
+    limit: Duration,
+    mut f: impl FnMut() -> bool,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    while !f() {
+        if started.elapsed() > limit {
+            anyhow::bail!("{what}: not done within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(started.elapsed())
+}
+
+/// The ceiling: the same documents PUT by a bare client loop with the same
+/// concurrency against a fresh simulator.
+async fn ceiling(postings: u64, concurrency: usize) -> anyhow::Result<f64> {
+    let eures = EuresSim::start(EuresOptions {
+        record_requests: false,
+        ..EuresOptions::default()
+    })
+    .await?;
+    let now = chrono::Utc::now();
+    let docs: Vec<(String, String)> = (1..=postings)
+        .filter_map(|i| {
+            let mut p = sample_posting(i);
+            p["version"] = json!(1);
+            p["updated_at"] = json!("2026-11-20T10:00:00Z");
+            match parse_change(&p) {
+                ParsedChange::Change(c) => match evaluate(&c, now, "STAR-DK") {
+                    Desired::Present { content, .. } => Some((c.id, content)),
+                    Desired::Absent(_) => None,
+                },
+                ParsedChange::Quarantined { .. } => None,
+            }
+        })
+        .collect();
+    let client = Arc::new(EuresClient::new(
+        &eures.base_url(),
+        None,
+        Duration::from_secs(10),
+        concurrency,
+        None,
+    )?);
+    let docs = Arc::new(docs);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, docs, next) = (client.clone(), docs.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((id, content)) = docs.get(i) else {
+                    break;
+                };
+                let _ = client
+                    .put(&VacancyPut {
+                        reference: id,
+                        source_version: 1,
+                        content,
+                        creation_timestamp_ms: 0,
+                        last_modification_timestamp_ms: 0,
+                    })
+                    .await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(eures.len() == docs.len(), "ceiling loop lost requests");
+    Ok(docs.len() as f64 / secs)
+}
+
+async fn backfill(postings: u64, concurrency: usize) -> anyhow::Result<()> {
+    let rig = Rig::new(concurrency, 100).await?;
+    for i in 1..=postings {
+        rig.jobag.upsert(sample_posting(i));
+    }
+    let (_worker, stop, task) = rig.worker().await?;
+    let took = wait_until("backfill", Duration::from_secs(1800), || {
+        rig.eures.len() as u64 == postings
+    })
+    .await?;
+    let _ = stop.send(true);
+    task.await??;
+    let agent_rate = postings as f64 / took.as_secs_f64();
+    let ceiling_rate = ceiling(postings, concurrency).await?;
+    println!(
+        "| backfill of {postings} postings (SQLite, concurrency {concurrency}) | {agent_rate:.0} postings/s | ≥ 5,000/s |"
+    );
+    println!(
+        "| bare HTTP client loop, same documents and concurrency (ceiling) | {ceiling_rate:.0} PUT/s | |"
+    );
+    println!(
+        "| agent / ceiling | {:.0} % | ≥ 70 % |",
+        100.0 * agent_rate / ceiling_rate
+    );
+    Ok(())
+}
+
+async fn latency(backlog: u64) -> anyhow::Result<()> {
+    let rig = Rig::new(32, 100).await?;
+    for i in 1..=200 {
+        rig.jobag.upsert(sample_posting(i));
+    }
+    let (worker, stop, task) = rig.worker().await?;
+    wait_until("warm-up", Duration::from_secs(60), || {
+        rig.eures.len() == 200
+    })
+    .await?;
+    // Steady state: one edit every 20 ms, measured from the moment the
+    // change is visible in the feed to the moment EURES holds it.
+    let mut samples = Vec::new();
+    for round in 0..300u64 {
+        let i = 1 + round % 200;
+        let id = sample_posting(i)["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut p = rig.jobag.current(&id).context("posting")?;
+        if let Some(o) = p.as_object_mut() {
+            o.remove("version");
+            o.remove("updated_at");
+        }
+        p["title"] = json!(format!("Udvikler runde {round}"));
+        let v = rig.jobag.upsert(p);
+        let t = wait_until("propagation", Duration::from_secs(10), || {
+            rig.eures.get(&id).is_some_and(|x| x.source_version == v)
+        })
+        .await?;
+        samples.push(t.as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    samples.sort_by(f64::total_cmp);
+    let p50 = samples[samples.len() / 2];
+    let p99 = samples[samples.len() * 99 / 100];
+    println!(
+        "| propagation at steady state, 100 ms poll (p50 / p99 of 300 edits) | {p50:.0} / {p99:.0} ms | p99 ≤ 250 ms |"
+    );
+
+    // A withdrawal behind a backlog of updates: every posting edited at
+    // once, the withdrawal sent while most of the updates still wait.
+    for i in 201..=backlog {
+        rig.jobag.upsert(sample_posting(i));
+    }
+    wait_until(
+        "backlog postings delivered",
+        Duration::from_secs(1800),
+        || rig.eures.len() as u64 == backlog,
+    )
+    .await?;
+    for i in 2..=backlog {
+        let id = sample_posting(i)["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut p = rig.jobag.current(&id).context("posting")?;
+        if let Some(o) = p.as_object_mut() {
+            o.remove("version");
+            o.remove("updated_at");
+        }
+        p["title"] = json!(format!("Opdateret {i}"));
+        rig.jobag.upsert(p);
+    }
+    let store = worker.store.clone();
+    let mut queued = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(600) {
+        queued = store
+            .summary(eures_sync::engine::now_ms())
+            .await?
+            .backlog_update;
+        if queued >= backlog / 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let target = sample_posting(1)["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mut p = rig.jobag.current(&target).context("posting")?;
+    if let Some(o) = p.as_object_mut() {
+        o.remove("version");
+        o.remove("updated_at");
+    }
+    p["eures_consent"] = json!(false);
+    rig.jobag.upsert(p);
+    let t = wait_until("withdrawal", Duration::from_secs(60), || {
+        rig.eures.get(&target).is_none()
+    })
+    .await?;
+    let left = store
+        .summary(eures_sync::engine::now_ms())
+        .await?
+        .backlog_update;
+    println!(
+        "| withdrawal behind a backlog of {queued} updates (feed change → EURES delete) | {:.0} ms ({left} updates still queued) | ≤ 1 s |",
+        t.as_secs_f64() * 1000.0
+    );
+    let _ = stop.send(true);
+    task.await??;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    println!("| measure | result | target |");
+    println!("|---|---|---|");
+    match args.what {
+        What::Backfill {
+            postings,
+            concurrency,
+        } => backfill(postings, concurrency).await?,
+        What::Latency { backlog } => latency(backlog).await?,
+        What::All => {
+            backfill(100_000, 32).await?;
+            latency(100_000).await?;
+        }
+    }
+    Ok(())
+}
