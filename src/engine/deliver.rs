@@ -9,12 +9,23 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::{Worker, now_ms};
 use crate::deliver::{Outcome, VacancyPut};
 use crate::domain::ledger::{AttemptResult, Op, RetryLimits};
 use crate::store::{Claimed, Completion};
+
+/// At most this many outcomes per ledger transaction.
+const RECORD_BATCH: usize = 256;
+
+/// One finished attempt on its way to the ledger.
+struct Finished {
+    claimed: Claimed,
+    result: AttemptResult,
+    label: &'static str,
+    backoff: Duration,
+}
 
 /// How long the loop sleeps when nothing is due and nobody wakes it.
 const IDLE_POLL: Duration = Duration::from_millis(250);
@@ -37,6 +48,10 @@ fn to_attempt_result(outcome: &Outcome) -> AttemptResult {
 impl Worker {
     pub(super) async fn deliver_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
+        // Outcomes go to the ledger in batches: one transaction for many
+        // acknowledgements. The bound is the backpressure on requests.
+        let (finished_tx, finished_rx) = mpsc::channel::<Finished>(self.settings.concurrency * 4);
+        let recorder = tokio::spawn(self.clone().record_loop(finished_rx));
         while !*stop.borrow() {
             let now = now_ms();
             let throttled_until = self.health.throttled_until_ms.load(Ordering::SeqCst);
@@ -103,8 +118,9 @@ impl Worker {
                     break;
                 };
                 let worker = self.clone();
+                let finished = finished_tx.clone();
                 tokio::spawn(async move {
-                    worker.attempt(op).await;
+                    worker.attempt(op, &finished).await;
                     drop(permit);
                     worker.wake.notify_one();
                 });
@@ -116,12 +132,56 @@ impl Worker {
             slots.acquire_many(u32::try_from(self.settings.concurrency).unwrap_or(u32::MAX)),
         )
         .await;
+        drop(finished_tx);
+        let _ = recorder.await;
+    }
+
+    /// Writes finished attempts to the ledger, as many per transaction as
+    /// are waiting (at most [`RECORD_BATCH`]).
+    async fn record_loop(self: Arc<Self>, mut finished: mpsc::Receiver<Finished>) {
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        while finished.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+            let limits = RetryLimits {
+                max_attempts: self.settings.max_attempts,
+            };
+            let completions: Vec<Completion<'_>> = batch
+                .iter()
+                .map(|f| Completion {
+                    claimed: &f.claimed,
+                    result: &f.result,
+                    outcome_label: f.label,
+                    limits,
+                    backoff: f.backoff,
+                })
+                .collect();
+            if let Err(e) = self
+                .store
+                .complete_many(&self.settings.owner, &completions, self.ctx())
+                .await
+            {
+                // The leases expire and the operations are attempted again:
+                // at least once, and EURES operations are idempotent.
+                tracing::error!(error = %e, count = batch.len(), "recording delivery outcomes failed");
+            }
+            for f in batch.drain(..) {
+                if matches!(f.result, AttemptResult::Superseded) {
+                    // EURES holds something newer than we know: learn it from the source.
+                    let worker = self.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = worker.reread(&f.claimed.id, false).await {
+                            tracing::warn!(posting = %f.claimed.id, error = %e, "re-reading a superseded posting failed");
+                        }
+                    });
+                }
+            }
+            self.wake.notify_one();
+        }
     }
 
     /// Performs one claimed operation and records its outcome.
     #[tracing::instrument(name = "delivery", skip_all,
         fields(posting = %op.id, version = op.version, op = op.op.as_str(), outcome = tracing::field::Empty))]
-    pub async fn attempt(&self, op: Claimed) {
+    async fn attempt(&self, op: Claimed, finished: &mpsc::Sender<Finished>) {
         let Some(eures) = &self.eures else {
             return;
         };
@@ -183,29 +243,13 @@ impl Worker {
             .settings
             .retry
             .next_delay(op.attempts, &mut rand::rng());
-        let completion = Completion {
-            claimed: &op,
-            result: &result,
-            outcome_label: label,
-            limits: RetryLimits {
-                max_attempts: self.settings.max_attempts,
-            },
-            backoff,
-        };
-        if let Err(e) = self
-            .store
-            .complete(&self.settings.owner, completion, self.ctx())
-            .await
-        {
-            // The lease expires and the operation is attempted again: at
-            // least once, and EURES operations are idempotent.
-            tracing::error!(posting = %op.id, error = %e, "recording a delivery outcome failed");
-        }
-        if matches!(outcome, Outcome::Superseded) {
-            // EURES holds something newer than we know: learn it from the source.
-            if let Err(e) = self.reread(&op.id, false).await {
-                tracing::warn!(posting = %op.id, error = %e, "re-reading a superseded posting failed");
-            }
-        }
+        let _ = finished
+            .send(Finished {
+                claimed: op,
+                result,
+                label,
+                backoff,
+            })
+            .await;
     }
 }

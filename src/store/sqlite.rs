@@ -133,14 +133,6 @@ async fn load_many(
         .collect()
 }
 
-async fn load_one(tx: &mut Transaction<'_, Sqlite>, id: &str) -> Result<Option<Entry>> {
-    let row: Option<FlatEntry> = sqlx::query_as(SELECT_ONE.as_str())
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    row.map(FlatEntry::into_entry).transpose()
-}
-
 async fn upsert(tx: &mut Transaction<'_, Sqlite>, e: &Entry) -> Result<()> {
     let f = FlatEntry::from_entry(e);
     sqlx::query(UPSERT.as_str())
@@ -334,51 +326,17 @@ impl Store for SqliteStore {
     }
 
     async fn complete(&self, owner: &str, done: Completion<'_>, ctx: Ctx) -> Result<()> {
-        let claimed = done.claimed;
+        self.complete_many(owner, std::slice::from_ref(&done), ctx)
+            .await
+    }
+
+    async fn complete_many(&self, owner: &str, done: &[Completion<'_>], ctx: Ctx) -> Result<()> {
         let mut tx = self.begin().await?;
-        if let Some(entry) = load_one(&mut tx, &claimed.id).await? {
-            let sent = Sent {
-                op: claimed.op,
-                version: claimed.version,
-                hash: claimed.hash.clone(),
-            };
-            let next = ledger::apply_outcome(
-                &entry,
-                &sent,
-                done.result,
-                ctx.now_ms,
-                done.limits,
-                done.backoff,
-                ctx.mode,
-            );
-            upsert(&mut tx, &next).await?;
+        let ids: Vec<&str> = done.iter().map(|d| d.claimed.id.as_str()).collect();
+        let mut entries = load_many(&mut tx, &ids).await?;
+        for d in done {
+            record_outcome(&mut tx, &mut entries, owner, d, ctx).await?;
         }
-        sqlx::query(
-            "UPDATE postings SET lease_owner = NULL, lease_until_ms = NULL WHERE id = ?1 AND lease_owner = ?2",
-        )
-        .bind(&claimed.id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO audit (posting_id, employer_cvr, op, version, content_hash, outcome, detail, at_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .bind(&claimed.id)
-        .bind(&claimed.employer_cvr)
-        .bind(claimed.op.as_str())
-        .bind(i64::try_from(claimed.version).unwrap_or(i64::MAX))
-        .bind(&claimed.hash)
-        .bind(done.outcome_label)
-        .bind(match done.result {
-            ledger::AttemptResult::Rejected(why) | ledger::AttemptResult::Transient(why) => {
-                Some(why.as_str())
-            }
-            _ => None,
-        })
-        .bind(ctx.now_ms)
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -820,6 +778,62 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok((diffs, last))
     }
+}
+
+/// Applies one attempt's end to its record (kept current in `entries` so a
+/// batch may hold several outcomes of one posting), releases the lease and
+/// writes the audit row.
+async fn record_outcome(
+    tx: &mut Transaction<'_, Sqlite>,
+    entries: &mut HashMap<String, Entry>,
+    owner: &str,
+    done: &Completion<'_>,
+    ctx: Ctx,
+) -> Result<()> {
+    let claimed = done.claimed;
+    if let Some(entry) = entries.get(&claimed.id) {
+        let sent = Sent {
+            op: claimed.op,
+            version: claimed.version,
+            hash: claimed.hash.clone(),
+        };
+        let next = ledger::apply_outcome(
+            entry,
+            &sent,
+            done.result,
+            ctx.now_ms,
+            done.limits,
+            done.backoff,
+            ctx.mode,
+        );
+        upsert(tx, &next).await?;
+        entries.insert(next.id.clone(), next);
+    }
+    sqlx::query(
+        "UPDATE postings SET lease_owner = NULL, lease_until_ms = NULL WHERE id = ?1 AND lease_owner = ?2",
+    )
+    .bind(&claimed.id)
+    .bind(owner)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO audit (posting_id, employer_cvr, op, version, content_hash, outcome, detail, at_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .bind(&claimed.id)
+    .bind(&claimed.employer_cvr)
+    .bind(claimed.op.as_str())
+    .bind(i64::try_from(claimed.version).unwrap_or(i64::MAX))
+    .bind(&claimed.hash)
+    .bind(done.outcome_label)
+    .bind(match done.result {
+        ledger::AttemptResult::Rejected(why) | ledger::AttemptResult::Transient(why) => Some(why.as_str()),
+        _ => None,
+    })
+    .bind(ctx.now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 fn describe(d: &DesiredState) -> String {
