@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
 
 use super::row::{CLAIM_COLUMNS, COLUMNS, FlatClaim, FlatEntry};
 use super::{
@@ -28,21 +28,21 @@ const LAST_POLL_KEY: &str = "last_source_poll_ms";
 /// Rows handled per expiry transaction.
 const EXPIRY_BATCH: i64 = 500;
 
-static UPSERT: LazyLock<String> = LazyLock::new(|| {
-    let cols: Vec<&str> = COLUMNS.split(',').map(str::trim).collect();
-    let params = (1..=cols.len())
-        .map(|i| format!("?{i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let updates = cols
-        .iter()
+/// Rows per multi-row upsert: 26 columns each, well under SQLite's 32,766
+/// bound parameters.
+const UPSERT_CHUNK: usize = 500;
+
+static UPSERT_HEAD: LazyLock<String> =
+    LazyLock::new(|| format!("INSERT INTO postings ({COLUMNS}) "));
+static UPSERT_TAIL: LazyLock<String> = LazyLock::new(|| {
+    let updates = COLUMNS
+        .split(',')
+        .map(str::trim)
         .skip(1)
         .map(|c| format!("{c} = excluded.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
-    format!(
-        "INSERT INTO postings ({COLUMNS}) VALUES ({params}) ON CONFLICT(id) DO UPDATE SET {updates}"
-    )
+    format!(" ON CONFLICT(id) DO UPDATE SET {updates}")
 });
 static SELECT_MANY: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {COLUMNS} FROM postings WHERE id IN (SELECT value FROM json_each(?1))")
@@ -134,36 +134,45 @@ async fn load_many(
 }
 
 async fn upsert(tx: &mut Transaction<'_, Sqlite>, e: &Entry) -> Result<()> {
-    let f = FlatEntry::from_entry(e);
-    sqlx::query(UPSERT.as_str())
-        .bind(f.id)
-        .bind(f.employer_cvr)
-        .bind(f.source_version)
-        .bind(f.source_updated_at_ms)
-        .bind(f.desired_present)
-        .bind(f.desired_hash)
-        .bind(f.desired_content)
-        .bind(f.publication_end_ms)
-        .bind(f.absent_reason)
-        .bind(f.delivered_state)
-        .bind(f.delivered_version)
-        .bind(f.delivered_hash)
-        .bind(f.attempts)
-        .bind(f.next_attempt_at_ms)
-        .bind(f.last_error)
-        .bind(f.dead)
-        .bind(f.forced)
-        .bind(f.due_since_ms)
-        .bind(f.created_ms)
-        .bind(f.modified_ms)
-        .bind(f.closed_ms)
-        .bind(f.active)
-        .bind(f.due_op)
-        .bind(f.due_rank)
-        .bind(f.state)
-        .bind(f.last_change_ms)
-        .execute(&mut **tx)
-        .await?;
+    upsert_many(tx, &[e]).await
+}
+
+/// Writes records with as few statements as possible (multi-row upserts).
+async fn upsert_many(tx: &mut Transaction<'_, Sqlite>, entries: &[&Entry]) -> Result<()> {
+    for chunk in entries.chunks(UPSERT_CHUNK) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(UPSERT_HEAD.as_str());
+        q.push_values(chunk, |mut b, e| {
+            let f = FlatEntry::from_entry(e);
+            b.push_bind(f.id)
+                .push_bind(f.employer_cvr)
+                .push_bind(f.source_version)
+                .push_bind(f.source_updated_at_ms)
+                .push_bind(f.desired_present)
+                .push_bind(f.desired_hash)
+                .push_bind(f.desired_content)
+                .push_bind(f.publication_end_ms)
+                .push_bind(f.absent_reason)
+                .push_bind(f.delivered_state)
+                .push_bind(f.delivered_version)
+                .push_bind(f.delivered_hash)
+                .push_bind(f.attempts)
+                .push_bind(f.next_attempt_at_ms)
+                .push_bind(f.last_error)
+                .push_bind(f.dead)
+                .push_bind(f.forced)
+                .push_bind(f.due_since_ms)
+                .push_bind(f.created_ms)
+                .push_bind(f.modified_ms)
+                .push_bind(f.closed_ms)
+                .push_bind(f.active)
+                .push_bind(f.due_op)
+                .push_bind(f.due_rank)
+                .push_bind(f.state)
+                .push_bind(f.last_change_ms);
+        });
+        q.push(UPSERT_TAIL.as_str());
+        q.build().execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
@@ -227,11 +236,8 @@ impl Store for SqliteStore {
         }
         dirty.sort_unstable();
         dirty.dedup();
-        for id in &dirty {
-            if let Some(e) = entries.get(id) {
-                upsert(&mut tx, e).await?;
-            }
-        }
+        let changed: Vec<&Entry> = dirty.iter().filter_map(|id| entries.get(id)).collect();
+        upsert_many(&mut tx, &changed).await?;
         for q in &batch.quarantined {
             sqlx::query(
                 "INSERT INTO quarantine (posting_id, reason, feed_position, at_ms) VALUES (?1, ?2, ?3, ?4)",
@@ -334,8 +340,55 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         let ids: Vec<&str> = done.iter().map(|d| d.claimed.id.as_str()).collect();
         let mut entries = load_many(&mut tx, &ids).await?;
+        // In order: a batch may hold several outcomes of one posting.
         for d in done {
-            record_outcome(&mut tx, &mut entries, owner, d, ctx).await?;
+            if let Some(entry) = entries.get(&d.claimed.id) {
+                let next = ledger::apply_outcome(
+                    entry,
+                    &sent_of(d.claimed),
+                    d.result,
+                    ctx.now_ms,
+                    d.limits,
+                    d.backoff,
+                    ctx.mode,
+                );
+                entries.insert(next.id.clone(), next);
+            }
+        }
+        let mut touched: Vec<&str> = ids.clone();
+        touched.sort_unstable();
+        touched.dedup();
+        let changed: Vec<&Entry> = touched.iter().filter_map(|id| entries.get(*id)).collect();
+        upsert_many(&mut tx, &changed).await?;
+        let json = serde_json::to_string(&touched).unwrap_or_else(|_| "[]".into());
+        sqlx::query(
+            "UPDATE postings SET lease_owner = NULL, lease_until_ms = NULL \
+             WHERE lease_owner = ?1 AND id IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(owner)
+        .bind(json)
+        .execute(&mut *tx)
+        .await?;
+        let mut audit: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO audit (posting_id, employer_cvr, op, version, content_hash, outcome, detail, at_ms) ",
+        );
+        audit.push_values(done, |mut b, d| {
+            let c = d.claimed;
+            b.push_bind(c.id.clone())
+                .push_bind(c.employer_cvr.clone())
+                .push_bind(c.op.as_str())
+                .push_bind(i64::try_from(c.version).unwrap_or(i64::MAX))
+                .push_bind(c.hash.clone())
+                .push_bind(d.outcome_label.to_string())
+                .push_bind(match d.result {
+                    ledger::AttemptResult::Rejected(why)
+                    | ledger::AttemptResult::Transient(why) => Some(why.clone()),
+                    _ => None,
+                })
+                .push_bind(ctx.now_ms);
+        });
+        if !done.is_empty() {
+            audit.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -780,60 +833,12 @@ impl Store for SqliteStore {
     }
 }
 
-/// Applies one attempt's end to its record (kept current in `entries` so a
-/// batch may hold several outcomes of one posting), releases the lease and
-/// writes the audit row.
-async fn record_outcome(
-    tx: &mut Transaction<'_, Sqlite>,
-    entries: &mut HashMap<String, Entry>,
-    owner: &str,
-    done: &Completion<'_>,
-    ctx: Ctx,
-) -> Result<()> {
-    let claimed = done.claimed;
-    if let Some(entry) = entries.get(&claimed.id) {
-        let sent = Sent {
-            op: claimed.op,
-            version: claimed.version,
-            hash: claimed.hash.clone(),
-        };
-        let next = ledger::apply_outcome(
-            entry,
-            &sent,
-            done.result,
-            ctx.now_ms,
-            done.limits,
-            done.backoff,
-            ctx.mode,
-        );
-        upsert(tx, &next).await?;
-        entries.insert(next.id.clone(), next);
+fn sent_of(c: &Claimed) -> Sent {
+    Sent {
+        op: c.op,
+        version: c.version,
+        hash: c.hash.clone(),
     }
-    sqlx::query(
-        "UPDATE postings SET lease_owner = NULL, lease_until_ms = NULL WHERE id = ?1 AND lease_owner = ?2",
-    )
-    .bind(&claimed.id)
-    .bind(owner)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO audit (posting_id, employer_cvr, op, version, content_hash, outcome, detail, at_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )
-    .bind(&claimed.id)
-    .bind(&claimed.employer_cvr)
-    .bind(claimed.op.as_str())
-    .bind(i64::try_from(claimed.version).unwrap_or(i64::MAX))
-    .bind(&claimed.hash)
-    .bind(done.outcome_label)
-    .bind(match done.result {
-        ledger::AttemptResult::Rejected(why) | ledger::AttemptResult::Transient(why) => Some(why.as_str()),
-        _ => None,
-    })
-    .bind(ctx.now_ms)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 fn describe(d: &DesiredState) -> String {
