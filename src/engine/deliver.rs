@@ -16,6 +16,11 @@ use crate::deliver::{Outcome, VacancyPut};
 use crate::domain::ledger::{AttemptResult, Op, RetryLimits};
 use crate::store::{Claimed, Completion};
 
+/// While busy, wait this long for more slots to free before claiming, so a
+/// claim takes several operations at once. It bounds the extra wait of a
+/// deletion that becomes due.
+const CLAIM_GATHER: Duration = Duration::from_millis(1);
+
 /// At most this many outcomes per ledger transaction.
 const RECORD_BATCH: usize = 256;
 
@@ -75,6 +80,17 @@ impl Worker {
                 }
                 self.health.last_probe_ms.store(now, Ordering::SeqCst);
                 limit = 1;
+            }
+            // Claim in batches while busy (each claim is a transaction), but
+            // never hold claimed work back: whatever is claimed starts now.
+            let in_flight = self.settings.concurrency - slots.available_permits();
+            let worth_a_claim = (self.settings.concurrency / 4).max(1);
+            if limit < worth_a_claim && in_flight > 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(CLAIM_GATHER) => {}
+                    _ = stop.changed() => {}
+                }
+                limit = slots.available_permits();
             }
             if limit == 0 {
                 tokio::select! {
