@@ -79,7 +79,7 @@ impl Rig {
         Ok(Rig {
             jobag,
             eures,
-            dir: dir,
+            dir,
             config,
         })
     }
