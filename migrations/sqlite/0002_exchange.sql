@@ -9,15 +9,17 @@
 --
 -- The WHERE clauses are repeated word for word in src/store/exchange.rs:
 -- SQLite uses a partial index only when the query states its condition.
+-- Every index carries all the columns a page returns: a page never reads
+-- the table rows, which hold the documents.
 
-CREATE INDEX postings_x_active ON postings (id)
+CREATE INDEX postings_x_active ON postings (id, created_ms, modified_ms, active, closed_ms)
     WHERE created_ms IS NOT NULL AND closed_ms IS NULL AND active = 1;
 
-CREATE INDEX postings_x_created ON postings (modified_ms, id)
+CREATE INDEX postings_x_created ON postings (modified_ms, id, created_ms, active, closed_ms)
     WHERE created_ms IS NOT NULL AND closed_ms IS NULL AND created_ms = modified_ms;
 
-CREATE INDEX postings_x_modified ON postings (modified_ms, id)
+CREATE INDEX postings_x_modified ON postings (modified_ms, id, created_ms, active, closed_ms)
     WHERE created_ms IS NOT NULL AND closed_ms IS NULL AND created_ms <> modified_ms;
 
-CREATE INDEX postings_x_closed ON postings (modified_ms, id)
+CREATE INDEX postings_x_closed ON postings (modified_ms, id, created_ms, active, closed_ms)
     WHERE created_ms IS NOT NULL AND closed_ms IS NOT NULL;
