@@ -17,6 +17,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let state = AppState {
         store,
         health: worker.health.clone(),
+        input_api: input_api(&config).await?,
     };
     let (addr, http) = serve(config.http.listen, state, stop_rx.clone()).await?;
     tracing::info!(listen = %addr, mode = %config.eures.mode, "eures-sync running");
@@ -27,6 +28,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     running.await.context("worker task")??;
     let _ = http.await;
     Ok(())
+}
+
+/// The EURES Input API in pull mode (SPEC 4.3), `None` in push mode.
+async fn input_api(config: &Config) -> anyhow::Result<Option<crate::http::input_api::InputApi>> {
+    if config.eures.mode != crate::domain::ledger::Mode::Pull {
+        return Ok(None);
+    }
+    let token = config
+        .input_api_token()?
+        .context("pull mode needs the Input API token (eures.input_api_token_file)")?;
+    let store = crate::store::exchange::connect_exchange(&config.database.url).await?;
+    Ok(Some(crate::http::input_api::InputApi::new(store, &token)))
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -1,6 +1,8 @@
-//! The agent's own HTTP listener: `/metrics`, `/healthz`, `/readyz` (and the
-//! EURES Input API in pull mode, once it lands). It reads the store and the
+//! The agent's own HTTP listener: `/metrics`, `/healthz`, `/readyz`, and the
+//! EURES Input API in pull mode ([`input_api`]). It reads the store and the
 //! worker's health flags; it never writes the ledger.
+
+pub mod input_api;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,14 +23,21 @@ use crate::store::Store;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub health: Arc<Health>,
+    /// The EURES Input API, served in pull mode only.
+    pub input_api: Option<input_api::InputApi>,
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let input_api = state.input_api.clone();
+    let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .with_state(state)
+        .with_state(state);
+    match input_api {
+        Some(api) => app.merge(input_api::router(api)),
+        None => app,
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

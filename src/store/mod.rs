@@ -7,6 +7,7 @@
 //! cursor with an ingested page, the audit row with an outcome). A store never
 //! decides anything itself.
 
+pub mod exchange;
 mod row;
 pub mod sqlite;
 

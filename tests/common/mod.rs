@@ -94,6 +94,41 @@ impl Env {
         Running { worker, stop, task }
     }
 
+    /// A pull-mode configuration (SPEC 4.3): the same ledger and JobAG as
+    /// [`Env::config`], `eures.mode = "pull"`, and the Input API token
+    /// written to a file in the temporary directory.
+    pub fn pull_config(&self, token: &str) -> Config {
+        let path = self.dir.path().join("input-api.token");
+        std::fs::write(&path, token).expect("token file");
+        let pull = format!(
+            "[eures]\nmode = \"pull\"\ninput_api_token_file = \"{}\"\n",
+            path.display()
+        );
+        Config::load_from(
+            Figment::new()
+                .merge(Toml::string(&self.config_toml()))
+                .merge(Toml::string(&pull)),
+        )
+        .expect("pull config")
+    }
+
+    /// Like [`Env::worker`], from a given configuration.
+    pub async fn worker_with(&self, config: Config) -> Running {
+        let store = eures_sync::store::connect(&config.database.url)
+            .await
+            .expect("store");
+        let mut worker = Worker::from_config(&config, store).expect("worker");
+        worker.settings.retry = RetryPolicy {
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(500),
+            ..RetryPolicy::default()
+        };
+        let worker = Arc::new(worker);
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(worker.clone().run(rx));
+        Running { worker, stop, task }
+    }
+
     /// What EURES must hold according to the source: id → content hash.
     pub fn expected(&self) -> BTreeMap<String, String> {
         let now = chrono::Utc::now();
