@@ -365,12 +365,8 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        if self.eures.mode == Mode::Pull && self.eures.input_api_token_file.trim().is_empty() {
-            return Err(ConfigError::invalid(
-                "eures.mode",
-                "pull mode needs eures.input_api_token_file",
-            ));
-        }
+        // Pull mode's token may come from the file or the environment; its
+        // presence is checked where it is read (`run`), not here.
 
         if self.retention.audit_days == 0 {
             return Err(ConfigError::invalid(
@@ -851,10 +847,6 @@ mod tests {
             (
                 "[eures]\nmax_attempts = 0",
                 "eures.max_attempts: must be at least 1",
-            ),
-            (
-                "[eures]\nmode = \"pull\"",
-                "eures.mode: pull mode needs eures.input_api_token_file",
             ),
             (
                 "[retention]\naudit_days = 0",

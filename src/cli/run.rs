@@ -37,7 +37,7 @@ async fn input_api(config: &Config) -> anyhow::Result<Option<crate::http::input_
     }
     let token = config
         .input_api_token()?
-        .context("pull mode needs the Input API token (eures.input_api_token_file)")?;
+        .context("eures.input_api_token_file: pull mode needs the Input API token (a file, or EURES_SYNC_INPUT_API_TOKEN)")?;
     let store = crate::store::exchange::connect_exchange(&config.database.url).await?;
     Ok(Some(crate::http::input_api::InputApi::new(store, &token)))
 }

@@ -87,6 +87,13 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
+    /// Read once the write lock is held (see [`SqliteStore::stamped`]);
+    /// tests that script time replace it.
+    clock: fn() -> i64,
+}
+
+fn wall_clock() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 impl SqliteStore {
@@ -111,7 +118,25 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options)
             .await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            clock: wall_clock,
+        })
+    }
+
+    /// The same store with another clock (tests that script time).
+    pub fn with_clock(self, clock: fn() -> i64) -> SqliteStore {
+        SqliteStore { clock, ..self }
+    }
+
+    /// The write lock is held: read the clock now. A change stamped with a
+    /// time from before a wait for the lock could fall behind a concurrent
+    /// `getChanges` poll and never be reported.
+    fn stamped(&self, ctx: Ctx) -> Ctx {
+        Ctx {
+            now_ms: ctx.now_ms.max((self.clock)()),
+            ..ctx
+        }
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
@@ -211,6 +236,7 @@ impl Store for SqliteStore {
 
     async fn ingest(&self, batch: &IngestBatch, ctx: Ctx) -> Result<IngestStats> {
         let mut tx = self.begin().await?;
+        let ctx = self.stamped(ctx);
         let mut ids: Vec<&str> = batch.changes.iter().map(|c| c.id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -268,6 +294,7 @@ impl Store for SqliteStore {
         let mut total = 0;
         loop {
             let mut tx = self.begin().await?;
+            let ctx = self.stamped(ctx);
             let rows: Vec<FlatEntry> = sqlx::query_as(SELECT_EXPIRED.as_str())
                 .bind(ctx.now_ms)
                 .bind(EXPIRY_BATCH)
@@ -338,6 +365,7 @@ impl Store for SqliteStore {
 
     async fn complete_many(&self, owner: &str, done: &[Completion<'_>], ctx: Ctx) -> Result<()> {
         let mut tx = self.begin().await?;
+        let ctx = self.stamped(ctx);
         let ids: Vec<&str> = done.iter().map(|d| d.claimed.id.as_str()).collect();
         let mut entries = load_many(&mut tx, &ids).await?;
         // In order: a batch may hold several outcomes of one posting.
@@ -530,6 +558,7 @@ impl Store for SqliteStore {
         match ids {
             Some(ids) => {
                 let mut tx = self.begin().await?;
+                let ctx = self.stamped(ctx);
                 let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
                 let entries = load_many(&mut tx, &refs).await?;
                 for entry in entries.values().filter(|e| e.retry.dead) {
@@ -545,6 +574,7 @@ impl Store for SqliteStore {
                     break;
                 }
                 let mut tx = self.begin().await?;
+                let ctx = self.stamped(ctx);
                 for entry in &page {
                     upsert(&mut tx, &ledger::revive(entry, ctx.now_ms, ctx.mode)).await?;
                     revived += 1;
@@ -636,6 +666,7 @@ impl Store for SqliteStore {
         repair: Repair,
     ) -> Result<Vec<Diff>> {
         let mut tx = self.begin().await?;
+        let ctx = self.stamped(ctx);
         let ids: Vec<&str> = page.iter().map(|c| c.id.as_str()).collect();
         let entries = load_many(&mut tx, &ids).await?;
         let mut diffs = Vec::new();
@@ -693,6 +724,7 @@ impl Store for SqliteStore {
         repair: Repair,
     ) -> Result<(Vec<Diff>, Option<String>)> {
         let mut tx = self.begin().await?;
+        let ctx = self.stamped(ctx);
         let rows: Vec<FlatEntry> = sqlx::query_as(SELECT_UNSEEN_IN_SOURCE.as_str())
             .bind(after.unwrap_or(""))
             .bind(run)
@@ -726,6 +758,7 @@ impl Store for SqliteStore {
         repair: Repair,
     ) -> Result<Vec<Diff>> {
         let mut tx = self.begin().await?;
+        let ctx = self.stamped(ctx);
         let ids: Vec<&str> = page.iter().map(|l| l.reference.as_str()).collect();
         let entries = load_many(&mut tx, &ids).await?;
         let mut diffs = Vec::new();
@@ -800,6 +833,7 @@ impl Store for SqliteStore {
         repair: Repair,
     ) -> Result<(Vec<Diff>, Option<String>)> {
         let mut tx = self.begin().await?;
+        let ctx = self.stamped(ctx);
         let rows: Vec<FlatEntry> = sqlx::query_as(SELECT_UNSEEN_ON_EURES.as_str())
             .bind(after.unwrap_or(""))
             .bind(run)
