@@ -387,7 +387,7 @@ async fn scale(postings: u64) -> anyhow::Result<()> {
     std::fs::write(
         &config,
         format!(
-            "[database]\nurl = \"{}\"\n[jobag]\nbase_url = \"{}\"\npage_size = 1000\npoll_interval_ms = 100\n\
+            "[database]\nurl = \"{}\"\n[jobag]\nbase_url = \"{}\"\npage_size = 500\npoll_interval_ms = 100\n\
              [eures]\nbase_url = \"{}\"\n[reconcile]\ninterval_s = 0\n[http]\nlisten = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\nlevel = \"error\"\n",
             rig.config.database.url,
             rig.jobag.base_url(),

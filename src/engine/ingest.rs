@@ -11,10 +11,12 @@ use crate::domain::posting::{ParsedChange, parse_change};
 use crate::store::QuarantineItem;
 
 /// Parses and evaluates one page of feed items. `position` names where the
-/// page was read (the cursor it followed) for the quarantine record.
+/// page was read (the cursor it followed) and `first` the index of the first
+/// item in that page, for the quarantine record.
 pub fn evaluate_page(
     items: &[Value],
     position: &str,
+    first: usize,
     now: DateTime<Utc>,
     party_id: &str,
 ) -> (Vec<Incoming>, Vec<QuarantineItem>) {
@@ -33,6 +35,7 @@ pub fn evaluate_page(
     let mut incoming = Vec::with_capacity(items.len());
     let mut quarantined = Vec::new();
     for (index, item) in items.iter().enumerate() {
+        let index = first + index;
         match parse_change(item) {
             ParsedChange::Change(change) => {
                 if newest
@@ -81,7 +84,7 @@ mod tests {
             json!({"version": 3}),
             json!({"id": "b", "version": 2, "updated_at": "2026-11-20T10:00:00Z", "status": 7}),
         ];
-        let (incoming, quarantined) = evaluate_page(&items, "c42", Utc::now(), "STAR-DK");
+        let (incoming, quarantined) = evaluate_page(&items, "c42", 0, Utc::now(), "STAR-DK");
         assert_eq!(incoming.len(), 2);
         assert_eq!(quarantined.len(), 2);
         assert_eq!(quarantined[0].feed_position, "after=c42 index=1");
@@ -95,7 +98,7 @@ mod tests {
             json!({"id": "a", "version": 3, "deleted": true}),
             json!({"id": "a", "version": 2, "deleted": true}),
         ];
-        let (incoming, _) = evaluate_page(&items, "", Utc::now(), "STAR-DK");
+        let (incoming, _) = evaluate_page(&items, "", 0, Utc::now(), "STAR-DK");
         assert_eq!(incoming.len(), 1);
         assert_eq!(incoming[0].version, 3);
     }

@@ -19,6 +19,9 @@ use crate::domain::ledger::{Incoming, Mode};
 use crate::source::{JobagClient, SourceError};
 use crate::store::{Ctx, IngestBatch, IngestStats, Store};
 
+/// Feed items evaluated and written per ledger transaction.
+const INGEST_CHUNK: usize = 100;
+
 /// Epoch milliseconds of the wall clock: the agent's own time for the
 /// exchange timestamps and every retry schedule.
 pub fn now_ms() -> i64 {
@@ -171,20 +174,44 @@ impl Worker {
             Err(e) => return Err(e.into()),
         };
         let position = cursor.unwrap_or_default();
-        let (changes, quarantined) = ingest::evaluate_page(
-            &page.changes,
-            &position,
-            chrono::Utc::now(),
-            &self.settings.party_id,
-        );
-        crate::telemetry::record_quarantined(quarantined.len());
-        let batch = IngestBatch {
-            changes,
-            quarantined,
-            next_cursor: Some(page.next_cursor),
-            forced: false,
-        };
-        let stats = self.store.ingest(&batch, self.ctx()).await?;
+        // A page is applied in chunks, the cursor with the last one, so the
+        // memory a page costs (documents rendered, records copied) stays
+        // bounded whatever `page_size` is. A crash between chunks re-reads
+        // the page; the versions already applied are then ignored.
+        let mut rest = page.changes;
+        let mut first = 0;
+        let mut stats = IngestStats::default();
+        loop {
+            let tail = rest.split_off(rest.len().min(INGEST_CHUNK));
+            let chunk = std::mem::replace(&mut rest, tail);
+            let last = rest.is_empty();
+            let (changes, quarantined) = ingest::evaluate_page(
+                &chunk,
+                &position,
+                first,
+                chrono::Utc::now(),
+                &self.settings.party_id,
+            );
+            first += chunk.len();
+            drop(chunk);
+            crate::telemetry::record_quarantined(quarantined.len());
+            let batch = IngestBatch {
+                changes,
+                quarantined,
+                next_cursor: last.then(|| page.next_cursor.clone()),
+                forced: false,
+            };
+            let applied = self.store.ingest(&batch, self.ctx()).await?;
+            stats.applied += applied.applied;
+            stats.ignored += applied.ignored;
+            stats.quarantined += applied.quarantined;
+            if applied.applied > 0 {
+                self.wake.notify_one();
+            }
+            if last {
+                break;
+            }
+        }
         self.store.set_last_poll(now_ms()).await?;
         if stats.applied > 0 {
             self.wake.notify_one();
@@ -204,6 +231,7 @@ impl Worker {
                 let (mut changes, quarantined) = ingest::evaluate_page(
                     std::slice::from_ref(&value),
                     "reread",
+                    0,
                     now,
                     &self.settings.party_id,
                 );

@@ -114,6 +114,7 @@ impl Worker {
             let (incoming, quarantined) = ingest::evaluate_page(
                 &page.postings,
                 "snapshot",
+                0,
                 chrono::Utc::now(),
                 &self.settings.party_id,
             );

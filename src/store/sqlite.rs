@@ -196,7 +196,9 @@ async fn upsert_many(tx: &mut Transaction<'_, Sqlite>, entries: &[&Entry]) -> Re
                 .push_bind(f.last_change_ms);
         });
         q.push(UPSERT_TAIL.as_str());
-        q.build().execute(&mut **tx).await?;
+        // Not cached: every batch size is its own statement, and a cache of
+        // hundreds of 13,000-parameter statements costs tens of MiB.
+        q.build().persistent(false).execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -416,7 +418,7 @@ impl Store for SqliteStore {
                 .push_bind(ctx.now_ms);
         });
         if !done.is_empty() {
-            audit.build().execute(&mut *tx).await?;
+            audit.build().persistent(false).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
