@@ -105,6 +105,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
+            // 1 MiB of page cache per connection (SQLite's default is 2):
+            // the ledger is read by key and in index order, never scanned hot.
+            .pragma("cache_size", "-1024")
             .foreign_keys(true);
         if let Some(dir) = options.get_filename().parent()
             && !dir.as_os_str().is_empty()
