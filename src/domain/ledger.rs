@@ -575,6 +575,18 @@ pub fn apply_outcome(
     entry
 }
 
+/// A lease was given back without an outcome (its worker died or stopped
+/// mid-request): the attempt may or may not have reached EURES, so nothing
+/// is assumed about what EURES holds.
+pub fn abandon(current: &Entry, now_ms: i64, mode: Mode) -> Entry {
+    let mut entry = current.clone();
+    if mode == Mode::Push {
+        entry.delivered = Delivered::Unknown;
+    }
+    entry.settle(mode, now_ms);
+    entry
+}
+
 /// An operator's `dead-letters retry`: try again from a clean slate.
 pub fn revive(current: &Entry, now_ms: i64, mode: Mode) -> Entry {
     let mut entry = current.clone();
@@ -799,6 +811,23 @@ mod tests {
         assert!(!w.retry.dead);
         assert_eq!(w.due(), Some(Op::Delete));
         assert_eq!(w.retry.attempts, 10);
+    }
+
+    #[test]
+    fn a_create_abandoned_by_a_killed_worker_is_deleted_after_withdrawal() {
+        let e = apply_change(None, incoming(1, present("h1")), 0, PUSH, false).unwrap();
+        // The worker died with the create in flight: EURES may hold it.
+        let abandoned = abandon(&e, 5, PUSH);
+        assert_eq!(abandoned.delivered, Delivered::Unknown);
+        let withdrawn = apply_change(
+            Some(&abandoned),
+            incoming(2, Desired::Absent(AbsentReason::NoConsent)),
+            6,
+            PUSH,
+            false,
+        )
+        .unwrap();
+        assert_eq!(withdrawn.due(), Some(Op::Delete));
     }
 
     #[test]

@@ -111,8 +111,31 @@ impl Worker {
                 .jobag
                 .snapshot_page_with_retry(token.as_deref(), self.settings.page_size)
                 .await?;
+            // Render only what may differ: postings the ledger lacks or
+            // holds at an older version (a resync renders everything).
+            let ids: Vec<&str> = page
+                .postings
+                .iter()
+                .filter_map(|p| p.get("id").and_then(serde_json::Value::as_str))
+                .collect();
+            let known = self.store.known_versions(&ids).await?;
+            let needed: Vec<serde_json::Value> = page
+                .postings
+                .iter()
+                .filter(|p| {
+                    repair == Repair::Force
+                        || match (
+                            p.get("id").and_then(serde_json::Value::as_str),
+                            p.get("version").and_then(serde_json::Value::as_u64),
+                        ) {
+                            (Some(id), Some(v)) => known.get(id).is_none_or(|k| v > *k),
+                            _ => true,
+                        }
+                })
+                .cloned()
+                .collect();
             let (incoming, quarantined) = ingest::evaluate_page(
-                &page.postings,
+                &needed,
                 "snapshot",
                 0,
                 chrono::Utc::now(),
@@ -127,7 +150,7 @@ impl Worker {
             report.source_postings += page.postings.len() as u64;
             let diffs = self
                 .store
-                .reconcile_source(&incoming, run, self.ctx(), repair)
+                .reconcile_source(&incoming, &ids, run, self.ctx(), repair)
                 .await?;
             report.record(diffs, on_diff);
             progress(Phase::Source, report.source_postings);

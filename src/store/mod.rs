@@ -205,13 +205,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies one snapshot page: newer versions, postings the ledger lacks,
     /// documents that render differently now. Stamps every id with `run`.
+    /// `seen` names every posting of the snapshot page, `page` only those
+    /// evaluated (the others the ledger holds at the same version already).
     async fn reconcile_source(
         &self,
         page: &[Incoming],
+        seen: &[&str],
         run: i64,
         ctx: Ctx,
         repair: Repair,
     ) -> Result<Vec<Diff>>;
+    /// The highest version the ledger holds for each of `ids` it knows.
+    async fn known_versions(&self, ids: &[&str]) -> Result<std::collections::HashMap<String, u64>>;
     /// Records older than `run` that the snapshot did not show: deleted in
     /// JobAG. Keyset page after `after`; returns the diffs and the last id read.
     async fn reconcile_source_gone(

@@ -55,6 +55,8 @@ static SELECT_EXPIRED: LazyLock<String> = LazyLock::new(|| {
          ORDER BY publication_end_ms LIMIT ?2"
     )
 });
+static SELECT_LEASED_BY: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {COLUMNS} FROM postings WHERE lease_owner = ?1"));
 static SELECT_DEAD: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {COLUMNS} FROM postings WHERE dead = 1 AND id > ?1 ORDER BY id LIMIT ?2")
 });
@@ -439,12 +441,34 @@ impl Store for SqliteStore {
     }
 
     async fn release_all(&self, owner: &str) -> Result<u64> {
+        // Leases still held have no recorded outcome: the worker died (or
+        // failed to record) mid-request, so what EURES holds is unknown.
+        let mut tx = self.begin().await?;
+        // Only push mode leases anything (pull mode never delivers).
+        let ctx = self.stamped(Ctx {
+            now_ms: 0,
+            mode: crate::domain::ledger::Mode::Push,
+        });
+        let rows: Vec<FlatEntry> = sqlx::query_as(SELECT_LEASED_BY.as_str())
+            .bind(owner)
+            .fetch_all(&mut *tx)
+            .await?;
+        let abandoned: Vec<Entry> = rows
+            .into_iter()
+            .map(|r| {
+                r.into_entry()
+                    .map(|e| ledger::abandon(&e, ctx.now_ms, ctx.mode))
+            })
+            .collect::<Result<_>>()?;
+        let refs: Vec<&Entry> = abandoned.iter().collect();
+        upsert_many(&mut tx, &refs).await?;
         let done = sqlx::query(
             "UPDATE postings SET lease_owner = NULL, lease_until_ms = NULL WHERE lease_owner = ?1",
         )
         .bind(owner)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
 
@@ -663,9 +687,24 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn known_versions(&self, ids: &[&str]) -> Result<HashMap<String, u64>> {
+        let json = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT id, source_version FROM postings WHERE id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(json)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, v)| (id, u64::try_from(v).unwrap_or(0)))
+            .collect())
+    }
+
     async fn reconcile_source(
         &self,
         page: &[Incoming],
+        seen: &[&str],
         run: i64,
         ctx: Ctx,
         repair: Repair,
@@ -715,7 +754,7 @@ impl Store for SqliteStore {
                 upsert(&mut tx, &next).await?;
             }
         }
-        stamp(&mut tx, "source_seen_run", &ids, run).await?;
+        stamp(&mut tx, "source_seen_run", seen, run).await?;
         tx.commit().await?;
         Ok(diffs)
     }
