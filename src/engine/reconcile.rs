@@ -160,21 +160,8 @@ impl Worker {
             }
         }
         // 2. Ledger records the snapshot did not show.
-        let mut after: Option<String> = None;
-        let mut seen = 0;
-        loop {
-            let (diffs, last) = self
-                .store
-                .reconcile_source_gone(run, after.as_deref(), LEDGER_PAGE, self.ctx(), repair)
-                .await?;
-            seen += diffs.len() as u64;
-            report.record(diffs, on_diff);
-            progress(Phase::SourceGone, seen);
-            match last {
-                Some(l) => after = Some(l),
-                None => break,
-            }
-        }
+        self.unseen_pass(Phase::SourceGone, run, repair, on_diff, progress, report)
+            .await?;
         Ok(())
     }
 
@@ -226,22 +213,64 @@ impl Worker {
         }
         report.listing_complete = true;
         // 4. Ledger records the (complete) listing did not show.
+        self.unseen_pass(
+            Phase::ListingMissing,
+            run,
+            repair,
+            on_diff,
+            progress,
+            report,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Walks the ledger for records run `run` did not see: in the snapshot
+    /// (`SourceGone`) or in the listing (`ListingMissing`).
+    async fn unseen_pass(
+        &self,
+        phase: Phase,
+        run: i64,
+        repair: Repair,
+        on_diff: &mut (dyn FnMut(&Diff) + Send),
+        progress: &(dyn Fn(Phase, u64) + Sync),
+        report: &mut ReconcileReport,
+    ) -> anyhow::Result<()> {
         let mut after: Option<String> = None;
         let mut seen = 0;
         loop {
-            let (diffs, last) = self
-                .store
-                .reconcile_remote_missing(run, after.as_deref(), LEDGER_PAGE, self.ctx(), repair)
-                .await?;
+            let (diffs, last) = match phase {
+                Phase::SourceGone => {
+                    self.store
+                        .reconcile_source_gone(
+                            run,
+                            after.as_deref(),
+                            LEDGER_PAGE,
+                            self.ctx(),
+                            repair,
+                        )
+                        .await?
+                }
+                _ => {
+                    self.store
+                        .reconcile_remote_missing(
+                            run,
+                            after.as_deref(),
+                            LEDGER_PAGE,
+                            self.ctx(),
+                            repair,
+                        )
+                        .await?
+                }
+            };
             seen += diffs.len() as u64;
             report.record(diffs, on_diff);
-            progress(Phase::ListingMissing, seen);
+            progress(phase, seen);
             match last {
                 Some(l) => after = Some(l),
-                None => break,
+                None => return Ok(()),
             }
         }
-        Ok(())
     }
 }
 

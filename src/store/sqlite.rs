@@ -144,6 +144,44 @@ impl SqliteStore {
         }
     }
 
+    /// One keyset page of the records a reconcile run did not see (`query`
+    /// selects them), each passed through `judge`: the next record and the
+    /// difference to report, or `None` when nothing changes.
+    #[allow(clippy::too_many_arguments)]
+    async fn unseen_pass(
+        &self,
+        query: &str,
+        run: i64,
+        after: Option<&str>,
+        limit: i64,
+        ctx: Ctx,
+        repair: Repair,
+        judge: impl Fn(&Entry, Ctx) -> Option<(Entry, Option<Diff>)> + Send,
+    ) -> Result<(Vec<Diff>, Option<String>)> {
+        let mut tx = self.begin().await?;
+        let ctx = self.stamped(ctx);
+        let rows: Vec<FlatEntry> = sqlx::query_as(sqlx::AssertSqlSafe(query))
+            .bind(after.unwrap_or(""))
+            .bind(run)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        let last = rows.last().map(|r| r.id.clone());
+        let mut diffs = Vec::new();
+        for row in rows {
+            let entry = row.into_entry()?;
+            let Some((next, diff)) = judge(&entry, ctx) else {
+                continue;
+            };
+            diffs.extend(diff);
+            if repair != Repair::DryRun {
+                upsert(&mut tx, &next).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok((diffs, last))
+    }
+
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
@@ -767,31 +805,24 @@ impl Store for SqliteStore {
         ctx: Ctx,
         repair: Repair,
     ) -> Result<(Vec<Diff>, Option<String>)> {
-        let mut tx = self.begin().await?;
-        let ctx = self.stamped(ctx);
-        let rows: Vec<FlatEntry> = sqlx::query_as(SELECT_UNSEEN_IN_SOURCE.as_str())
-            .bind(after.unwrap_or(""))
-            .bind(run)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
-        let last = rows.last().map(|r| r.id.clone());
-        let mut diffs = Vec::new();
-        for row in rows {
-            let entry = row.into_entry()?;
-            if let Some(next) = ledger::source_gone(&entry, ctx.now_ms, ctx.mode) {
-                diffs.push(Diff {
+        self.unseen_pass(
+            &SELECT_UNSEEN_IN_SOURCE,
+            run,
+            after,
+            limit,
+            ctx,
+            repair,
+            |entry, ctx| {
+                let next = ledger::source_gone(entry, ctx.now_ms, ctx.mode)?;
+                let diff = Diff {
                     id: entry.id.clone(),
                     kind: "gone_from_source",
                     detail: format!("ledger v{} not in the JobAG snapshot", entry.source_version),
-                });
-                if repair != Repair::DryRun {
-                    upsert(&mut tx, &next).await?;
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok((diffs, last))
+                };
+                Some((next, Some(diff)))
+            },
+        )
+        .await
     }
 
     async fn reconcile_remote(
@@ -876,24 +907,19 @@ impl Store for SqliteStore {
         ctx: Ctx,
         repair: Repair,
     ) -> Result<(Vec<Diff>, Option<String>)> {
-        let mut tx = self.begin().await?;
-        let ctx = self.stamped(ctx);
-        let rows: Vec<FlatEntry> = sqlx::query_as(SELECT_UNSEEN_ON_EURES.as_str())
-            .bind(after.unwrap_or(""))
-            .bind(run)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
-        let last = rows.last().map(|r| r.id.clone());
-        let mut diffs = Vec::new();
-        for row in rows {
-            let entry = row.into_entry()?;
-            let next = ledger::observe_remote(&entry, None, ctx.now_ms, ctx.mode);
-            if next == entry {
-                continue;
-            }
-            if next.due().is_some() && next.desired.is_present() {
-                diffs.push(Diff {
+        self.unseen_pass(
+            &SELECT_UNSEEN_ON_EURES,
+            run,
+            after,
+            limit,
+            ctx,
+            repair,
+            |entry, ctx| {
+                let next = ledger::observe_remote(entry, None, ctx.now_ms, ctx.mode);
+                if next == *entry {
+                    return None;
+                }
+                let diff = (next.due().is_some() && next.desired.is_present()).then(|| Diff {
                     id: entry.id.clone(),
                     kind: "missing_on_eures",
                     detail: format!(
@@ -901,13 +927,10 @@ impl Store for SqliteStore {
                         entry.source_version
                     ),
                 });
-            }
-            if repair != Repair::DryRun {
-                upsert(&mut tx, &next).await?;
-            }
-        }
-        tx.commit().await?;
-        Ok((diffs, last))
+                Some((next, diff))
+            },
+        )
+        .await
     }
 }
 
