@@ -585,6 +585,20 @@ pub fn revive(current: &Entry, now_ms: i64, mode: Mode) -> Entry {
     entry
 }
 
+/// The worker that held this record's lease went away with its request
+/// in flight (the lease ran out, or its owner restarted): EURES may or may
+/// not have applied it. The record stops believing what it delivered, so
+/// whatever is desired is sent again: a PUT, or a DELETE (404 is fine). A
+/// create in flight when a withdrawal arrived is thus never left behind.
+pub fn abandon(current: &Entry, now_ms: i64, mode: Mode) -> Entry {
+    let mut entry = current.clone();
+    if mode == Mode::Push {
+        entry.delivered = Delivered::Unknown;
+    }
+    entry.settle(mode, now_ms);
+    entry
+}
+
 /// Reconcile saw what EURES really holds for this posting (`None`: nothing).
 /// The delivered fact is replaced by the observation, so any drift becomes
 /// an ordinary gap.
@@ -882,6 +896,46 @@ mod tests {
         .unwrap();
         assert_eq!(closed.exchange.closed_ms, Some(5));
         assert_eq!(closed.exchange.created_ms, Some(0));
+    }
+
+    #[test]
+    fn an_abandoned_create_whose_posting_was_withdrawn_is_deleted() {
+        let e = apply_change(None, incoming(1, present("h1")), 100, PUSH, false).unwrap();
+        assert_eq!(e.due(), Some(Op::Create));
+        // The create is in flight when the withdrawal arrives; the worker dies.
+        let withdrawn = apply_change(
+            Some(&e),
+            incoming(2, Desired::Absent(AbsentReason::NoConsent)),
+            110,
+            PUSH,
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            withdrawn.due(),
+            None,
+            "the ledger believes nothing is on EURES"
+        );
+        let abandoned = abandon(&withdrawn, 120, PUSH);
+        assert_eq!(abandoned.delivered, Delivered::Unknown);
+        assert_eq!(abandoned.due(), Some(Op::Delete));
+        // Still wanted: sent again as a PUT, content kept for it.
+        let again = abandon(&e, 120, PUSH);
+        assert_eq!(again.due(), Some(Op::Create));
+        assert!(matches!(
+            again.desired,
+            DesiredState::Present {
+                content: Some(_),
+                ..
+            }
+        ));
+        assert_eq!(deliver(&again, 130).due(), None);
+        // Pull mode has no attempts to abandon: the ledger is the copy.
+        let pulled =
+            apply_change(None, incoming(1, present("h1")), 100, Mode::Pull, false).unwrap();
+        let after = abandon(&pulled, 120, Mode::Pull);
+        assert_eq!(after.delivered, pulled.delivered);
+        assert_eq!(after.due(), None);
     }
 
     #[test]

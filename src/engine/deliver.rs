@@ -61,7 +61,12 @@ impl Worker {
                 self.health.last_probe_ms.store(now, Ordering::SeqCst);
                 limit = 1;
             }
-            if limit == 0 {
+            // With requests in flight, claim only for a few free slots at
+            // once: a claim per finished request costs a transaction each.
+            // Nothing new starts meanwhile, so a deletion still waits only
+            // for the requests already in flight.
+            let in_flight = self.settings.concurrency - slots.available_permits();
+            if limit == 0 || (in_flight > 0 && limit < self.claim_batch()) {
                 tokio::select! {
                     _ = self.wake.notified() => {}
                     _ = tokio::time::sleep(IDLE_POLL) => {}
@@ -116,6 +121,11 @@ impl Worker {
             slots.acquire_many(u32::try_from(self.settings.concurrency).unwrap_or(u32::MAX)),
         )
         .await;
+    }
+
+    /// Free slots worth a claim while requests are in flight.
+    fn claim_batch(&self) -> usize {
+        (self.settings.concurrency / 4).max(1)
     }
 
     /// Performs one claimed operation and records its outcome.

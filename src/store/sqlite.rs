@@ -5,50 +5,37 @@
 //! the worker runs. NORMAL is durable against a killed process; on power loss
 //! the newest transactions may roll back, but they roll back together with
 //! the feed cursor they moved, so the feed is simply re-read.
+//!
+//! This file holds only what SQLite says its own way (its [`Stmt`] table:
+//! id lists through `json_each`, 0/1 flags, `MAX`; no row locks, since the
+//! transaction is exclusive) and how it opens; the `Store` itself is shared
+//! (`backend.rs`, `tx.rs`, `sql.rs`). It never decides anything: the
+//! planner does.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
-
-use super::row::{CLAIM_COLUMNS, COLUMNS, FlatClaim, FlatEntry};
-use super::{
-    AuditOf, AuditRow, Claimed, Completion, Ctx, Diff, IngestBatch, IngestStats, Listed,
-    PurgeStats, Repair, Result, Store, StoreError, Summary,
+use sqlx::query::{Query, QueryAs};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
 };
-use crate::domain::ledger::{self, DesiredState, Entry, Incoming, Op, Sent};
+use sqlx::{Pool, Sqlite, SqlitePool};
+use tokio::sync::{Notify, watch};
 
-const CURSOR_KEY: &str = "feed_cursor";
-const LAST_POLL_KEY: &str = "last_source_poll_ms";
-/// Rows handled per expiry transaction.
-const EXPIRY_BATCH: i64 = 500;
+use super::backend::{Backend, Commit};
+use super::row::{CLAIM_COLUMNS, COLUMNS};
+use super::sql::{Dialect, Stmt, Tx};
+use super::{Result, StoreError};
 
-static UPSERT: LazyLock<String> = LazyLock::new(|| {
-    let cols: Vec<&str> = COLUMNS.split(',').map(str::trim).collect();
-    let params = (1..=cols.len())
-        .map(|i| format!("?{i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let updates = cols
-        .iter()
-        .skip(1)
-        .map(|c| format!("{c} = excluded.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "INSERT INTO postings ({COLUMNS}) VALUES ({params}) ON CONFLICT(id) DO UPDATE SET {updates}"
-    )
-});
 static SELECT_MANY: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {COLUMNS} FROM postings WHERE id IN (SELECT value FROM json_each(?1))")
 });
-static SELECT_ONE: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {COLUMNS} FROM postings WHERE id = ?1"));
+static SELECT_LEASED: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {COLUMNS}, lease_owner FROM postings WHERE id = ?1"));
 static SELECT_EXPIRED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {COLUMNS} FROM postings WHERE desired_present = 1 AND publication_end_ms <= ?1 \
@@ -58,27 +45,33 @@ static SELECT_EXPIRED: LazyLock<String> = LazyLock::new(|| {
 static SELECT_DEAD: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {COLUMNS} FROM postings WHERE dead = 1 AND id > ?1 ORDER BY id LIMIT ?2")
 });
-/// Records reconcile run `?2` did not see in the snapshot, that changed
-/// before the run began, and that EURES holds or should hold.
+// The statements as `Stmt` describes them; no `FOR UPDATE`: every write
+// transaction is exclusive.
 static SELECT_UNSEEN_IN_SOURCE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {COLUMNS} FROM postings WHERE id > ?1 \
-           AND (source_seen_run IS NULL OR source_seen_run <> ?2) AND last_change_ms < ?2 \
+           AND (source_seen_run IS NULL OR source_seen_run < ?2) AND last_change_ms < ?2 \
            AND (desired_present = 1 OR delivered_state <> 'absent') ORDER BY id LIMIT ?3"
     )
 });
 static SELECT_UNSEEN_ON_EURES: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {COLUMNS} FROM postings WHERE id > ?1 \
-           AND (remote_seen_run IS NULL OR remote_seen_run <> ?2) AND last_change_ms < ?2 \
+           AND (remote_seen_run IS NULL OR remote_seen_run < ?2) AND last_change_ms < ?2 \
            AND delivered_state <> 'absent' ORDER BY id LIMIT ?3"
+    )
+});
+static SELECT_ABANDONED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS}, lease_owner FROM postings \
+         WHERE lease_owner IS NOT NULL AND lease_until_ms < ?1 ORDER BY lease_until_ms LIMIT ?2"
     )
 });
 static CLAIM: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE postings SET lease_owner = ?1, lease_until_ms = ?2 WHERE id IN ( \
            SELECT id FROM postings WHERE due_op IS NOT NULL AND next_attempt_at_ms <= ?3 \
-             AND (lease_until_ms IS NULL OR lease_until_ms < ?3) \
+             AND lease_owner IS NULL \
            ORDER BY due_rank, next_attempt_at_ms LIMIT ?4) \
          RETURNING {CLAIM_COLUMNS}, due_rank, next_attempt_at_ms"
     )
@@ -113,741 +106,84 @@ impl SqliteStore {
             .await?;
         Ok(SqliteStore { pool })
     }
+}
 
-    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+fn json_ids(ids: &[&str]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
+}
+
+impl Dialect for Sqlite {
+    fn sql(stmt: Stmt) -> &'static str {
+        match stmt {
+            Stmt::SelectMany => SELECT_MANY.as_str(),
+            Stmt::SelectLeased => SELECT_LEASED.as_str(),
+            Stmt::SelectAbandoned => SELECT_ABANDONED.as_str(),
+            Stmt::Claim => CLAIM.as_str(),
+            Stmt::SelectExpired => SELECT_EXPIRED.as_str(),
+            Stmt::SelectDead | Stmt::ListDead => SELECT_DEAD.as_str(),
+            Stmt::SelectUnseenInSource => SELECT_UNSEEN_IN_SOURCE.as_str(),
+            Stmt::SelectUnseenOnEures => SELECT_UNSEEN_ON_EURES.as_str(),
+            Stmt::StampInSource => {
+                "UPDATE postings SET source_seen_run = MAX(COALESCE(source_seen_run, 0), $1) \
+                 WHERE id IN (SELECT value FROM json_each($2))"
+            }
+            Stmt::StampOnEures => {
+                "UPDATE postings SET remote_seen_run = MAX(COALESCE(remote_seen_run, 0), $1) \
+                 WHERE id IN (SELECT value FROM json_each($2))"
+            }
+            Stmt::CountDead => "SELECT COUNT(*) FROM postings WHERE dead = 1",
+            Stmt::NextExpiry => {
+                "SELECT MIN(publication_end_ms) FROM postings WHERE desired_present = 1"
+            }
+        }
+    }
+
+    fn bind_ids<'q, O>(
+        query: QueryAs<'q, Sqlite, O, SqliteArguments>,
+        ids: &[&str],
+    ) -> QueryAs<'q, Sqlite, O, SqliteArguments> {
+        query.bind(json_ids(ids))
+    }
+
+    fn bind_ids_exec<'q>(
+        query: Query<'q, Sqlite, SqliteArguments>,
+        ids: &[&str],
+    ) -> Query<'q, Sqlite, SqliteArguments> {
+        query.bind(json_ids(ids))
+    }
+
+    /// One worker a file: nobody to wake.
+    const WAKE: Option<&'static str> = None;
+
+    fn rows_affected(done: &SqliteQueryResult) -> u64 {
+        done.rows_affected()
     }
 }
 
-async fn load_many(
-    tx: &mut Transaction<'_, Sqlite>,
-    ids: &[&str],
-) -> Result<HashMap<String, Entry>> {
-    let json = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
-    let rows: Vec<FlatEntry> = sqlx::query_as(SELECT_MANY.as_str())
-        .bind(json)
-        .fetch_all(&mut **tx)
-        .await?;
-    rows.into_iter()
-        .map(|r| r.into_entry().map(|e| (e.id.clone(), e)))
-        .collect()
-}
-
-async fn load_one(tx: &mut Transaction<'_, Sqlite>, id: &str) -> Result<Option<Entry>> {
-    let row: Option<FlatEntry> = sqlx::query_as(SELECT_ONE.as_str())
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    row.map(FlatEntry::into_entry).transpose()
-}
-
-async fn upsert(tx: &mut Transaction<'_, Sqlite>, e: &Entry) -> Result<()> {
-    let f = FlatEntry::from_entry(e);
-    sqlx::query(UPSERT.as_str())
-        .bind(f.id)
-        .bind(f.employer_cvr)
-        .bind(f.source_version)
-        .bind(f.source_updated_at_ms)
-        .bind(f.desired_present)
-        .bind(f.desired_hash)
-        .bind(f.desired_content)
-        .bind(f.publication_end_ms)
-        .bind(f.absent_reason)
-        .bind(f.delivered_state)
-        .bind(f.delivered_version)
-        .bind(f.delivered_hash)
-        .bind(f.attempts)
-        .bind(f.next_attempt_at_ms)
-        .bind(f.last_error)
-        .bind(f.dead)
-        .bind(f.forced)
-        .bind(f.due_since_ms)
-        .bind(f.created_ms)
-        .bind(f.modified_ms)
-        .bind(f.closed_ms)
-        .bind(f.active)
-        .bind(f.due_op)
-        .bind(f.due_rank)
-        .bind(f.state)
-        .bind(f.last_change_ms)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-async fn set_state(tx: &mut Transaction<'_, Sqlite>, key: &str, value: &str) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO agent_state (key, value) VALUES (?1, ?2) \
-         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-    )
-    .bind(key)
-    .bind(value)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 #[async_trait]
-impl Store for SqliteStore {
+impl Backend for SqliteStore {
+    type Db = Sqlite;
+
+    fn pool(&self) -> &Pool<Sqlite> {
+        &self.pool
+    }
+
+    /// `BEGIN IMMEDIATE`: nobody else writes until it ends. Every commit
+    /// is as durable as `synchronous = NORMAL` makes it.
+    async fn begin(&self, _commit: Commit) -> Result<Tx<Sqlite>> {
+        Ok(Tx(self.pool.begin_with("BEGIN IMMEDIATE").await?))
+    }
+
     async fn migrate(&self) -> Result<()> {
         sqlx::migrate!("migrations/sqlite").run(&self.pool).await?;
         Ok(())
     }
 
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+    /// One worker a file: it always leads.
+    async fn lead(&self, _owner: &str, _ttl: Duration) -> Result<bool> {
+        Ok(true)
     }
 
-    async fn cursor(&self) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT value FROM agent_state WHERE key = ?1")
-                .bind(CURSOR_KEY)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
-    }
-
-    async fn ingest(&self, batch: &IngestBatch, ctx: Ctx) -> Result<IngestStats> {
-        let mut tx = self.begin().await?;
-        let mut ids: Vec<&str> = batch.changes.iter().map(|c| c.id.as_str()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let mut entries = load_many(&mut tx, &ids).await?;
-        let mut dirty: Vec<String> = Vec::new();
-        let mut stats = IngestStats::default();
-        for incoming in &batch.changes {
-            let current = entries.get(&incoming.id);
-            match ledger::apply_change(
-                current,
-                incoming.clone(),
-                ctx.now_ms,
-                ctx.mode,
-                batch.forced,
-            ) {
-                Some(next) => {
-                    stats.applied += 1;
-                    dirty.push(next.id.clone());
-                    entries.insert(next.id.clone(), next);
-                }
-                None => stats.ignored += 1,
-            }
-        }
-        dirty.sort_unstable();
-        dirty.dedup();
-        for id in &dirty {
-            if let Some(e) = entries.get(id) {
-                upsert(&mut tx, e).await?;
-            }
-        }
-        for q in &batch.quarantined {
-            sqlx::query(
-                "INSERT INTO quarantine (posting_id, reason, feed_position, at_ms) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .bind(&q.posting_id)
-            .bind(&q.reason)
-            .bind(&q.feed_position)
-            .bind(ctx.now_ms)
-            .execute(&mut *tx)
-            .await?;
-            stats.quarantined += 1;
-        }
-        if let Some(cursor) = &batch.next_cursor {
-            set_state(&mut tx, CURSOR_KEY, cursor).await?;
-        }
-        tx.commit().await?;
-        Ok(stats)
-    }
-
-    async fn set_last_poll(&self, at_ms: i64) -> Result<()> {
-        let mut tx = self.begin().await?;
-        set_state(&mut tx, LAST_POLL_KEY, &at_ms.to_string()).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn expire_due(&self, ctx: Ctx) -> Result<usize> {
-        let mut total = 0;
-        loop {
-            let mut tx = self.begin().await?;
-            let rows: Vec<FlatEntry> = sqlx::query_as(SELECT_EXPIRED.as_str())
-                .bind(ctx.now_ms)
-                .bind(EXPIRY_BATCH)
-                .fetch_all(&mut *tx)
-                .await?;
-            let n = rows.len();
-            for row in rows {
-                let entry = row.into_entry()?;
-                if let Some(next) = ledger::expire(&entry, ctx.now_ms, ctx.mode) {
-                    upsert(&mut tx, &next).await?;
-                    total += 1;
-                }
-            }
-            tx.commit().await?;
-            if (n as i64) < EXPIRY_BATCH {
-                return Ok(total);
-            }
-        }
-    }
-
-    async fn next_expiry_ms(&self) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT MIN(publication_end_ms) FROM postings WHERE desired_present = 1",
-        )
-        .fetch_one(&self.pool)
-        .await?)
-    }
-
-    async fn claim(
-        &self,
-        owner: &str,
-        limit: usize,
-        now_ms: i64,
-        lease: Duration,
-    ) -> Result<Vec<Claimed>> {
-        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 4);
-        let mut tx = self.begin().await?;
-        let rows: Vec<(FlatClaim, i64, i64)> = {
-            use sqlx::Row;
-            let raw = sqlx::query(CLAIM.as_str())
-                .bind(owner)
-                .bind(now_ms.saturating_add(lease_ms))
-                .bind(now_ms)
-                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-                .fetch_all(&mut *tx)
-                .await?;
-            let mut out = Vec::with_capacity(raw.len());
-            for r in &raw {
-                let claim = <FlatClaim as sqlx::FromRow<_>>::from_row(r)?;
-                out.push((
-                    claim,
-                    r.try_get("due_rank")?,
-                    r.try_get("next_attempt_at_ms")?,
-                ));
-            }
-            out
-        };
-        tx.commit().await?;
-        let mut rows = rows;
-        rows.sort_by_key(|(_, rank, next)| (*rank, *next));
-        rows.into_iter().map(|(c, _, _)| c.into_claimed()).collect()
-    }
-
-    async fn complete(&self, owner: &str, done: Completion<'_>, ctx: Ctx) -> Result<()> {
-        let claimed = done.claimed;
-        let mut tx = self.begin().await?;
-        if let Some(entry) = load_one(&mut tx, &claimed.id).await? {
-            let sent = Sent {
-                op: claimed.op,
-                version: claimed.version,
-                hash: claimed.hash.clone(),
-            };
-            let next = ledger::apply_outcome(
-                &entry,
-                &sent,
-                done.result,
-                ctx.now_ms,
-                done.limits,
-                done.backoff,
-                ctx.mode,
-            );
-            upsert(&mut tx, &next).await?;
-        }
-        sqlx::query(
-            "UPDATE postings SET lease_owner = NULL, lease_until_ms = NULL WHERE id = ?1 AND lease_owner = ?2",
-        )
-        .bind(&claimed.id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO audit (posting_id, employer_cvr, op, version, content_hash, outcome, detail, at_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .bind(&claimed.id)
-        .bind(&claimed.employer_cvr)
-        .bind(claimed.op.as_str())
-        .bind(i64::try_from(claimed.version).unwrap_or(i64::MAX))
-        .bind(&claimed.hash)
-        .bind(done.outcome_label)
-        .bind(match done.result {
-            ledger::AttemptResult::Rejected(why) | ledger::AttemptResult::Transient(why) => {
-                Some(why.as_str())
-            }
-            _ => None,
-        })
-        .bind(ctx.now_ms)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn release(&self, owner: &str, id: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE postings SET lease_owner = NULL, lease_until_ms = NULL WHERE id = ?1 AND lease_owner = ?2",
-        )
-        .bind(id)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn release_all(&self, owner: &str) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE postings SET lease_owner = NULL, lease_until_ms = NULL WHERE lease_owner = ?1",
-        )
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn next_due_ms(&self) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT MIN(m) FROM ( \
-               SELECT MIN(next_attempt_at_ms) AS m FROM postings WHERE due_op IS NOT NULL AND due_rank = 0 \
-               UNION ALL \
-               SELECT MIN(next_attempt_at_ms) AS m FROM postings WHERE due_op IS NOT NULL AND due_rank = 1)",
-        )
-        .fetch_one(&self.pool)
-        .await?)
-    }
-
-    async fn get(&self, id: &str) -> Result<Option<Entry>> {
-        let row: Option<FlatEntry> = sqlx::query_as(SELECT_ONE.as_str())
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(FlatEntry::into_entry).transpose()
-    }
-
-    async fn summary(&self, now_ms: i64) -> Result<Summary> {
-        let mut s = Summary::default();
-        let states: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state, COUNT(*) FROM postings GROUP BY state")
-                .fetch_all(&self.pool)
-                .await?;
-        for (state, n) in states {
-            let n = u64::try_from(n).unwrap_or(0);
-            match state.as_str() {
-                "present" => s.present = n,
-                "pending" => s.pending = n,
-                "absent" => s.absent = n,
-                "quarantined" => s.quarantined = n,
-                _ => {}
-            }
-        }
-        let ops: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT due_op, COUNT(*) FROM postings WHERE due_op IS NOT NULL GROUP BY due_op",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        for (op, n) in ops {
-            let n = u64::try_from(n).unwrap_or(0);
-            match op.as_str() {
-                "create" => s.backlog_create = n,
-                "update" => s.backlog_update = n,
-                "delete" => s.backlog_delete = n,
-                _ => {}
-            }
-        }
-        let dead: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM postings WHERE dead = 1")
-            .fetch_one(&self.pool)
-            .await?;
-        s.dead_letters = u64::try_from(dead).unwrap_or(0);
-        let oldest: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(due_since_ms) FROM postings WHERE due_since_ms IS NOT NULL",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        s.oldest_pending_ms = oldest.map(|t| (now_ms - t).max(0));
-        let last_poll: Option<String> =
-            sqlx::query_scalar("SELECT value FROM agent_state WHERE key = ?1")
-                .bind(LAST_POLL_KEY)
-                .fetch_optional(&self.pool)
-                .await?;
-        s.last_source_poll_ms = last_poll.and_then(|v| v.parse().ok());
-        Ok(s)
-    }
-
-    async fn quarantined(&self, limit: i64) -> Result<Vec<(Option<String>, String)>> {
-        let mut out: Vec<(Option<String>, String)> = sqlx::query_as(
-            "SELECT id, COALESCE(absent_reason, '') FROM postings WHERE state = 'quarantined' ORDER BY id LIMIT ?1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        let items: Vec<(Option<String>, String)> = sqlx::query_as(
-            "SELECT posting_id, reason || ' (' || feed_position || ')' FROM quarantine ORDER BY seq DESC LIMIT ?1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        out.extend(items);
-        Ok(out)
-    }
-
-    async fn ids_page(
-        &self,
-        employer: Option<&str>,
-        after: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM postings WHERE (?1 IS NULL OR employer_cvr = ?1) AND id > ?2 ORDER BY id LIMIT ?3",
-        )
-        .bind(employer)
-        .bind(after.unwrap_or(""))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    async fn dead_letters(&self, after: Option<&str>, limit: i64) -> Result<Vec<Entry>> {
-        let rows: Vec<FlatEntry> = sqlx::query_as(SELECT_DEAD.as_str())
-            .bind(after.unwrap_or(""))
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(FlatEntry::into_entry).collect()
-    }
-
-    async fn revive(&self, ids: Option<&[String]>, ctx: Ctx) -> Result<u64> {
-        let mut revived = 0;
-        match ids {
-            Some(ids) => {
-                let mut tx = self.begin().await?;
-                let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-                let entries = load_many(&mut tx, &refs).await?;
-                for entry in entries.values().filter(|e| e.retry.dead) {
-                    upsert(&mut tx, &ledger::revive(entry, ctx.now_ms, ctx.mode)).await?;
-                    revived += 1;
-                }
-                tx.commit().await?;
-            }
-            None => loop {
-                // Revived rows leave the dead set, so the first page is always fresh.
-                let page = self.dead_letters(None, 500).await?;
-                if page.is_empty() {
-                    break;
-                }
-                let mut tx = self.begin().await?;
-                for entry in &page {
-                    upsert(&mut tx, &ledger::revive(entry, ctx.now_ms, ctx.mode)).await?;
-                    revived += 1;
-                }
-                tx.commit().await?;
-            },
-        }
-        Ok(revived)
-    }
-
-    async fn audit(&self, of: AuditOf<'_>, after_seq: i64, limit: i64) -> Result<Vec<AuditRow>> {
-        let (sql, key) = match of {
-            AuditOf::Posting(id) => (
-                "SELECT seq, posting_id, employer_cvr, op, version, content_hash, outcome, at_ms \
-                 FROM audit WHERE posting_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-                id,
-            ),
-            AuditOf::Employer(cvr) => (
-                "SELECT seq, posting_id, employer_cvr, op, version, content_hash, outcome, at_ms \
-                 FROM audit WHERE employer_cvr = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-                cvr,
-            ),
-        };
-        let rows: Vec<(
-            i64,
-            String,
-            Option<String>,
-            String,
-            i64,
-            Option<String>,
-            String,
-            i64,
-        )> = sqlx::query_as(sql)
-            .bind(key)
-            .bind(after_seq)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(seq, posting_id, employer_cvr, op, version, content_hash, outcome, at_ms)| {
-                    AuditRow {
-                        seq,
-                        posting_id,
-                        employer_cvr,
-                        op,
-                        version,
-                        content_hash,
-                        outcome,
-                        at_ms,
-                    }
-                },
-            )
-            .collect())
-    }
-
-    async fn purge(&self, cutoff_ms: i64) -> Result<PurgeStats> {
-        let mut tx = self.begin().await?;
-        let audit = sqlx::query("DELETE FROM audit WHERE at_ms < ?1")
-            .bind(cutoff_ms)
-            .execute(&mut *tx)
-            .await?;
-        let tombstones = sqlx::query(
-            "DELETE FROM postings WHERE state IN ('absent', 'quarantined') AND delivered_state = 'absent' \
-             AND due_op IS NULL AND lease_owner IS NULL AND last_change_ms < ?1 \
-             AND (closed_ms IS NULL OR closed_ms < ?1)",
-        )
-        .bind(cutoff_ms)
-        .execute(&mut *tx)
-        .await?;
-        let quarantine = sqlx::query("DELETE FROM quarantine WHERE at_ms < ?1")
-            .bind(cutoff_ms)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(PurgeStats {
-            audit_rows: audit.rows_affected(),
-            tombstones: tombstones.rows_affected(),
-            quarantine_rows: quarantine.rows_affected(),
-        })
-    }
-
-    async fn reconcile_source(
-        &self,
-        page: &[Incoming],
-        run: i64,
-        ctx: Ctx,
-        repair: Repair,
-    ) -> Result<Vec<Diff>> {
-        let mut tx = self.begin().await?;
-        let ids: Vec<&str> = page.iter().map(|c| c.id.as_str()).collect();
-        let entries = load_many(&mut tx, &ids).await?;
-        let mut diffs = Vec::new();
-        for incoming in page {
-            let current = entries.get(&incoming.id);
-            let (kind, forced) = match current {
-                None => ("missing_in_ledger", repair == Repair::Force),
-                Some(c) if incoming.version > c.source_version => {
-                    ("newer_in_source", repair == Repair::Force)
-                }
-                Some(c) if incoming.version == c.source_version => {
-                    let want = DesiredState::from(incoming.desired.clone());
-                    if repair == Repair::Force {
-                        ("resync", true)
-                    } else if want.is_present() != c.desired.is_present()
-                        || want.hash() != c.desired.hash()
-                    {
-                        ("rerendered", true)
-                    } else {
-                        continue;
-                    }
-                }
-                Some(_) => continue,
-            };
-            let Some(next) =
-                ledger::apply_change(current, incoming.clone(), ctx.now_ms, ctx.mode, forced)
-            else {
-                continue;
-            };
-            diffs.push(Diff {
-                id: incoming.id.clone(),
-                kind,
-                detail: format!(
-                    "source v{} {}; ledger v{}",
-                    incoming.version,
-                    describe(&next.desired),
-                    current.map_or(0, |c| c.source_version)
-                ),
-            });
-            if repair != Repair::DryRun {
-                upsert(&mut tx, &next).await?;
-            }
-        }
-        stamp(&mut tx, "source_seen_run", &ids, run).await?;
-        tx.commit().await?;
-        Ok(diffs)
-    }
-
-    async fn reconcile_source_gone(
-        &self,
-        run: i64,
-        after: Option<&str>,
-        limit: i64,
-        ctx: Ctx,
-        repair: Repair,
-    ) -> Result<(Vec<Diff>, Option<String>)> {
-        let mut tx = self.begin().await?;
-        let rows: Vec<FlatEntry> = sqlx::query_as(SELECT_UNSEEN_IN_SOURCE.as_str())
-            .bind(after.unwrap_or(""))
-            .bind(run)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
-        let last = rows.last().map(|r| r.id.clone());
-        let mut diffs = Vec::new();
-        for row in rows {
-            let entry = row.into_entry()?;
-            if let Some(next) = ledger::source_gone(&entry, ctx.now_ms, ctx.mode) {
-                diffs.push(Diff {
-                    id: entry.id.clone(),
-                    kind: "gone_from_source",
-                    detail: format!("ledger v{} not in the JobAG snapshot", entry.source_version),
-                });
-                if repair != Repair::DryRun {
-                    upsert(&mut tx, &next).await?;
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok((diffs, last))
-    }
-
-    async fn reconcile_remote(
-        &self,
-        page: &[Listed],
-        run: i64,
-        ctx: Ctx,
-        repair: Repair,
-    ) -> Result<Vec<Diff>> {
-        let mut tx = self.begin().await?;
-        let ids: Vec<&str> = page.iter().map(|l| l.reference.as_str()).collect();
-        let entries = load_many(&mut tx, &ids).await?;
-        let mut diffs = Vec::new();
-        for item in page {
-            let hash = item.content_sha256.as_deref().unwrap_or("");
-            match entries.get(&item.reference) {
-                None => {
-                    diffs.push(Diff {
-                        id: item.reference.clone(),
-                        kind: "orphan_on_eures",
-                        detail: format!(
-                            "EURES holds v{} the ledger does not know",
-                            item.source_version
-                        ),
-                    });
-                    if repair != Repair::DryRun {
-                        let orphan = ledger::orphan(
-                            &item.reference,
-                            item.source_version,
-                            hash,
-                            ctx.now_ms,
-                            ctx.mode,
-                        );
-                        upsert(&mut tx, &orphan).await?;
-                    }
-                }
-                Some(entry) => {
-                    let next = ledger::observe_remote(
-                        entry,
-                        Some((item.source_version, hash)),
-                        ctx.now_ms,
-                        ctx.mode,
-                    );
-                    if next == *entry {
-                        continue;
-                    }
-                    if let Some(op) = next
-                        .due()
-                        .filter(|op| Some(*op) != entry.due() || entry.delivered != next.delivered)
-                    {
-                        diffs.push(Diff {
-                            id: item.reference.clone(),
-                            kind: if op == Op::Delete {
-                                "unwanted_on_eures"
-                            } else {
-                                "altered_on_eures"
-                            },
-                            detail: format!(
-                                "EURES holds v{}; ledger wants {}",
-                                item.source_version,
-                                describe(&entry.desired)
-                            ),
-                        });
-                    }
-                    if repair != Repair::DryRun {
-                        upsert(&mut tx, &next).await?;
-                    }
-                }
-            }
-        }
-        stamp(&mut tx, "remote_seen_run", &ids, run).await?;
-        tx.commit().await?;
-        Ok(diffs)
-    }
-
-    async fn reconcile_remote_missing(
-        &self,
-        run: i64,
-        after: Option<&str>,
-        limit: i64,
-        ctx: Ctx,
-        repair: Repair,
-    ) -> Result<(Vec<Diff>, Option<String>)> {
-        let mut tx = self.begin().await?;
-        let rows: Vec<FlatEntry> = sqlx::query_as(SELECT_UNSEEN_ON_EURES.as_str())
-            .bind(after.unwrap_or(""))
-            .bind(run)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
-        let last = rows.last().map(|r| r.id.clone());
-        let mut diffs = Vec::new();
-        for row in rows {
-            let entry = row.into_entry()?;
-            let next = ledger::observe_remote(&entry, None, ctx.now_ms, ctx.mode);
-            if next == entry {
-                continue;
-            }
-            if next.due().is_some() && next.desired.is_present() {
-                diffs.push(Diff {
-                    id: entry.id.clone(),
-                    kind: "missing_on_eures",
-                    detail: format!(
-                        "ledger v{} believed delivered, EURES does not list it",
-                        entry.source_version
-                    ),
-                });
-            }
-            if repair != Repair::DryRun {
-                upsert(&mut tx, &next).await?;
-            }
-        }
-        tx.commit().await?;
-        Ok((diffs, last))
-    }
-}
-
-fn describe(d: &DesiredState) -> String {
-    match d {
-        DesiredState::Present { .. } => "present".into(),
-        DesiredState::Absent { reason } => format!("absent ({reason})"),
-    }
-}
-
-async fn stamp(
-    tx: &mut Transaction<'_, Sqlite>,
-    column: &str,
-    ids: &[&str],
-    run: i64,
-) -> Result<()> {
-    let sql = match column {
-        "source_seen_run" => {
-            "UPDATE postings SET source_seen_run = ?1 WHERE id IN (SELECT value FROM json_each(?2))"
-        }
-        _ => {
-            "UPDATE postings SET remote_seen_run = ?1 WHERE id IN (SELECT value FROM json_each(?2))"
-        }
-    };
-    let json = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
-    sqlx::query(sql)
-        .bind(run)
-        .bind(json)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    /// One worker a file, whose delivery loop polls: nothing to listen for.
+    fn watch_wakeups(&self, _wake: Arc<Notify>, _stop: watch::Receiver<bool>) {}
 }
