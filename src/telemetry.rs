@@ -24,6 +24,7 @@ pub const LAST_POLL: &str = "eures_sync_last_source_poll_timestamp_seconds";
 pub const AUTH_FAILING: &str = "eures_sync_eures_auth_failing";
 pub const DEAD_LETTERS: &str = "eures_sync_dead_letters";
 pub const QUARANTINED_CHANGES: &str = "eures_sync_quarantined_changes_total";
+pub const LEADER: &str = "eures_sync_leader";
 
 /// Installs the tracing subscriber: text on a terminal, JSON otherwise
 /// (`format` = auto | json | text), always to stderr so `--json` stdout
@@ -99,6 +100,10 @@ fn describe() {
         "Creates/updates parked after permanent rejection"
     );
     describe_counter!(QUARANTINED_CHANGES, "Feed items that could not be parsed");
+    describe_gauge!(
+        LEADER,
+        "1 while this worker leads (ingests, expires, reconciles)"
+    );
 }
 
 pub fn record_delivery(op: Op, outcome: &'static str, elapsed: Duration) {
@@ -112,6 +117,10 @@ pub fn record_propagation(seconds: f64) {
 
 pub fn record_quarantined(n: usize) {
     counter!(QUARANTINED_CHANGES).increment(n as u64);
+}
+
+pub fn set_leader(leading: bool) {
+    gauge!(LEADER).set(if leading { 1.0 } else { 0.0 });
 }
 
 pub fn set_auth_failing(failing: bool) {

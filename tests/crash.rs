@@ -1,15 +1,20 @@
 //! kill -9 of the real binary in the middle of a backlog: after a restart
 //! EURES ends exactly as the source says, and no stale copy is re-created.
+//! Each test runs on SQLite (`sqlite::*`) and on PostgreSQL (`postgres::*`).
 
 mod common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Env, editable};
+use common::{Backend, Env, assert_churned, assert_no_regression, churn};
 use eures_sync::sim::eures::Faults;
 use eures_sync::sim::jobag::sample_posting;
-use serde_json::json;
+
+common::on_both_backends!(
+    kill_dash_nine_mid_backlog_loses_nothing_and_resurrects_nothing,
+    sigterm_drains_and_exits_zero,
+);
 
 fn spawn_agent(env: &Env) -> Child {
     let config = env.dir.path().join("agent.toml");
@@ -33,9 +38,8 @@ async fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_dash_nine_mid_backlog_loses_nothing_and_resurrects_nothing() {
-    let env = Env::start().await;
+async fn kill_dash_nine_mid_backlog_loses_nothing_and_resurrects_nothing(backend: Backend) {
+    let env = Env::start_with(backend).await;
     // Slow EURES a little so the backlog is still draining when we kill.
     env.eures.set_faults(Faults {
         latency: Duration::from_millis(10),
@@ -52,24 +56,7 @@ async fn kill_dash_nine_mid_backlog_loses_nothing_and_resurrects_nothing() {
     })
     .await;
     // Deletions, withdrawals and edits while the backlog drains.
-    for i in 1..=600u64 {
-        let id = sample_posting(i)["id"].as_str().unwrap().to_string();
-        match i % 3 {
-            0 => {
-                env.jobag.delete(&id);
-            }
-            1 => {
-                let mut p = editable(&env.jobag, &id);
-                p["eures_consent"] = json!(false);
-                env.jobag.upsert(p);
-            }
-            _ => {
-                let mut p = editable(&env.jobag, &id);
-                p["title"] = json!(format!("Opdateret stilling {i}"));
-                env.jobag.upsert(p);
-            }
-        }
-    }
+    churn(&env.jobag, 600, "Opdateret stilling");
     tokio::time::sleep(Duration::from_millis(150)).await;
     agent.kill().expect("kill -9");
     let _ = agent.wait();
@@ -95,36 +82,12 @@ async fn kill_dash_nine_mid_backlog_loses_nothing_and_resurrects_nothing() {
         at_first_kill < n as usize,
         "the kill landed before the backlog drained"
     );
-    for (reference, _) in env.eures.holdings() {
-        let versions: Vec<u64> = env
-            .eures
-            .history(&reference)
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect();
-        assert!(
-            versions.windows(2).all(|w| w[0] <= w[1]),
-            "{reference}: {versions:?}"
-        );
-    }
-    for i in (3..=600u64).step_by(3) {
-        let id = sample_posting(i)["id"].as_str().unwrap().to_string();
-        let history = env.eures.history(&id);
-        let versions: Vec<u64> = history.iter().map(|(_, v)| *v).collect();
-        assert!(
-            versions.windows(2).all(|w| w[0] <= w[1]),
-            "stale re-create of {id}: {history:?}"
-        );
-        assert!(
-            env.eures.get(&id).is_none(),
-            "deleted posting {id} is on EURES"
-        );
-    }
+    assert_no_regression(&env.eures);
+    assert_churned(&env.eures, 600);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_drains_and_exits_zero() {
-    let env = Env::start().await;
+async fn sigterm_drains_and_exits_zero(backend: Backend) {
+    let env = Env::start_with(backend).await;
     for i in 1..=50 {
         env.jobag.upsert(sample_posting(i));
     }

@@ -1,6 +1,7 @@
 //! The operator's interfaces against a running worker (the real binary):
 //! every CLI command's effect, /metrics, /healthz, /readyz, and logs that
-//! carry nothing personal.
+//! carry nothing personal; on SQLite (`sqlite::*`) and PostgreSQL
+//! (`postgres::*`).
 
 mod common;
 
@@ -8,11 +9,17 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Env, editable, eventually};
+use common::{Backend, Env, editable, eventually};
 use eures_sync::sim::eures::Faults;
 use eures_sync::sim::jobag::sample_posting;
 use hyper::Method;
 use serde_json::{Value, json};
+
+common::on_both_backends!(
+    resync_and_reconcile_repair_through_the_running_worker,
+    dead_letters_export_purge_status_inspect,
+    metrics_health_readiness_and_logs_without_personal_data,
+);
 
 const WAIT: Duration = Duration::from_secs(60);
 const EURES_TOKEN: &str = "eures-tok-Sekret-4711";
@@ -121,8 +128,8 @@ impl Agent {
     }
 }
 
-async fn env_with_token() -> Env {
-    let env = Env::start().await;
+async fn env_with_token(backend: Backend) -> Env {
+    let env = Env::start_with(backend).await;
     env.eures.set_token(Some(EURES_TOKEN.into()));
     env
 }
@@ -131,9 +138,8 @@ fn id(i: u64) -> String {
     sample_posting(i)["id"].as_str().unwrap().to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resync_and_reconcile_repair_through_the_running_worker() {
-    let env = env_with_token().await;
+async fn resync_and_reconcile_repair_through_the_running_worker(backend: Backend) {
+    let env = env_with_token(backend).await;
     for i in 1..=20 {
         env.jobag.upsert(sample_posting(i));
     }
@@ -217,9 +223,8 @@ async fn resync_and_reconcile_repair_through_the_running_worker() {
     agent.stop();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_letters_export_purge_status_inspect() {
-    let env = env_with_token().await;
+async fn dead_letters_export_purge_status_inspect(backend: Backend) {
+    let env = env_with_token(backend).await;
     let agent = Agent::start(&env);
     env.eures.set_faults(Faults {
         force_status: Some(422),
@@ -320,9 +325,8 @@ async fn dead_letters_export_purge_status_inspect() {
     agent.stop();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_health_readiness_and_logs_without_personal_data() {
-    let env = env_with_token().await;
+async fn metrics_health_readiness_and_logs_without_personal_data(backend: Backend) {
+    let env = env_with_token(backend).await;
     let mut p = sample_posting(1);
     p["title"] = json!("Stillingstitel-Qwertz-9931");
     p["description"] = json!("<p>Beskrivelse-Uiop-5521</p>");

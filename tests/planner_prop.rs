@@ -1,15 +1,16 @@
 //! Property test of the pure planner: random sequences of source events,
 //! delivery attempts with random EURES faults, and the passing of time must
 //! always converge to the model (EURES holds exactly the desired copy) once
-//! the faults stop, and EURES must never see a version go backwards.
+//! the faults stop, and EURES must never see a version go backwards. Workers
+//! may die with an attempt in flight, applied or not.
 
 use std::time::Duration;
 
 use chrono::DateTime;
 use eures_sync::domain::eligibility::{AbsentReason, Desired};
 use eures_sync::domain::ledger::{
-    AttemptResult, Entry, Incoming, Mode, Op, RetryLimits, Sent, apply_change, apply_outcome,
-    expire,
+    AttemptResult, Entry, Incoming, Mode, Op, RetryLimits, Sent, abandon, apply_change,
+    apply_outcome, expire,
 };
 use proptest::prelude::*;
 
@@ -37,6 +38,14 @@ enum Event {
     Tick {
         ms: i64,
     },
+    /// The worker dies with an attempt in flight (EURES may have applied
+    /// it); the source may move meanwhile (`bump` 0: it does not). The lease
+    /// runs out and the attempt is abandoned.
+    Crash {
+        applied: bool,
+        bump: u8,
+        doc: Option<u8>,
+    },
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -48,6 +57,8 @@ fn event() -> impl Strategy<Value = Event> {
         1 => (1u8..3, proptest::option::of(0u8..3))
             .prop_map(|(bump, doc)| Event::RacingAttempt { bump, doc }),
         1 => (1i64..2_000).prop_map(|ms| Event::Tick { ms }),
+        1 => (any::<bool>(), 0u8..3, proptest::option::of(0u8..3))
+            .prop_map(|(applied, bump, doc)| Event::Crash { applied, bump, doc }),
     ]
 }
 
@@ -188,6 +199,18 @@ impl World {
         self.finish(&sent, result);
     }
 
+    fn crash(&mut self, applied: bool, bump: u8, doc: Option<u8>) {
+        let Some(sent) = self.sent() else { return };
+        if applied {
+            let _ = self.portal.apply(&sent);
+        }
+        if bump > 0 {
+            self.source(bump, doc, 10_000);
+        }
+        let e = self.entry.as_ref().expect("entry");
+        self.entry = Some(abandon(e, self.now, Mode::Push));
+    }
+
     fn expire(&mut self) {
         if let Some(e) = &self.entry
             && let Some(next) = expire(e, self.now, Mode::Push)
@@ -209,6 +232,7 @@ proptest! {
                 Event::Attempt { fault, applied_anyway } => w.attempt(fault, applied_anyway),
                 Event::RacingAttempt { bump, doc } => w.racing(bump, doc),
                 Event::Tick { ms } => { w.now += ms; w.expire(); }
+                Event::Crash { applied, bump, doc } => w.crash(applied, bump, doc),
             }
         }
         // Faults stop; time moves on; deliver until nothing is due.

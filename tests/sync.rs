@@ -1,21 +1,31 @@
 //! The core promise end to end, over loopback HTTP: JobAG simulator → worker
-//! (SQLite ledger) → EURES simulator.
+//! → EURES simulator, each test once on a SQLite ledger (`sqlite::*`) and
+//! once on PostgreSQL (`postgres::*`).
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Env, editable, eventually};
+use common::{Backend, Env, assert_no_regression, editable, eventually, eventually_async};
 use eures_sync::sim::eures::Faults;
 use eures_sync::sim::jobag::sample_posting;
 use hyper::Method;
 use serde_json::json;
 
+common::on_both_backends!(
+    every_eligibility_rule_keeps_its_posting_off_eures,
+    create_edit_withdraw_reconsent_delete_and_expiry_reach_eures,
+    converges_under_5xx_throttling_and_dropped_connections,
+    ten_edits_during_an_outage_arrive_as_one_update,
+    malformed_change_is_quarantined_and_the_feed_goes_on,
+    an_invalid_edit_removes_the_earlier_valid_copy,
+    out_of_order_and_repeated_versions_never_regress,
+);
+
 const CONVERGE: Duration = Duration::from_secs(60);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_eligibility_rule_keeps_its_posting_off_eures() {
-    let env = Env::start().await;
+async fn every_eligibility_rule_keeps_its_posting_off_eures(backend: Backend) {
+    let env = Env::start_with(backend).await;
     let mut ids = Vec::new();
     let variants: Vec<(&str, serde_json::Value)> = vec![
         ("eligible", json!({})),
@@ -52,16 +62,13 @@ async fn every_eligibility_rule_keeps_its_posting_off_eures() {
     })
     .await;
     // Let every change be ingested, then check nothing else arrived.
-    eventually(CONVERGE, "all changes ingested", || {
-        futures::executor::block_on(running.worker.store.get(&id_deleted))
-            .ok()
-            .flatten()
-            .is_some()
+    let store = running.worker.store.clone();
+    eventually_async(CONVERGE, "all changes ingested", || async {
+        store.get(&id_deleted).await.ok().flatten().is_some()
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(env.eures.len(), 1, "only the eligible posting is on EURES");
-    let store = running.worker.store.clone();
     let expectations = [
         (1, "not_published"),
         (2, "not_published"),
@@ -89,9 +96,8 @@ async fn every_eligibility_rule_keeps_its_posting_off_eures() {
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn create_edit_withdraw_reconsent_delete_and_expiry_reach_eures() {
-    let env = Env::start().await;
+async fn create_edit_withdraw_reconsent_delete_and_expiry_reach_eures(backend: Backend) {
+    let env = Env::start_with(backend).await;
     let running = env.worker().await;
     let p = sample_posting(1);
     let id = p["id"].as_str().unwrap().to_string();
@@ -168,9 +174,8 @@ async fn create_edit_withdraw_reconsent_delete_and_expiry_reach_eures() {
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn converges_under_5xx_throttling_and_dropped_connections() {
-    let env = Env::start().await;
+async fn converges_under_5xx_throttling_and_dropped_connections(backend: Backend) {
+    let env = Env::start_with(backend).await;
     env.eures.set_faults(Faults {
         error_5xx_ratio: 0.3,
         throttle_ratio: 0.05,
@@ -197,24 +202,12 @@ async fn converges_under_5xx_throttling_and_dropped_connections() {
         env.jobag.upsert(p);
     }
     env.converged(Duration::from_secs(120)).await;
-    for (reference, _) in env.eures.holdings() {
-        let versions: Vec<u64> = env
-            .eures
-            .history(&reference)
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect();
-        assert!(
-            versions.windows(2).all(|w| w[0] <= w[1]),
-            "{reference}: versions regressed {versions:?}"
-        );
-    }
+    assert_no_regression(&env.eures);
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_edits_during_an_outage_arrive_as_one_update() {
-    let env = Env::start().await;
+async fn ten_edits_during_an_outage_arrive_as_one_update(backend: Backend) {
+    let env = Env::start_with(backend).await;
     let running = env.worker().await;
     let p = sample_posting(1);
     let id = p["id"].as_str().unwrap().to_string();
@@ -232,8 +225,11 @@ async fn ten_edits_during_an_outage_arrive_as_one_update() {
         last = env.jobag.upsert(edit);
     }
     // Let the agent see every edit and fail against the outage.
-    eventually(CONVERGE, "edits ingested", || {
-        futures::executor::block_on(running.worker.store.get(&id))
+    let store = running.worker.store.clone();
+    eventually_async(CONVERGE, "edits ingested", || async {
+        store
+            .get(&id)
+            .await
             .ok()
             .flatten()
             .is_some_and(|e| e.source_version == last)
@@ -255,9 +251,8 @@ async fn ten_edits_during_an_outage_arrive_as_one_update() {
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_change_is_quarantined_and_the_feed_goes_on() {
-    let env = Env::start().await;
+async fn malformed_change_is_quarantined_and_the_feed_goes_on(backend: Backend) {
+    let env = Env::start_with(backend).await;
     env.jobag.upsert(sample_posting(1));
     env.jobag.push_raw(json!({"title": "no id"}));
     env.jobag.push_raw(json!("not even an object"));
@@ -287,9 +282,8 @@ async fn malformed_change_is_quarantined_and_the_feed_goes_on() {
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_invalid_edit_removes_the_earlier_valid_copy() {
-    let env = Env::start().await;
+async fn an_invalid_edit_removes_the_earlier_valid_copy(backend: Backend) {
+    let env = Env::start_with(backend).await;
     let running = env.worker().await;
     let p = sample_posting(1);
     let id = p["id"].as_str().unwrap().to_string();
@@ -313,9 +307,8 @@ async fn an_invalid_edit_removes_the_earlier_valid_copy() {
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn out_of_order_and_repeated_versions_never_regress() {
-    let env = Env::start().await;
+async fn out_of_order_and_repeated_versions_never_regress(backend: Backend) {
+    let env = Env::start_with(backend).await;
     let mut p = sample_posting(1);
     let id = p["id"].as_str().unwrap().to_string();
     p["version"] = json!(5);

@@ -111,7 +111,8 @@ pub async fn inspect(config: &Config, id: &str, json_out: bool) -> anyhow::Resul
             .iter()
             .map(|r| {
                 json!({"at": iso(Some(r.at_ms)), "operation": r.op, "version": r.version,
-                             "outcome": r.outcome, "content_sha256": r.content_hash})
+                             "outcome": r.outcome, "content_sha256": r.content_hash,
+                             "worker": r.worker})
             })
             .collect(),
     );

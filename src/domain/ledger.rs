@@ -575,24 +575,26 @@ pub fn apply_outcome(
     entry
 }
 
-/// A lease was given back without an outcome (its worker died or stopped
-/// mid-request): the attempt may or may not have reached EURES, so nothing
-/// is assumed about what EURES holds.
-pub fn abandon(current: &Entry, now_ms: i64, mode: Mode) -> Entry {
-    let mut entry = current.clone();
-    if mode == Mode::Push {
-        entry.delivered = Delivered::Unknown;
-    }
-    entry.settle(mode, now_ms);
-    entry
-}
-
 /// An operator's `dead-letters retry`: try again from a clean slate.
 pub fn revive(current: &Entry, now_ms: i64, mode: Mode) -> Entry {
     let mut entry = current.clone();
     entry.retry.dead = false;
     entry.retry.attempts = 0;
     entry.retry.next_attempt_at_ms = now_ms;
+    entry.settle(mode, now_ms);
+    entry
+}
+
+/// The worker that held this record's lease went away with its request
+/// in flight (the lease ran out, or its owner restarted): EURES may or may
+/// not have applied it. The record stops believing what it delivered, so
+/// whatever is desired is sent again: a PUT, or a DELETE (404 is fine). A
+/// create in flight when a withdrawal arrived is thus never left behind.
+pub fn abandon(current: &Entry, now_ms: i64, mode: Mode) -> Entry {
+    let mut entry = current.clone();
+    if mode == Mode::Push {
+        entry.delivered = Delivered::Unknown;
+    }
     entry.settle(mode, now_ms);
     entry
 }
@@ -911,6 +913,46 @@ mod tests {
         .unwrap();
         assert_eq!(closed.exchange.closed_ms, Some(5));
         assert_eq!(closed.exchange.created_ms, Some(0));
+    }
+
+    #[test]
+    fn an_abandoned_create_whose_posting_was_withdrawn_is_deleted() {
+        let e = apply_change(None, incoming(1, present("h1")), 100, PUSH, false).unwrap();
+        assert_eq!(e.due(), Some(Op::Create));
+        // The create is in flight when the withdrawal arrives; the worker dies.
+        let withdrawn = apply_change(
+            Some(&e),
+            incoming(2, Desired::Absent(AbsentReason::NoConsent)),
+            110,
+            PUSH,
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            withdrawn.due(),
+            None,
+            "the ledger believes nothing is on EURES"
+        );
+        let abandoned = abandon(&withdrawn, 120, PUSH);
+        assert_eq!(abandoned.delivered, Delivered::Unknown);
+        assert_eq!(abandoned.due(), Some(Op::Delete));
+        // Still wanted: sent again as a PUT, content kept for it.
+        let again = abandon(&e, 120, PUSH);
+        assert_eq!(again.due(), Some(Op::Create));
+        assert!(matches!(
+            again.desired,
+            DesiredState::Present {
+                content: Some(_),
+                ..
+            }
+        ));
+        assert_eq!(deliver(&again, 130).due(), None);
+        // Pull mode has no attempts to abandon: the ledger is the copy.
+        let pulled =
+            apply_change(None, incoming(1, present("h1")), 100, Mode::Pull, false).unwrap();
+        let after = abandon(&pulled, 120, Mode::Pull);
+        assert_eq!(after.delivered, pulled.delivered);
+        assert_eq!(after.due(), None);
     }
 
     #[test]

@@ -2,6 +2,14 @@
 //! time. Each loop is small and talks to the others only through the store
 //! and a wake-up signal; none of them holds postings in memory beyond one
 //! page or one claimed batch.
+//!
+//! Several workers may share one PostgreSQL ledger. All of them deliver
+//! (the store's leases keep one posting with one worker at a time); only
+//! the leader ingests the feed, runs the expiry pass and the periodic
+//! reconcile. Leadership is a lease in the store that the leader renews
+//! every tick and a follower tries to take every tick, so it moves within
+//! seconds of a leader's death. Other processes' commits that make work due
+//! wake the delivery loop through [`Store::watch_wakeups`].
 
 pub mod deliver;
 pub mod ingest;
@@ -44,7 +52,13 @@ pub struct Settings {
     pub owner: String,
     /// Periodic reconcile; `None` = only on demand (and after a lost cursor).
     pub reconcile_interval: Option<Duration>,
+    /// How long leadership lasts without renewal: how soon a follower takes
+    /// over from a leader that died.
+    pub leader_ttl: Duration,
 }
+
+/// How long leadership lasts without renewal (several missed ticks).
+pub const LEADER_TTL: Duration = Duration::from_secs(5);
 
 /// Shared, cheap facts the HTTP side reads (readiness, metrics).
 #[derive(Debug, Default)]
@@ -55,6 +69,8 @@ pub struct Health {
     pub throttled_until_ms: AtomicI64,
     /// When the last auth probe went out (epoch ms).
     pub last_probe_ms: AtomicI64,
+    /// This worker leads: it ingests, expires and reconciles.
+    pub leading: AtomicBool,
 }
 
 impl Health {
@@ -128,9 +144,13 @@ impl Worker {
                 concurrency: config.eures.concurrency,
                 max_attempts: config.eures.max_attempts,
                 retry: RetryPolicy::default(),
-                lease: config.request_timeout().saturating_mul(2) + Duration::from_secs(30),
+                // The lease must outlast the request it covers (bounded by
+                // the request timeout) plus the clock skew between workers;
+                // it is also how long a killed worker's operations wait.
+                lease: config.request_timeout().saturating_mul(2) + Duration::from_secs(5),
                 owner,
                 reconcile_interval: config.reconcile_interval(),
+                leader_ttl: LEADER_TTL,
             },
             wake: Arc::new(Notify::new()),
             health: Arc::new(Health::default()),
@@ -271,9 +291,74 @@ impl Worker {
         Ok(stats)
     }
 
+    /// How often leadership is renewed or tried, and a follower's pause.
+    fn leader_tick(&self) -> Duration {
+        self.settings
+            .poll_interval
+            .clamp(Duration::from_millis(100), Duration::from_secs(1))
+    }
+
+    /// Whether this worker runs the singleton loops now.
+    pub fn is_leader(&self) -> bool {
+        self.health.leading.load(Ordering::SeqCst)
+    }
+
+    /// Takes or renews leadership once; a failure counts as not leading.
+    async fn try_lead(&self) -> bool {
+        let leading = match self
+            .store
+            .lead(&self.settings.owner, self.settings.leader_ttl)
+            .await
+        {
+            Ok(leading) => leading,
+            Err(e) => {
+                tracing::warn!(error = %e, "renewing leadership failed");
+                false
+            }
+        };
+        crate::telemetry::set_leader(leading);
+        if self.health.leading.swap(leading, Ordering::SeqCst) != leading {
+            if leading {
+                tracing::info!(owner = %self.settings.owner, "leading: ingesting the feed, expiring, reconciling");
+            } else {
+                tracing::info!(owner = %self.settings.owner, "following: delivering only");
+            }
+        }
+        leading
+    }
+
+    async fn lead_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            tokio::select! {
+                _ = tokio::time::sleep(self.leader_tick()) => {}
+                _ = stop.changed() => break,
+            }
+            self.try_lead().await;
+        }
+        // Hand over at once instead of letting the lease run out.
+        crate::telemetry::set_leader(false);
+        if self.health.leading.swap(false, Ordering::SeqCst)
+            && let Err(e) = self.store.lead(&self.settings.owner, Duration::ZERO).await
+        {
+            tracing::warn!(error = %e, "giving up leadership failed; it expires by itself");
+        }
+    }
+
+    /// A follower's pause before it looks again.
+    async fn follow(&self, stop: &mut watch::Receiver<bool>) {
+        tokio::select! {
+            _ = tokio::time::sleep(self.leader_tick()) => {}
+            _ = stop.changed() => {}
+        }
+    }
+
     async fn ingest_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut failures: u32 = 0;
         while !*stop.borrow() {
+            if !self.is_leader() {
+                self.follow(&mut stop).await;
+                continue;
+            }
             let pause = match self.poll_once().await {
                 Ok((_, true)) => {
                     failures = 0;
@@ -308,6 +393,10 @@ impl Worker {
         // arrived since the last look; the SPEC allows 5 s.
         const MAX_SLEEP: Duration = Duration::from_millis(1000);
         while !*stop.borrow() {
+            if !self.is_leader() {
+                self.follow(&mut stop).await;
+                continue;
+            }
             match self.store.expire_due(self.ctx()).await {
                 Ok(n) if n > 0 => {
                     tracing::info!(count = n, "postings expired");
@@ -337,6 +426,9 @@ impl Worker {
         if released > 0 {
             tracing::info!(count = released, "reclaimed leases of a previous run");
         }
+        self.store.watch_wakeups(self.wake.clone(), stop.clone());
+        self.try_lead().await;
+        let lead = tokio::spawn(self.clone().lead_loop(stop.clone()));
         let ingest = tokio::spawn(self.clone().ingest_loop(stop.clone()));
         let expiry = tokio::spawn(self.clone().expiry_loop(stop.clone()));
         let reconcile = tokio::spawn(self.clone().reconcile_loop(stop.clone()));
@@ -346,6 +438,7 @@ impl Worker {
         };
         let _ = ingest.await;
         let _ = expiry.await;
+        let _ = lead.await;
         let _ = reconcile.await;
         if let Some(d) = deliver {
             let _ = d.await;

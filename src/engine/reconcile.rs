@@ -303,6 +303,9 @@ impl Worker {
                 _ = self.reconcile_requested.notified() => {}
                 _ = stop.changed() => continue,
             }
+            if !self.is_leader() {
+                continue;
+            }
             if let Err(e) = self.reconcile(Repair::Apply, &mut |_| {}, &|_, _| {}).await {
                 tracing::warn!(error = %e, "reconcile failed; next attempt at the next interval");
             }

@@ -6,17 +6,30 @@
 //! in one transaction, together with whatever must move with them (the
 //! cursor with an ingested page, the audit row with an outcome). A store never
 //! decides anything itself.
+//!
+//! Two backends, picked by the URL scheme in [`connect`]: [`SqliteStore`]
+//! (embedded, one worker) and [`PgStore`] (production, many workers and CLI
+//! processes writing at once). They share everything but their dialect and
+//! how they open: the `Store` methods (`backend.rs`), the transaction bodies
+//! (`tx.rs`), the SQL both accept (`sql.rs`) and the flat row form (`row.rs`).
 
+mod backend;
 pub mod exchange;
+pub mod postgres;
 mod row;
+mod sql;
 pub mod sqlite;
+mod tx;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::{Notify, watch};
 
 use crate::domain::ledger::{AttemptResult, Entry, Incoming, Mode, Op, RetryLimits, StateLabel};
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +42,25 @@ pub enum StoreError {
     Corrupt { id: String, why: String },
     #[error("database url: {0}")]
     Url(String),
+    /// Another process inserted a record this transaction found missing;
+    /// the transaction is retried (it then finds and locks the record).
+    #[error("ledger row {0}: written concurrently by another process")]
+    Conflict(String),
+}
+
+impl StoreError {
+    /// A transaction that failed only because of a concurrent one and is
+    /// worth running again: serialization failure (40001), deadlock
+    /// (40P01), or a concurrent insert of the same record.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Conflict(_) => true,
+            StoreError::Db(sqlx::Error::Database(e)) => {
+                matches!(e.code().as_deref(), Some("40001" | "40P01"))
+            }
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -38,6 +70,16 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Ctx {
     pub now_ms: i64,
     pub mode: Mode,
+}
+
+impl Ctx {
+    /// A claim's context: only push mode delivers, so only it claims.
+    pub(crate) fn claiming(now_ms: i64) -> Ctx {
+        Ctx {
+            now_ms,
+            mode: Mode::Push,
+        }
+    }
 }
 
 /// A feed item without a usable id or version.
@@ -141,6 +183,18 @@ pub trait Store: Send + Sync + 'static {
     /// Cheap round trip for readiness.
     async fn ping(&self) -> Result<()>;
 
+    // --- several workers ---
+
+    /// Acquires or renews, for `ttl`, the leadership of the singleton loops
+    /// (feed ingest, expiry, periodic reconcile): true while `owner` leads.
+    /// Anyone may take it once the holder let it expire (a killed worker);
+    /// a `ttl` of zero gives it up. SQLite: always true (one worker a file).
+    async fn lead(&self, owner: &str, ttl: Duration) -> Result<bool>;
+    /// Calls `wake.notify_one()` whenever another process committed work
+    /// that is due now, until `stop` turns true; survives database restarts.
+    /// SQLite: nothing (one worker, whose delivery loop polls anyway).
+    fn watch_wakeups(&self, wake: Arc<Notify>, stop: watch::Receiver<bool>);
+
     async fn cursor(&self) -> Result<Option<String>>;
     /// Applies a page of changes, its quarantined items and the cursor, atomically.
     async fn ingest(&self, batch: &IngestBatch, ctx: Ctx) -> Result<IngestStats>;
@@ -153,6 +207,9 @@ pub trait Store: Send + Sync + 'static {
     async fn next_expiry_ms(&self) -> Result<Option<i64>>;
 
     /// Leases up to `limit` due operations, deletions first, one per posting.
+    /// Leases that ran out (their worker died with a request in flight) are
+    /// taken back first and their attempts marked abandoned: EURES may hold
+    /// what was sent, so the operation now due re-sends or deletes.
     async fn claim(
         &self,
         owner: &str,
@@ -171,10 +228,11 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Gives back a lease without an attempt (shutdown, content to re-read).
     async fn release(&self, owner: &str, id: &str) -> Result<()>;
-    /// Gives back every lease this owner holds (start-up, shutdown), or every
-    /// expired lease of anyone.
+    /// Ends every lease this owner holds (start-up, shutdown after the
+    /// drain): the next claim takes them back as abandoned attempts.
     async fn release_all(&self, owner: &str) -> Result<u64>;
-    /// When the next due operation becomes ready (ms), if any.
+    /// When a claim can next get something (ms): the earliest unleased due
+    /// operation, or the earliest lease to run out; `None` when neither.
     async fn next_due_ms(&self) -> Result<Option<i64>>;
 
     async fn get(&self, id: &str) -> Result<Option<Entry>>;
@@ -254,7 +312,7 @@ pub enum AuditOf<'a> {
 }
 
 /// One delivery attempt as the audit trail keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct AuditRow {
     pub seq: i64,
     pub posting_id: String,
@@ -264,6 +322,8 @@ pub struct AuditRow {
     pub content_hash: Option<String>,
     pub outcome: String,
     pub at_ms: i64,
+    /// The lease owner that made the attempt (`None` before it was kept).
+    pub worker: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -271,6 +331,17 @@ pub struct PurgeStats {
     pub audit_rows: u64,
     pub tombstones: u64,
     pub quarantine_rows: u64,
+}
+
+impl From<[u64; 3]> for PurgeStats {
+    /// Rows deleted by the three purge statements, in the order of `sql.rs`.
+    fn from([audit_rows, tombstones, quarantine_rows]: [u64; 3]) -> Self {
+        PurgeStats {
+            audit_rows,
+            tombstones,
+            quarantine_rows,
+        }
+    }
 }
 
 /// Whether reconcile writes what it finds.
@@ -303,13 +374,11 @@ pub struct Diff {
 }
 
 /// Opens the store a database URL names (`sqlite:` or `postgres:`).
-pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(SqliteStore::connect(url).await?))
+        Ok(Arc::new(SqliteStore::connect(url).await?))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Err(StoreError::Url(
-            "postgres:// ledgers are not available in this build yet; use a sqlite:// URL".into(),
-        ))
+        Ok(Arc::new(PgStore::connect(url).await?))
     } else {
         Err(StoreError::Url(
             "database.url must start with sqlite: or postgres:".into(),

@@ -1,4 +1,6 @@
-//! The flat column form of a ledger [`Entry`], shared by both databases.
+//! The flat column form of a ledger [`Entry`] (and of a claimed operation),
+//! shared by both databases. Mapping only: no statement runs here, and no
+//! value is decided here that the planner did not compute.
 
 use crate::domain::ledger::{Delivered, DesiredState, Entry, Exchange, Op, Retry};
 
@@ -156,7 +158,21 @@ impl FlatEntry {
     }
 }
 
-/// Columns a claim returns.
+/// A record with the owner of its lease (`SELECT {COLUMNS}, lease_owner`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct Leased {
+    #[sqlx(flatten)]
+    pub entry: FlatEntry,
+    pub lease_owner: Option<String>,
+}
+
+impl Leased {
+    pub fn into_parts(self) -> Result<(Entry, Option<String>), StoreError> {
+        Ok((self.entry.into_entry()?, self.lease_owner))
+    }
+}
+
+/// Columns a claim returns (then `due_rank, next_attempt_at_ms` for [`RankedClaim`]).
 /// A deletion carries the highest version known: the source's, or the one
 /// EURES listed for the copy (reconcile), whichever is higher.
 pub(crate) const CLAIM_COLUMNS: &str = "id, due_op, \
@@ -177,6 +193,21 @@ pub(crate) struct FlatClaim {
     pub employer_cvr: Option<String>,
     pub source_updated_at_ms: Option<i64>,
     pub attempts: i64,
+}
+
+/// A claimed row with what orders it: `RETURNING` keeps no order.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct RankedClaim {
+    #[sqlx(flatten)]
+    pub claim: FlatClaim,
+    pub due_rank: i64,
+    pub next_attempt_at_ms: i64,
+}
+
+/// Claimed operations in claim order: deletions first, then the longest due.
+pub(crate) fn in_claim_order(mut rows: Vec<RankedClaim>) -> Result<Vec<Claimed>, StoreError> {
+    rows.sort_by_key(|r| (r.due_rank, r.next_attempt_at_ms));
+    rows.into_iter().map(|r| r.claim.into_claimed()).collect()
 }
 
 impl FlatClaim {

@@ -1,8 +1,15 @@
-//! Shared harness: both simulators on loopback, a fresh SQLite ledger in a
-//! temporary directory, and a worker (in-process or the real binary).
+//! Shared harness: both simulators on loopback, a fresh ledger (SQLite in a
+//! temporary directory, or a PostgreSQL database of its own), and a worker
+//! (in-process or the real binary).
+//!
+//! PostgreSQL: every [`Env`] creates `eures_test_<secs>_<pid>_<n>` through
+//! the admin URL (`EURES_TEST_PG`, default the local `test` database) and
+//! drops it when dropped; databases of that pattern older than an hour
+//! (left by killed runs) are dropped first.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,10 +25,158 @@ use figment::providers::{Format, Toml};
 use serde_json::Value;
 use tokio::sync::watch;
 
+/// Which ledger a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates, for each named `async fn(Backend)`, a test on SQLite
+/// (`sqlite::name`) and one on PostgreSQL (`postgres::name`).
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )+
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_backends;
+
 pub struct Env {
     pub jobag: JobagSim,
     pub eures: EuresSim,
     pub dir: tempfile::TempDir,
+    pub backend: Backend,
+    /// The database of a PostgreSQL test, dropped with the `Env`.
+    pub pg: Option<PgDb>,
+}
+
+/// The admin connection tests create their databases through.
+pub fn pg_admin_url() -> String {
+    std::env::var("EURES_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+/// A database of one test's own.
+pub struct PgDb {
+    pub name: String,
+}
+
+impl PgDb {
+    /// Creates a fresh database; drops leftovers older than an hour first.
+    pub async fn create() -> PgDb {
+        use sqlx::Connection;
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let name = format!(
+            "eures_test_{now}_{}_{}",
+            std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        let mut admin = pg_admin().await;
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'eures_test_%'")
+                .fetch_all(&mut admin)
+                .await
+                .expect("list test databases");
+        for old in names {
+            let created: Option<u64> = old
+                .strip_prefix("eures_test_")
+                .and_then(|rest| rest.split('_').next())
+                .and_then(|secs| secs.parse().ok());
+            if created.is_some_and(|c| c + 3600 < now) {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {old} WITH (FORCE)"
+                )))
+                .execute(&mut admin)
+                .await;
+            }
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let _ = admin.close().await;
+        PgDb { name }
+    }
+
+    pub fn url(&self) -> String {
+        let admin = pg_admin_url();
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        format!("{base}/{}", self.name)
+    }
+
+    /// A connection pool on this database, for assertions.
+    pub async fn pool(&self) -> sqlx::PgPool {
+        sqlx::PgPool::connect(&self.url())
+            .await
+            .expect("connect to test database")
+    }
+}
+
+/// The admin connection, retried while the server is (re)starting.
+async fn pg_admin() -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let started = Instant::now();
+    loop {
+        match sqlx::PgConnection::connect(&pg_admin_url()).await {
+            Ok(c) => return c,
+            Err(e) if started.elapsed() < Duration::from_secs(60) => {
+                eprintln!("waiting for PostgreSQL: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("PostgreSQL at {} is not reachable: {e}", pg_admin_url()),
+        }
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        if std::env::var_os("EURES_TEST_KEEP_DB").is_some() {
+            eprintln!("keeping test database {}", self.name);
+            return;
+        }
+        let name = self.name.clone();
+        // Drop runs outside any async context we could await in: use a
+        // thread with a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let mut admin = pg_admin().await;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut admin)
+                .await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(_))) {
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
 }
 
 pub struct Running {
@@ -42,7 +197,16 @@ impl Running {
 }
 
 impl Env {
+    /// Simulators and a SQLite ledger.
     pub async fn start() -> Env {
+        Env::start_with(Backend::Sqlite).await
+    }
+
+    pub async fn start_with(backend: Backend) -> Env {
+        let pg = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(PgDb::create().await),
+        };
         Env {
             jobag: JobagSim::start(JobagOptions::default())
                 .await
@@ -51,14 +215,19 @@ impl Env {
                 .await
                 .expect("eures sim"),
             dir: tempfile::tempdir().expect("tempdir"),
+            backend,
+            pg,
         }
     }
 
     pub fn db_url(&self) -> String {
-        format!(
-            "sqlite://{}?mode=rwc",
-            self.dir.path().join("ledger.db").display()
-        )
+        match &self.pg {
+            Some(db) => db.url(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.dir.path().join("ledger.db").display()
+            ),
+        }
     }
 
     pub fn config_toml(&self) -> String {
@@ -129,6 +298,32 @@ impl Env {
         Running { worker, stop, task }
     }
 
+    /// Starts the real binary (`eures-sync run`) on this environment, with
+    /// `extra_toml` appended to its configuration; its log (JSON, at
+    /// `level`) goes to `<dir>/<name>.log`.
+    pub fn spawn_worker(&self, name: &str, level: &str, extra_toml: &str) -> Child {
+        let config = self.dir.path().join(format!("{name}.toml"));
+        let toml = format!(
+            "{}{extra_toml}\n[log]\nformat = \"json\"\nlevel = \"{level}\"\n",
+            self.config_toml()
+        );
+        std::fs::write(&config, toml).expect("write config");
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).expect("log");
+        Command::new(env!("CARGO_BIN_EXE_eures-sync"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start eures-sync")
+    }
+
+    /// The log of a worker started by [`Env::spawn_worker`].
+    pub fn worker_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
     /// What EURES must hold according to the source: id → content hash.
     pub fn expected(&self) -> BTreeMap<String, String> {
         let now = chrono::Utc::now();
@@ -155,15 +350,26 @@ impl Env {
             .collect()
     }
 
+    /// Waits until EURES holds exactly what the source says. What the source
+    /// says is rendered again only when the feed moved (or every 2 s, for
+    /// the clock), and the holdings are compared only when their count
+    /// already matches: with a large backlog the check itself must not
+    /// starve the workers.
     pub async fn converged(&self, timeout: Duration) {
         let started = Instant::now();
+        let mut expected = self.expected();
+        let mut rendered = (self.jobag.log_len(), Instant::now());
         loop {
-            let expected = self.expected();
-            let held = self.held();
-            if expected == held {
+            if self.jobag.log_len() != rendered.0 || rendered.1.elapsed() > Duration::from_secs(2) {
+                rendered = (self.jobag.log_len(), Instant::now());
+                expected = self.expected();
+            }
+            if self.eures.len() == expected.len() && self.held() == expected {
                 return;
             }
             if started.elapsed() > timeout {
+                let expected = self.expected();
+                let held = self.held();
                 let missing: Vec<_> = expected
                     .keys()
                     .filter(|k| !held.contains_key(*k))
@@ -187,6 +393,80 @@ impl Env {
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Awaits `f` until true, at most `timeout`.
+pub async fn eventually_async<F, Fut>(timeout: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !f().await {
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether no posting on EURES ever went back to a lower version.
+pub fn assert_no_regression(eures: &EuresSim) {
+    for (reference, _) in eures.holdings() {
+        let versions: Vec<u64> = eures
+            .history(&reference)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        assert!(
+            versions.windows(2).all(|w| w[0] <= w[1]),
+            "{reference}: versions regressed {versions:?}"
+        );
+    }
+}
+
+/// Changes postings `1..=n` while a backlog drains: `i % 3 == 0` deleted,
+/// `1` consent withdrawn, `2` retitled `"{title} {i}"`.
+pub fn churn(jobag: &JobagSim, n: u64, title: &str) {
+    for i in 1..=n {
+        let id = eures_sync::sim::jobag::sample_id(i);
+        match i % 3 {
+            0 => {
+                jobag.delete(&id);
+            }
+            1 => {
+                let mut p = editable(jobag, &id);
+                p["eures_consent"] = serde_json::json!(false);
+                jobag.upsert(p);
+            }
+            _ => {
+                let mut p = editable(jobag, &id);
+                p["title"] = serde_json::json!(format!("{title} {i}"));
+                jobag.upsert(p);
+            }
+        }
+    }
+}
+
+/// After a [`churn`] of `1..=n` converged: the deleted and withdrawn ones are
+/// gone (with a DELETE last if they ever reached EURES), and no version of
+/// theirs went backwards.
+pub fn assert_churned(eures: &EuresSim, n: u64) {
+    for i in 1..=n {
+        let id = eures_sync::sim::jobag::sample_id(i);
+        let history = eures.history(&id);
+        assert!(
+            history.windows(2).all(|w| w[0].1 <= w[1].1),
+            "{id}: versions regressed {history:?}"
+        );
+        if i % 3 != 2 {
+            assert!(eures.get(&id).is_none(), "{id} should be gone");
+            if let Some((method, _)) = history.last() {
+                assert_eq!(method, hyper::Method::DELETE, "{id}: {history:?}");
+            }
         }
     }
 }

@@ -1,0 +1,431 @@
+//! The [`Store`] of either database, written once: every method runs a
+//! shared transaction body (`tx.rs`) or a shared statement (`sql.rs`) on a
+//! [`Backend`]. A backend supplies only what no SQL table can say: how to
+//! open its pool and transactions, its migrations, leadership and
+//! wake-ups.
+//!
+//! Transactions that lose a race with another process (serialization
+//! failure, deadlock, a concurrent insert: [`StoreError::is_retryable`]) run
+//! again from the start a few times; on SQLite, whose writes are exclusive,
+//! that never happens. Nothing here decides anything: the planner does.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::RngExt;
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Type};
+use tokio::sync::{Notify, watch};
+
+use super::row::FlatEntry;
+use super::sql::{self, Dialect, Stmt, Tx};
+use super::tx::{self, LedgerTx};
+use super::{
+    AuditOf, AuditRow, Claimed, Completion, Ctx, Diff, IngestBatch, IngestStats, Listed,
+    PurgeStats, Repair, Result, Store, Summary,
+};
+use crate::domain::ledger::{Entry, Incoming};
+
+/// Rows handled per expiry or revival transaction.
+const BATCH: i64 = 500;
+/// Runs of one transaction before a lost race is reported as an error.
+const TX_ATTEMPTS: u32 = 5;
+
+/// How a transaction's commit must survive a crash of the database server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Commit {
+    /// On disk before the commit returns.
+    Durable,
+    /// May be lost if the database server itself crashes (not on a clean
+    /// restart): for a delivery outcome only, whose loss leaves its lease to
+    /// run out and the operation to be done again, at least once and
+    /// idempotent. Saves a disk flush per delivery.
+    Redoable,
+}
+
+/// What a database adds to its [`Dialect`] to be a [`Store`].
+#[async_trait]
+pub(crate) trait Backend: Send + Sync + 'static {
+    type Db: Dialect;
+    fn pool(&self) -> &Pool<Self::Db>;
+    /// Opens a write transaction (on SQLite an exclusive one).
+    async fn begin(&self, commit: Commit) -> Result<Tx<Self::Db>>;
+    /// The time a transaction stamps its writes with, read once it is open
+    /// (on SQLite, with the write lock held: a change stamped with a time
+    /// from before a wait for the lock could fall behind a concurrent
+    /// `getChanges` poll and never be reported).
+    fn clock_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+    async fn migrate(&self) -> Result<()>;
+    async fn lead(&self, owner: &str, ttl: Duration) -> Result<bool>;
+    fn watch_wakeups(&self, wake: Arc<Notify>, stop: watch::Receiver<bool>);
+}
+
+/// Runs a whole transaction again when it lost a race with another process
+/// (the next run sees, and locks, what the winner wrote).
+async fn retrying<R, F, Fut>(what: &'static str, mut run: F) -> Result<R>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<R>>,
+{
+    let mut attempt = 1;
+    loop {
+        match run().await {
+            Err(e) if e.is_retryable() && attempt < TX_ATTEMPTS => {
+                tracing::debug!(error = %e, what, attempt, "transaction lost a race; running it again");
+                let jitter = rand::rng().random_range(1..=10 * u64::from(attempt));
+                tokio::time::sleep(Duration::from_millis(jitter)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Runs a shared transaction body on a fresh transaction of `$store` and
+/// commits it, all again when it lost a race (see [`retrying`]).
+macro_rules! transact {
+    ($store:expr, $what:literal, |$tx:ident| $body:expr) => {
+        transact!($store, $what, Commit::Durable, |$tx| $body)
+    };
+    // With the context the body stamps its writes with, its clock read
+    // once the transaction is open.
+    ($store:expr, $what:literal, $commit:expr, $ctx:ident, |$tx:ident| $body:expr) => {
+        transact!($store, $what, $commit, |$tx| {
+            let $ctx = Ctx {
+                now_ms: $ctx.now_ms.max($store.clock_ms()),
+                ..$ctx
+            };
+            $body
+        })
+    };
+    ($store:expr, $what:literal, $commit:expr, |$tx:ident| $body:expr) => {
+        retrying($what, || async move {
+            let mut $tx = $store.begin($commit).await?;
+            let out = {
+                let $tx = &mut $tx;
+                $body
+            }
+            .await?;
+            $tx.commit().await?;
+            Ok(out)
+        })
+        .await
+    };
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+#[async_trait]
+impl<B> Store for B
+where
+    B: Backend,
+    for<'c> &'c mut <B::Db as Database>::Connection: Executor<'c, Database = B::Db>,
+    <B::Db as Database>::Arguments: IntoArguments<B::Db>,
+    for<'r> FlatEntry: FromRow<'r, <B::Db as Database>::Row>,
+    for<'r> AuditRow: FromRow<'r, <B::Db as Database>::Row>,
+    for<'r> (String, i64): FromRow<'r, <B::Db as Database>::Row>,
+    for<'r> (Option<String>, String): FromRow<'r, <B::Db as Database>::Row>,
+    for<'r> (i64,): FromRow<'r, <B::Db as Database>::Row>,
+    for<'r> (Option<i64>,): FromRow<'r, <B::Db as Database>::Row>,
+    for<'r> (String,): FromRow<'r, <B::Db as Database>::Row>,
+    for<'t> &'t str: Encode<'t, B::Db> + Type<B::Db>,
+    for<'t> Option<&'t str>: Encode<'t, B::Db> + Type<B::Db>,
+    i64: for<'t> Encode<'t, B::Db> + Type<B::Db>,
+    Tx<B::Db>: LedgerTx,
+{
+    async fn migrate(&self) -> Result<()> {
+        Backend::migrate(self).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(self.pool()).await?;
+        Ok(())
+    }
+
+    async fn lead(&self, owner: &str, ttl: Duration) -> Result<bool> {
+        Backend::lead(self, owner, ttl).await
+    }
+
+    fn watch_wakeups(&self, wake: Arc<Notify>, stop: watch::Receiver<bool>) {
+        Backend::watch_wakeups(self, wake, stop);
+    }
+
+    async fn cursor(&self) -> Result<Option<String>> {
+        state(self.pool(), sql::CURSOR_KEY).await
+    }
+
+    async fn ingest(&self, batch: &IngestBatch, ctx: Ctx) -> Result<IngestStats> {
+        transact!(self, "ingest", Commit::Durable, ctx, |tx| tx::ingest(
+            tx, batch, ctx
+        ))
+    }
+
+    async fn set_last_poll(&self, at_ms: i64) -> Result<()> {
+        let at = at_ms.to_string();
+        let at = at.as_str();
+        transact!(self, "poll", |tx| tx.set_state(sql::LAST_POLL_KEY, at))
+    }
+
+    async fn expire_due(&self, ctx: Ctx) -> Result<usize> {
+        let mut total = 0;
+        loop {
+            let (expired, read) = transact!(self, "expiry", Commit::Durable, ctx, |tx| {
+                tx::expire_page(tx, BATCH, ctx)
+            })?;
+            total += expired;
+            if (read as i64) < BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn next_expiry_ms(&self) -> Result<Option<i64>> {
+        min(self.pool(), <B::Db as Dialect>::sql(Stmt::NextExpiry)).await
+    }
+
+    async fn claim(
+        &self,
+        owner: &str,
+        limit: usize,
+        now_ms: i64,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>> {
+        let until_ms = now_ms.saturating_add(millis(lease));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        transact!(self, "claim", |tx| tx::claim(
+            tx, owner, until_ms, limit, now_ms
+        ))
+    }
+
+    async fn complete(&self, owner: &str, done: Completion<'_>, ctx: Ctx) -> Result<()> {
+        self.complete_many(owner, std::slice::from_ref(&done), ctx)
+            .await
+    }
+
+    async fn complete_many(&self, owner: &str, done: &[Completion<'_>], ctx: Ctx) -> Result<()> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        transact!(self, "complete", Commit::Redoable, ctx, |tx| tx::complete(
+            tx, owner, done, ctx
+        ))
+    }
+
+    async fn release(&self, owner: &str, id: &str) -> Result<()> {
+        sqlx::query(sql::RELEASE_ONE)
+            .bind(id)
+            .bind(owner)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn release_all(&self, owner: &str) -> Result<u64> {
+        // Locks rows in no set order: it may deadlock with an ingest.
+        retrying("release", || async move {
+            let done = sqlx::query(sql::RELEASE_ALL)
+                .bind(owner)
+                .execute(self.pool())
+                .await?;
+            Ok(<B::Db as Dialect>::rows_affected(&done))
+        })
+        .await
+    }
+
+    async fn next_due_ms(&self) -> Result<Option<i64>> {
+        min(self.pool(), sql::NEXT_DUE).await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Entry>> {
+        let row: Option<FlatEntry> = sqlx::query_as(sql::SELECT_ONE.as_str())
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(FlatEntry::into_entry).transpose()
+    }
+
+    async fn summary(&self, now_ms: i64) -> Result<Summary> {
+        let pool = self.pool();
+        let (dead,): (i64,) = sqlx::query_as(<B::Db as Dialect>::sql(Stmt::CountDead))
+            .fetch_one(pool)
+            .await?;
+        Ok(Summary::from_counts(
+            sqlx::query_as(sql::COUNT_STATES).fetch_all(pool).await?,
+            sqlx::query_as(sql::COUNT_DUE_OPS).fetch_all(pool).await?,
+            dead,
+            min(pool, sql::OLDEST_DUE).await?,
+            state(pool, sql::LAST_POLL_KEY).await?,
+            now_ms,
+        ))
+    }
+
+    async fn quarantined(&self, limit: i64) -> Result<Vec<(Option<String>, String)>> {
+        let mut out: Vec<(Option<String>, String)> = sqlx::query_as(sql::QUARANTINED_POSTINGS)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        let items: Vec<(Option<String>, String)> = sqlx::query_as(sql::QUARANTINED_ITEMS)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        out.extend(items);
+        Ok(out)
+    }
+
+    async fn ids_page(
+        &self,
+        employer: Option<&str>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(sql::IDS_PAGE)
+            .bind(employer)
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    async fn dead_letters(&self, after: Option<&str>, limit: i64) -> Result<Vec<Entry>> {
+        let rows: Vec<FlatEntry> = sqlx::query_as(<B::Db as Dialect>::sql(Stmt::ListDead))
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.into_iter().map(FlatEntry::into_entry).collect()
+    }
+
+    async fn revive(&self, ids: Option<&[String]>, ctx: Ctx) -> Result<u64> {
+        if let Some(ids) = ids {
+            return transact!(self, "revive", Commit::Durable, ctx, |tx| tx::revive_ids(
+                tx, ids, ctx
+            ));
+        }
+        let mut total = 0;
+        loop {
+            let revived = transact!(self, "revive", Commit::Durable, ctx, |tx| {
+                tx::revive_page(tx, BATCH, ctx)
+            })?;
+            if revived == 0 {
+                return Ok(total);
+            }
+            total += revived;
+        }
+    }
+
+    async fn audit(&self, of: AuditOf<'_>, after_seq: i64, limit: i64) -> Result<Vec<AuditRow>> {
+        let (sql, key) = match of {
+            AuditOf::Posting(id) => (sql::AUDIT_OF_POSTING.as_str(), id),
+            AuditOf::Employer(cvr) => (sql::AUDIT_OF_EMPLOYER.as_str(), cvr),
+        };
+        Ok(sqlx::query_as(sql)
+            .bind(key)
+            .bind(after_seq)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    async fn purge(&self, cutoff_ms: i64) -> Result<PurgeStats> {
+        transact!(self, "purge", |tx| tx.purge(cutoff_ms))
+    }
+
+    async fn reconcile_source(
+        &self,
+        page: &[Incoming],
+        seen: &[&str],
+        run: i64,
+        ctx: Ctx,
+        repair: Repair,
+    ) -> Result<Vec<Diff>> {
+        transact!(self, "reconcile", Commit::Durable, ctx, |tx| {
+            tx::reconcile_source(tx, page, seen, run, ctx, repair)
+        })
+    }
+
+    async fn known_versions(&self, ids: &[&str]) -> Result<HashMap<String, u64>> {
+        let rows: Vec<(String, i64)> = <B::Db as Dialect>::bind_ids(
+            sqlx::query_as(<B::Db as Dialect>::sql(Stmt::KnownVersions)),
+            ids,
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, v)| (id, u64::try_from(v).unwrap_or(0)))
+            .collect())
+    }
+
+    async fn reconcile_source_gone(
+        &self,
+        run: i64,
+        after: Option<&str>,
+        limit: i64,
+        ctx: Ctx,
+        repair: Repair,
+    ) -> Result<(Vec<Diff>, Option<String>)> {
+        transact!(self, "reconcile", Commit::Durable, ctx, |tx| {
+            tx::reconcile_source_gone(tx, run, after, limit, ctx, repair)
+        })
+    }
+
+    async fn reconcile_remote(
+        &self,
+        page: &[Listed],
+        run: i64,
+        ctx: Ctx,
+        repair: Repair,
+    ) -> Result<Vec<Diff>> {
+        transact!(self, "reconcile", Commit::Durable, ctx, |tx| {
+            tx::reconcile_remote(tx, page, run, ctx, repair)
+        })
+    }
+
+    async fn reconcile_remote_missing(
+        &self,
+        run: i64,
+        after: Option<&str>,
+        limit: i64,
+        ctx: Ctx,
+        repair: Repair,
+    ) -> Result<(Vec<Diff>, Option<String>)> {
+        transact!(self, "reconcile", Commit::Durable, ctx, |tx| {
+            tx::reconcile_remote_missing(tx, run, after, limit, ctx, repair)
+        })
+    }
+}
+
+/// A value of `agent_state`.
+async fn state<DB>(pool: &Pool<DB>, key: &str) -> Result<Option<String>>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+{
+    let row: Option<(String,)> = sqlx::query_as(sql::GET_STATE)
+        .bind(key)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(|(v,)| v))
+}
+
+/// The one nullable number a `SELECT MIN(...)` returns.
+async fn min<DB>(pool: &Pool<DB>, sql: &'static str) -> Result<Option<i64>>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'r> (Option<i64>,): FromRow<'r, DB::Row>,
+{
+    let (m,): (Option<i64>,) = sqlx::query_as(sql).fetch_one(pool).await?;
+    Ok(m)
+}

@@ -1,0 +1,374 @@
+//! The production ledger: PostgreSQL, shared by several workers and by the
+//! operators' CLI processes, all writing at once.
+//!
+//! - Every read-modify-write of postings locks the rows it loads
+//!   (`FOR UPDATE`, in id order, so two transactions never wait on each
+//!   other in a cycle): an ingest and a delivery outcome for the same posting
+//!   in two processes take turns. A transaction that loses a race anyway
+//!   (serialization failure 40001, deadlock 40P01, or a concurrent insert of
+//!   a record it found missing) runs again, a few times, from the start.
+//! - `claim` leases due operations with `FOR UPDATE SKIP LOCKED`: workers
+//!   never wait for each other and never lease one posting twice. A lease
+//!   that ran out (a killed worker) is reaped by the next claim, its attempt
+//!   marked abandoned, and is anybody's to take.
+//! - Leadership of the singleton loops is a leased row in `leader_lease`,
+//!   timed by the database's clock, renewed by its holder.
+//! - A transaction that makes work due issues `NOTIFY eures_sync`, which
+//!   PostgreSQL delivers at commit; every worker `LISTEN`s on one pooled
+//!   connection and reconnects when the database restarts.
+//! - Pool: `max_connections` (default 10) and `acquire_timeout_ms` (default
+//!   5000) may be given as query parameters of the URL; they are removed
+//!   before the rest reaches the driver.
+//!
+//! Only what PostgreSQL says its own way (its [`Stmt`] table) and how it
+//! opens, leads and listens live here; the `Store` methods (`backend.rs`),
+//! transaction bodies (`tx.rs`) and the SQL both databases accept
+//! (`sql.rs`) are shared. It never decides anything (the planner does) and
+//! never holds a lock while anything but the database is being waited for.
+
+use std::str::FromStr;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{
+    PgArguments, PgConnectOptions, PgListener, PgPoolOptions, PgQueryResult, Postgres,
+};
+use sqlx::query::{Query, QueryAs};
+use sqlx::{Connection, PgPool, Pool};
+use tokio::sync::{Notify, watch};
+
+use super::backend::{Backend, Commit};
+use super::row::{CLAIM_COLUMNS, COLUMNS};
+use super::sql::{Dialect, Stmt, Tx};
+use super::{Result, StoreError};
+
+/// The channel workers listen on for "work became due".
+pub const WAKE_CHANNEL: &str = "eures_sync";
+const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The one leadership role.
+const LEADER_ROLE: &str = "leader";
+
+static SELECT_MANY: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {COLUMNS} FROM postings WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+});
+static SELECT_LEASED: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {COLUMNS}, lease_owner FROM postings WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+});
+static SELECT_EXPIRED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS} FROM postings WHERE desired_present AND publication_end_ms <= $1 \
+         ORDER BY id LIMIT $2 FOR UPDATE"
+    )
+});
+static SELECT_DEAD: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {COLUMNS} FROM postings WHERE dead AND id > $1 ORDER BY id LIMIT $2")
+});
+static SELECT_DEAD_LOCKED: LazyLock<String> =
+    LazyLock::new(|| format!("{} FOR UPDATE", SELECT_DEAD.as_str()));
+static SELECT_UNSEEN_IN_SOURCE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS} FROM postings WHERE id > $1 \
+           AND (source_seen_run IS NULL OR source_seen_run < $2) AND last_change_ms < $2 \
+           AND (desired_present OR delivered_state <> 'absent') ORDER BY id LIMIT $3 FOR UPDATE"
+    )
+});
+static SELECT_UNSEEN_ON_EURES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS} FROM postings WHERE id > $1 \
+           AND (remote_seen_run IS NULL OR remote_seen_run < $2) AND last_change_ms < $2 \
+           AND delivered_state <> 'absent' ORDER BY id LIMIT $3 FOR UPDATE"
+    )
+});
+/// Leases whose time ran out; rows another transaction holds (a worker
+/// recording its late outcome, another claimer) are left to it. SKIP LOCKED
+/// never waits, so the order need not be the id's: it is the lease index's,
+/// which keeps this (run before every claim) a short index scan even before
+/// the table has statistics.
+static SELECT_ABANDONED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS}, lease_owner FROM postings \
+         WHERE lease_owner IS NOT NULL AND lease_until_ms < $1 \
+         ORDER BY lease_until_ms LIMIT $2 FOR UPDATE SKIP LOCKED"
+    )
+});
+/// The MATERIALIZED CTE runs the locking pick exactly once; SKIP LOCKED
+/// passes over rows another worker is claiming or another transaction is
+/// writing, and `lease_owner IS NULL` over those already leased (expired
+/// leases were reaped just before, in the same transaction).
+static CLAIM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH picked AS MATERIALIZED ( \
+           SELECT id AS picked_id FROM postings \
+           WHERE due_op IS NOT NULL AND next_attempt_at_ms <= $3 \
+             AND lease_owner IS NULL \
+           ORDER BY due_rank, next_attempt_at_ms LIMIT $4 \
+           FOR UPDATE SKIP LOCKED) \
+         UPDATE postings SET lease_owner = $1, lease_until_ms = $2 \
+         FROM picked WHERE postings.id = picked.picked_id \
+         RETURNING {CLAIM_COLUMNS}, due_rank, next_attempt_at_ms"
+    )
+});
+/// Takes or renews leadership: succeeds (returns a row) when nobody holds
+/// it, `$2` holds it, or the holder let it expire. Timed by the database.
+const LEAD: &str = "INSERT INTO leader_lease (role, owner, until_ms) \
+     VALUES ($1, $2, (extract(epoch FROM clock_timestamp()) * 1000)::bigint + $3) \
+     ON CONFLICT (role) DO UPDATE SET owner = excluded.owner, until_ms = excluded.until_ms \
+     WHERE leader_lease.owner = excluded.owner \
+        OR leader_lease.until_ms < (extract(epoch FROM clock_timestamp()) * 1000)::bigint \
+     RETURNING owner";
+
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pub(crate) pool: PgPool,
+}
+
+/// Pool settings carried in the URL's query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PoolSettings {
+    max_connections: u32,
+    acquire_timeout: Duration,
+}
+
+/// Splits our own pool parameters off a `postgres://` URL.
+fn pool_settings(url: &str) -> Result<(String, PoolSettings)> {
+    let mut parsed =
+        url::Url::parse(url).map_err(|e| StoreError::Url(format!("not a URL: {e}")))?;
+    let mut settings = PoolSettings {
+        max_connections: DEFAULT_MAX_CONNECTIONS,
+        acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+    };
+    let mut rest = Vec::new();
+    for (key, value) in parsed.query_pairs() {
+        let number = || {
+            value
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| StoreError::Url(format!("{key} must be a positive number")))
+        };
+        match key.as_ref() {
+            "max_connections" => {
+                settings.max_connections = u32::try_from(number()?).unwrap_or(u32::MAX);
+            }
+            "acquire_timeout_ms" => settings.acquire_timeout = Duration::from_millis(number()?),
+            _ => rest.push((key.into_owned(), value.into_owned())),
+        }
+    }
+    if rest.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(rest);
+    }
+    Ok((parsed.into(), settings))
+}
+
+impl PgStore {
+    /// Connects to the database a `postgres://` URL names (one connection
+    /// at once, so a wrong URL fails here; more as work needs them).
+    pub async fn connect(url: &str) -> Result<PgStore> {
+        let (url, settings) = pool_settings(url)?;
+        let options = PgConnectOptions::from_str(&url)
+            .map_err(|e| StoreError::Url(e.to_string()))?
+            .application_name("eures-sync");
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            // A connection that died with a database restart is noticed
+            // before use and replaced; one in steady use needs no ping
+            // (sqlx tests every connection as it comes back anyway).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > Duration::from_secs(1) {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(PgStore { pool })
+    }
+}
+
+/// Ids as a `TEXT[]` parameter, for `= ANY($n)`.
+fn owned(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|id| (*id).to_owned()).collect()
+}
+
+impl Dialect for Postgres {
+    fn sql(stmt: Stmt) -> &'static str {
+        match stmt {
+            Stmt::SelectMany => SELECT_MANY.as_str(),
+            Stmt::SelectLeased => SELECT_LEASED.as_str(),
+            Stmt::SelectAbandoned => SELECT_ABANDONED.as_str(),
+            Stmt::Claim => CLAIM.as_str(),
+            Stmt::SelectExpired => SELECT_EXPIRED.as_str(),
+            Stmt::SelectDead => SELECT_DEAD_LOCKED.as_str(),
+            Stmt::ListDead => SELECT_DEAD.as_str(),
+            Stmt::SelectUnseenInSource => SELECT_UNSEEN_IN_SOURCE.as_str(),
+            Stmt::SelectUnseenOnEures => SELECT_UNSEEN_ON_EURES.as_str(),
+            Stmt::StampInSource => {
+                "UPDATE postings SET source_seen_run = GREATEST(source_seen_run, $1) \
+                 WHERE id = ANY($2)"
+            }
+            Stmt::StampOnEures => {
+                "UPDATE postings SET remote_seen_run = GREATEST(remote_seen_run, $1) \
+                 WHERE id = ANY($2)"
+            }
+            Stmt::ReleaseMany => {
+                "UPDATE postings SET lease_owner = NULL, lease_until_ms = NULL WHERE id = ANY($1)"
+            }
+            Stmt::KnownVersions => "SELECT id, source_version FROM postings WHERE id = ANY($1)",
+            Stmt::CountDead => "SELECT COUNT(*) FROM postings WHERE dead",
+            Stmt::NextExpiry => {
+                "SELECT MIN(publication_end_ms) FROM postings WHERE desired_present"
+            }
+        }
+    }
+
+    fn bind_ids<'q, O>(
+        query: QueryAs<'q, Postgres, O, PgArguments>,
+        ids: &[&str],
+    ) -> QueryAs<'q, Postgres, O, PgArguments> {
+        query.bind(owned(ids))
+    }
+
+    fn bind_ids_exec<'q>(
+        query: Query<'q, Postgres, PgArguments>,
+        ids: &[&str],
+    ) -> Query<'q, Postgres, PgArguments> {
+        query.bind(owned(ids))
+    }
+
+    /// Delivered to every listening worker when the transaction commits.
+    const WAKE: Option<&'static str> = Some("NOTIFY eures_sync");
+
+    fn rows_affected(done: &PgQueryResult) -> u64 {
+        done.rows_affected()
+    }
+}
+
+/// Listens for wake-ups until `stop`, reconnecting with a capped backoff.
+async fn listen(pool: PgPool, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    let mut failures: u32 = 0;
+    while !*stop.borrow() {
+        let connect = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(WAKE_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let connected = tokio::select! {
+            c = connect => c,
+            _ = stop.changed() => return,
+        };
+        let mut listener = match connected {
+            Ok(listener) => listener,
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let wait = Duration::from_millis(200u64 << failures.min(5));
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "LISTEN for wake-ups failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => continue,
+                    _ = stop.changed() => return,
+                }
+            }
+        };
+        if failures > 0 {
+            tracing::info!("listening for wake-ups again");
+        }
+        failures = 0;
+        // Notifications sent while nobody listened are lost: look now.
+        wake.notify_one();
+        loop {
+            tokio::select! {
+                received = listener.try_recv() => match received {
+                    Ok(Some(_)) => wake.notify_one(),
+                    // The connection dropped and was replaced: anything
+                    // sent in between is lost, so look now.
+                    Ok(None) => wake.notify_one(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lost the wake-up listener; reconnecting");
+                        break;
+                    }
+                },
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for PgStore {
+    type Db = Postgres;
+
+    fn pool(&self) -> &Pool<Postgres> {
+        &self.pool
+    }
+
+    async fn begin(&self, commit: Commit) -> Result<Tx<Postgres>> {
+        Ok(Tx(match commit {
+            Commit::Durable => self.pool.begin().await?,
+            Commit::Redoable => {
+                self.pool
+                    .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
+                    .await?
+            }
+        }))
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        // sqlx holds an advisory lock while migrating: workers starting
+        // together apply each migration once.
+        sqlx::migrate!("migrations/postgres")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn lead(&self, owner: &str, ttl: Duration) -> Result<bool> {
+        let held: Option<(String,)> = sqlx::query_as(LEAD)
+            .bind(LEADER_ROLE)
+            .bind(owner)
+            .bind(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(held.is_some())
+    }
+
+    fn watch_wakeups(&self, wake: Arc<Notify>, stop: watch::Receiver<bool>) {
+        tokio::spawn(listen(self.pool.clone(), wake, stop));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_parameters_are_ours_and_the_rest_reaches_the_driver() {
+        let (url, s) = pool_settings(
+            "postgres://u:p@db:5432/eures?sslmode=require&max_connections=3&acquire_timeout_ms=250",
+        )
+        .unwrap();
+        assert_eq!(url, "postgres://u:p@db:5432/eures?sslmode=require");
+        assert_eq!(s.max_connections, 3);
+        assert_eq!(s.acquire_timeout, Duration::from_millis(250));
+        let (url, s) = pool_settings("postgresql://db/eures?max_connections=2").unwrap();
+        assert_eq!(url, "postgresql://db/eures");
+        assert_eq!(s.max_connections, 2);
+        assert_eq!(s.acquire_timeout, DEFAULT_ACQUIRE_TIMEOUT);
+        assert!(pool_settings("postgres://db/x?max_connections=0").is_err());
+        assert!(pool_settings("postgres://db/x?acquire_timeout_ms=soon").is_err());
+    }
+
+    #[test]
+    fn commits_notify_the_channel_workers_listen_on() {
+        assert_eq!(
+            <Postgres as Dialect>::WAKE,
+            Some(format!("NOTIFY {WAKE_CHANNEL}").as_str())
+        );
+    }
+}

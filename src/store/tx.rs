@@ -1,0 +1,577 @@
+//! What each ledger write does inside its transaction, written once for both
+//! databases: load the records it touches, let the pure planner
+//! ([`crate::domain::ledger`]) compute their next state, write them back
+//! together with whatever moves with them (cursor, quarantine, lease, audit
+//! row, reconcile stamps), and ask for waiting workers to be woken when work
+//! became due.
+//!
+//! A backend supplies a [`LedgerTx`]: the statements of its dialect, run in
+//! one open transaction. On PostgreSQL every load locks the rows it returns
+//! (`FOR UPDATE`, in id order) so that two processes writing the same
+//! posting serialize; on SQLite the transaction itself is exclusive.
+//!
+//! Never here: opening, committing or retrying transactions (the backends
+//! own that), SQL text, or any decision the planner makes.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+
+use super::{
+    Claimed, Completion, Ctx, Diff, IngestBatch, IngestStats, Listed, QuarantineItem, Repair,
+    Result,
+};
+use crate::domain::ledger::{self, AttemptResult, DesiredState, Entry, Incoming, Op, Sent};
+
+/// Records a keyset page selects (and, on PostgreSQL, locks).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Page<'a> {
+    /// Present records whose `publication_end` is at or before `now_ms`.
+    Expired { now_ms: i64, limit: i64 },
+    /// Dead letters after `after`.
+    Dead { after: &'a str, limit: i64 },
+    /// Records reconcile run `run` did not see in the JobAG snapshot, that
+    /// changed before the run began, and that EURES holds or should hold.
+    UnseenInSource {
+        run: i64,
+        after: &'a str,
+        limit: i64,
+    },
+    /// Records believed on EURES that run `run` did not see in the listing.
+    UnseenOnEures {
+        run: i64,
+        after: &'a str,
+        limit: i64,
+    },
+}
+
+/// Which reconcile stamp to set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Seen {
+    /// `source_seen_run`: the JobAG snapshot showed the posting.
+    InSource,
+    /// `remote_seen_run`: the EURES listing showed it.
+    OnEures,
+}
+
+/// A new audit row.
+#[derive(Debug, Clone)]
+pub(crate) struct NewAudit<'a> {
+    pub posting_id: &'a str,
+    pub employer_cvr: Option<&'a str>,
+    pub op: Op,
+    pub version: i64,
+    pub content_hash: Option<&'a str>,
+    pub outcome: &'a str,
+    pub detail: Option<&'a str>,
+    pub at_ms: i64,
+    pub worker: &'a str,
+}
+
+/// The statements one open transaction offers the bodies below.
+#[async_trait]
+pub(crate) trait LedgerTx: Send {
+    /// The records of `ids` that exist (locked on PostgreSQL).
+    async fn load_many(&mut self, ids: &[&str]) -> Result<HashMap<String, Entry>>;
+    /// The records of `ids` that exist (locked on PostgreSQL) and who holds
+    /// each one's lease.
+    async fn load_leased(
+        &mut self,
+        ids: &[&str],
+    ) -> Result<HashMap<String, (Entry, Option<String>)>>;
+    /// A page of records in id order (locked on PostgreSQL).
+    async fn load_page(&mut self, page: Page<'_>) -> Result<Vec<Entry>>;
+    /// Up to `limit` records whose lease ran out before `now_ms`, with
+    /// their holders (on PostgreSQL locked, skipping rows locked by others).
+    async fn load_abandoned(&mut self, now_ms: i64, limit: i64) -> Result<Vec<(Entry, String)>>;
+    /// Writes records, as few statements as it can: `loaded` over the ones
+    /// this transaction loaded, `new` ones it did not find only if still
+    /// absent (a concurrent insert fails the transaction with
+    /// [`super::StoreError::Conflict`]).
+    async fn write(&mut self, loaded: &[&Entry], new: &[&Entry]) -> Result<()>;
+    async fn set_state(&mut self, key: &str, value: &str) -> Result<()>;
+    async fn quarantine(&mut self, item: &QuarantineItem, at_ms: i64) -> Result<()>;
+    /// Sets the reconcile stamp of `ids` to at least `run`.
+    async fn stamp(&mut self, seen: Seen, ids: &[&str], run: i64) -> Result<()>;
+    /// Ends the leases of records this transaction loaded.
+    async fn release(&mut self, ids: &[&str]) -> Result<()>;
+    /// Leases up to `limit` due, unleased operations to `owner` until
+    /// `until_ms`, deletions first, in claim order.
+    async fn lease_due(
+        &mut self,
+        owner: &str,
+        until_ms: i64,
+        limit: i64,
+        now_ms: i64,
+    ) -> Result<Vec<Claimed>>;
+    async fn append_audit(&mut self, rows: &[NewAudit<'_>]) -> Result<()>;
+    /// Wakes the workers waiting for due work once this transaction commits
+    /// (PostgreSQL `NOTIFY`; nothing to do for a single SQLite worker).
+    async fn wake_workers(&mut self) -> Result<()>;
+}
+
+/// Whether the record has an operation ready now (not backing off).
+fn due_now(entry: &Entry, now_ms: i64) -> bool {
+    entry.due().is_some() && entry.retry.next_attempt_at_ms <= now_ms
+}
+
+/// Writes `entries` (the existing ones by their loaded flag) and wakes the
+/// workers when one of them is due now.
+async fn write_all<T: LedgerTx>(tx: &mut T, entries: &[(&Entry, bool)], now_ms: i64) -> Result<()> {
+    let (loaded, new): (Vec<_>, Vec<_>) = entries.iter().partition(|(_, existed)| *existed);
+    let loaded: Vec<&Entry> = loaded.into_iter().map(|&(e, _)| e).collect();
+    let new: Vec<&Entry> = new.into_iter().map(|&(e, _)| e).collect();
+    tx.write(&loaded, &new).await?;
+    if entries.iter().any(|(e, _)| due_now(e, now_ms)) {
+        tx.wake_workers().await?;
+    }
+    Ok(())
+}
+
+/// Records this transaction loaded, ready for [`write_all`].
+fn existing(entries: &[Entry]) -> Vec<(&Entry, bool)> {
+    entries.iter().map(|e| (e, true)).collect()
+}
+
+fn flagged(entries: &[(Entry, bool)]) -> Vec<(&Entry, bool)> {
+    entries.iter().map(|(e, existed)| (e, *existed)).collect()
+}
+
+pub(crate) async fn ingest<T: LedgerTx>(
+    tx: &mut T,
+    batch: &IngestBatch,
+    ctx: Ctx,
+) -> Result<IngestStats> {
+    let mut ids: Vec<&str> = batch.changes.iter().map(|c| c.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut entries = tx.load_many(&ids).await?;
+    let loaded: HashSet<String> = entries.keys().cloned().collect();
+    let mut dirty: Vec<String> = Vec::new();
+    let mut stats = IngestStats::default();
+    for incoming in &batch.changes {
+        let current = entries.get(&incoming.id);
+        match ledger::apply_change(
+            current,
+            incoming.clone(),
+            ctx.now_ms,
+            ctx.mode,
+            batch.forced,
+        ) {
+            Some(next) => {
+                stats.applied += 1;
+                dirty.push(next.id.clone());
+                entries.insert(next.id.clone(), next);
+            }
+            None => stats.ignored += 1,
+        }
+    }
+    dirty.sort_unstable();
+    dirty.dedup();
+    let writes: Vec<(&Entry, bool)> = dirty
+        .iter()
+        .filter_map(|id| entries.get(id).map(|e| (e, loaded.contains(id))))
+        .collect();
+    write_all(tx, &writes, ctx.now_ms).await?;
+    for q in &batch.quarantined {
+        tx.quarantine(q, ctx.now_ms).await?;
+        stats.quarantined += 1;
+    }
+    if let Some(cursor) = &batch.next_cursor {
+        tx.set_state(super::sql::CURSOR_KEY, cursor).await?;
+    }
+    Ok(stats)
+}
+
+/// One page of the expiry pass. Returns `(expired, rows read)`.
+pub(crate) async fn expire_page<T: LedgerTx>(
+    tx: &mut T,
+    limit: i64,
+    ctx: Ctx,
+) -> Result<(usize, usize)> {
+    let rows = tx
+        .load_page(Page::Expired {
+            now_ms: ctx.now_ms,
+            limit,
+        })
+        .await?;
+    let next: Vec<Entry> = rows
+        .iter()
+        .filter_map(|e| ledger::expire(e, ctx.now_ms, ctx.mode))
+        .collect();
+    write_all(tx, &existing(&next), ctx.now_ms).await?;
+    Ok((next.len(), rows.len()))
+}
+
+/// Leases due operations to `owner`, after taking back the leases that ran
+/// out (see [`reap`]).
+pub(crate) async fn claim<T: LedgerTx>(
+    tx: &mut T,
+    owner: &str,
+    until_ms: i64,
+    limit: i64,
+    now_ms: i64,
+) -> Result<Vec<Claimed>> {
+    reap(tx, REAP_BATCH, Ctx::claiming(now_ms)).await?;
+    tx.lease_due(owner, until_ms, limit, now_ms).await
+}
+
+/// Leases examined per claim.
+const REAP_BATCH: i64 = 500;
+
+/// Takes back up to `limit` leases that ran out: their workers died (or
+/// restarted) with the request in flight, so the planner marks each attempt
+/// abandoned, outcome unknown. Returns how many.
+pub(crate) async fn reap<T: LedgerTx>(tx: &mut T, limit: i64, ctx: Ctx) -> Result<usize> {
+    let rows = tx.load_abandoned(ctx.now_ms, limit).await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let next: Vec<Entry> = rows
+        .iter()
+        .map(|(entry, _)| ledger::abandon(entry, ctx.now_ms, ctx.mode))
+        .collect();
+    write_all(tx, &existing(&next), ctx.now_ms).await?;
+    let ids: Vec<&str> = next.iter().map(|e| e.id.as_str()).collect();
+    tx.release(&ids).await?;
+    for (entry, holder) in &rows {
+        tracing::info!(posting = %entry.id, holder = %holder,
+            "a lease ran out with its attempt unfinished: outcome unknown, the operation is due again");
+    }
+    Ok(rows.len())
+}
+
+/// Records attempts' ends, in order (a batch may hold several outcomes of
+/// one posting), for the records `owner` still holds the lease of, then
+/// releases those leases; the audit rows are written either way.
+pub(crate) async fn complete<T: LedgerTx>(
+    tx: &mut T,
+    owner: &str,
+    done: &[Completion<'_>],
+    ctx: Ctx,
+) -> Result<()> {
+    let mut ids: Vec<&str> = done.iter().map(|d| d.claimed.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut held: HashMap<String, Entry> = HashMap::with_capacity(ids.len());
+    for (id, (entry, holder)) in tx.load_leased(&ids).await? {
+        if holder.as_deref() == Some(owner) {
+            held.insert(id, entry);
+        } else {
+            // Our lease expired and another worker took the operation: it
+            // records what it finds; ours only goes to the audit trail.
+            tracing::warn!(
+                posting = %id,
+                holder = holder.as_deref().unwrap_or("-"),
+                "lease lost before the outcome was recorded; the current holder decides"
+            );
+        }
+    }
+    for d in done {
+        let claimed = d.claimed;
+        if let Some(entry) = held.get(&claimed.id) {
+            let sent = Sent {
+                op: claimed.op,
+                version: claimed.version,
+                hash: claimed.hash.clone(),
+            };
+            let next = ledger::apply_outcome(
+                entry, &sent, d.result, ctx.now_ms, d.limits, d.backoff, ctx.mode,
+            );
+            held.insert(next.id.clone(), next);
+        }
+    }
+    let mut next: Vec<&Entry> = held.values().collect();
+    next.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    let writes: Vec<(&Entry, bool)> = next.iter().map(|e| (*e, true)).collect();
+    write_all(tx, &writes, ctx.now_ms).await?;
+    let released: Vec<&str> = next.iter().map(|e| e.id.as_str()).collect();
+    tx.release(&released).await?;
+    let audit: Vec<NewAudit<'_>> = done
+        .iter()
+        .map(|d| NewAudit {
+            posting_id: &d.claimed.id,
+            employer_cvr: d.claimed.employer_cvr.as_deref(),
+            op: d.claimed.op,
+            version: i64::try_from(d.claimed.version).unwrap_or(i64::MAX),
+            content_hash: d.claimed.hash.as_deref(),
+            outcome: d.outcome_label,
+            detail: match d.result {
+                AttemptResult::Rejected(why) | AttemptResult::Transient(why) => Some(why.as_str()),
+                _ => None,
+            },
+            at_ms: ctx.now_ms,
+            worker: owner,
+        })
+        .collect();
+    tx.append_audit(&audit).await
+}
+
+/// Revives the named dead letters; returns how many.
+pub(crate) async fn revive_ids<T: LedgerTx>(tx: &mut T, ids: &[String], ctx: Ctx) -> Result<u64> {
+    let mut refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    refs.sort_unstable();
+    refs.dedup();
+    let entries = tx.load_many(&refs).await?;
+    let next: Vec<Entry> = entries
+        .values()
+        .filter(|e| e.retry.dead)
+        .map(|e| ledger::revive(e, ctx.now_ms, ctx.mode))
+        .collect();
+    write_all(tx, &existing(&next), ctx.now_ms).await?;
+    Ok(next.len() as u64)
+}
+
+/// Revives the first `limit` dead letters; returns how many (0: none left).
+pub(crate) async fn revive_page<T: LedgerTx>(tx: &mut T, limit: i64, ctx: Ctx) -> Result<u64> {
+    // Revived rows leave the dead set, so the first page is always fresh.
+    let page = tx.load_page(Page::Dead { after: "", limit }).await?;
+    let next: Vec<Entry> = page
+        .iter()
+        .map(|e| ledger::revive(e, ctx.now_ms, ctx.mode))
+        .collect();
+    write_all(tx, &existing(&next), ctx.now_ms).await?;
+    Ok(next.len() as u64)
+}
+
+pub(crate) async fn reconcile_source<T: LedgerTx>(
+    tx: &mut T,
+    page: &[Incoming],
+    seen: &[&str],
+    run: i64,
+    ctx: Ctx,
+    repair: Repair,
+) -> Result<Vec<Diff>> {
+    let mut ids: Vec<&str> = page.iter().map(|c| c.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let entries = tx.load_many(&ids).await?;
+    let mut diffs = Vec::new();
+    let mut writes = Vec::new();
+    let mut handled = HashSet::new();
+    for incoming in page {
+        if !handled.insert(incoming.id.as_str()) {
+            continue;
+        }
+        let current = entries.get(&incoming.id);
+        let (kind, forced) = match current {
+            None => ("missing_in_ledger", repair == Repair::Force),
+            Some(c) if incoming.version > c.source_version => {
+                ("newer_in_source", repair == Repair::Force)
+            }
+            Some(c) if incoming.version == c.source_version => {
+                let want = DesiredState::from(incoming.desired.clone());
+                if repair == Repair::Force {
+                    ("resync", true)
+                } else if want.is_present() != c.desired.is_present()
+                    || want.hash() != c.desired.hash()
+                {
+                    ("rerendered", true)
+                } else {
+                    continue;
+                }
+            }
+            Some(_) => continue,
+        };
+        let Some(next) =
+            ledger::apply_change(current, incoming.clone(), ctx.now_ms, ctx.mode, forced)
+        else {
+            continue;
+        };
+        diffs.push(Diff {
+            id: incoming.id.clone(),
+            kind,
+            detail: format!(
+                "source v{} {}; ledger v{}",
+                incoming.version,
+                describe(&next.desired),
+                current.map_or(0, |c| c.source_version)
+            ),
+        });
+        writes.push((next, current.is_some()));
+    }
+    finish_seen_page(tx, &writes, Seen::InSource, seen, run, ctx, repair).await?;
+    Ok(diffs)
+}
+
+/// Records the snapshot of run `run` did not show: deleted in JobAG.
+/// Returns the diffs and the last id read (`None`: the pass is done).
+pub(crate) async fn reconcile_source_gone<T: LedgerTx>(
+    tx: &mut T,
+    run: i64,
+    after: Option<&str>,
+    limit: i64,
+    ctx: Ctx,
+    repair: Repair,
+) -> Result<(Vec<Diff>, Option<String>)> {
+    let after = after.unwrap_or("");
+    let page = Page::UnseenInSource { run, after, limit };
+    unseen_pass(tx, page, ctx, repair, |entry| {
+        let next = ledger::source_gone(entry, ctx.now_ms, ctx.mode)?;
+        let diff = Diff {
+            id: entry.id.clone(),
+            kind: "gone_from_source",
+            detail: format!("ledger v{} not in the JobAG snapshot", entry.source_version),
+        };
+        Some((next, Some(diff)))
+    })
+    .await
+}
+
+/// One page of a pass over records a reconcile run did not see: `judge`
+/// gives each record's next state (`None`: unchanged) and the difference
+/// to report, if any. Returns the diffs and the last id read.
+async fn unseen_pass<T, F>(
+    tx: &mut T,
+    page: Page<'_>,
+    ctx: Ctx,
+    repair: Repair,
+    judge: F,
+) -> Result<(Vec<Diff>, Option<String>)>
+where
+    T: LedgerTx,
+    F: Fn(&Entry) -> Option<(Entry, Option<Diff>)> + Send,
+{
+    let rows = tx.load_page(page).await?;
+    let last = rows.last().map(|r| r.id.clone());
+    let mut diffs = Vec::new();
+    let mut writes = Vec::new();
+    for entry in &rows {
+        if let Some((next, diff)) = judge(entry) {
+            diffs.extend(diff);
+            writes.push(next);
+        }
+    }
+    if repair != Repair::DryRun {
+        write_all(tx, &existing(&writes), ctx.now_ms).await?;
+    }
+    Ok((diffs, last))
+}
+
+pub(crate) async fn reconcile_remote<T: LedgerTx>(
+    tx: &mut T,
+    page: &[Listed],
+    run: i64,
+    ctx: Ctx,
+    repair: Repair,
+) -> Result<Vec<Diff>> {
+    let mut ids: Vec<&str> = page.iter().map(|l| l.reference.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let entries = tx.load_many(&ids).await?;
+    let mut diffs = Vec::new();
+    let mut writes = Vec::new();
+    let mut handled = HashSet::new();
+    for item in page {
+        if !handled.insert(item.reference.as_str()) {
+            continue;
+        }
+        let hash = item.content_sha256.as_deref().unwrap_or("");
+        match entries.get(&item.reference) {
+            None => {
+                diffs.push(Diff {
+                    id: item.reference.clone(),
+                    kind: "orphan_on_eures",
+                    detail: format!(
+                        "EURES holds v{} the ledger does not know",
+                        item.source_version
+                    ),
+                });
+                let orphan = ledger::orphan(
+                    &item.reference,
+                    item.source_version,
+                    hash,
+                    ctx.now_ms,
+                    ctx.mode,
+                );
+                writes.push((orphan, false));
+            }
+            Some(entry) => {
+                let next = ledger::observe_remote(
+                    entry,
+                    Some((item.source_version, hash)),
+                    ctx.now_ms,
+                    ctx.mode,
+                );
+                if next == *entry {
+                    continue;
+                }
+                if let Some(op) = next
+                    .due()
+                    .filter(|op| Some(*op) != entry.due() || entry.delivered != next.delivered)
+                {
+                    diffs.push(Diff {
+                        id: item.reference.clone(),
+                        kind: if op == Op::Delete {
+                            "unwanted_on_eures"
+                        } else {
+                            "altered_on_eures"
+                        },
+                        detail: format!(
+                            "EURES holds v{}; ledger wants {}",
+                            item.source_version,
+                            describe(&entry.desired)
+                        ),
+                    });
+                }
+                writes.push((next, true));
+            }
+        }
+    }
+    finish_seen_page(tx, &writes, Seen::OnEures, &ids, run, ctx, repair).await?;
+    Ok(diffs)
+}
+
+/// Records believed on EURES that the listing of run `run` did not show.
+/// Returns the diffs and the last id read (`None`: the pass is done).
+pub(crate) async fn reconcile_remote_missing<T: LedgerTx>(
+    tx: &mut T,
+    run: i64,
+    after: Option<&str>,
+    limit: i64,
+    ctx: Ctx,
+    repair: Repair,
+) -> Result<(Vec<Diff>, Option<String>)> {
+    let after = after.unwrap_or("");
+    let page = Page::UnseenOnEures { run, after, limit };
+    unseen_pass(tx, page, ctx, repair, |entry| {
+        let next = ledger::observe_remote(entry, None, ctx.now_ms, ctx.mode);
+        if next == *entry {
+            return None;
+        }
+        let diff = (next.due().is_some() && next.desired.is_present()).then(|| Diff {
+            id: entry.id.clone(),
+            kind: "missing_on_eures",
+            detail: format!(
+                "ledger v{} believed delivered, EURES does not list it",
+                entry.source_version
+            ),
+        });
+        Some((next, diff))
+    })
+    .await
+}
+
+/// Writes what a page of the snapshot or the listing changed (unless a
+/// dry run) and stamps every id on the page as seen by run `run`.
+async fn finish_seen_page<T: LedgerTx>(
+    tx: &mut T,
+    writes: &[(Entry, bool)],
+    seen: Seen,
+    ids: &[&str],
+    run: i64,
+    ctx: Ctx,
+    repair: Repair,
+) -> Result<()> {
+    if repair != Repair::DryRun {
+        write_all(tx, &flagged(writes), ctx.now_ms).await?;
+    }
+    tx.stamp(seen, ids, run).await
+}
+
+fn describe(d: &DesiredState) -> String {
+    match d {
+        DesiredState::Present { .. } => "present".into(),
+        DesiredState::Absent { reason } => format!("absent ({reason})"),
+    }
+}

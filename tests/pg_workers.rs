@@ -1,0 +1,248 @@
+//! Several workers (the real binary) on one PostgreSQL ledger: they share a
+//! backlog without ever working on one posting at once, and killing the
+//! leader or a delivering worker with kill -9 loses nothing.
+//!
+//! Who did what is read from the audit trail, which names the worker (lease
+//! owner `worker-<pid>-<ms>`) of every attempt.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use common::{Backend, Env, assert_churned, assert_no_regression, churn, eventually};
+use eures_sync::sim::eures::Faults;
+use eures_sync::sim::jobag::{sample_id, sample_posting};
+
+/// Periodic reconcile off: these tests watch delivery and leadership only.
+const WORKER_TOML: &str = "[reconcile]\ninterval_s = 0\n";
+
+struct Workers {
+    children: Vec<(String, Child)>,
+}
+
+impl Workers {
+    fn start(env: &Env, n: usize) -> Workers {
+        let children = (0..n)
+            .map(|i| {
+                let name = format!("worker-{i}");
+                let child = env.spawn_worker(&name, "warn", WORKER_TOML);
+                (name, child)
+            })
+            .collect();
+        Workers { children }
+    }
+
+    /// kill -9 of the worker with this process id; returns its name.
+    fn kill(&mut self, pid: u32) -> String {
+        let at = self
+            .children
+            .iter()
+            .position(|(_, c)| c.id() == pid)
+            .expect("a worker of ours");
+        let (name, mut child) = self.children.remove(at);
+        child.kill().expect("kill -9");
+        let _ = child.wait();
+        name
+    }
+
+    fn assert_alive(&mut self, env: &Env) {
+        for (name, child) in &mut self.children {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{name} exited ({status}): {}", env.worker_log(name));
+            }
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Process id of a worker from its lease owner name `worker-<pid>-<ms>`.
+fn pid_of(owner: &str) -> u32 {
+    owner
+        .split('-')
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not a worker name: {owner}"))
+}
+
+async fn leader(pool: &sqlx::PgPool) -> Option<String> {
+    sqlx::query_scalar(
+        "SELECT owner FROM leader_lease \
+         WHERE until_ms > (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+    )
+    .fetch_optional(pool)
+    .await
+    .expect("read leader_lease")
+}
+
+/// Successful attempts per worker, from the audit trail.
+async fn ok_by_worker(pool: &sqlx::PgPool) -> BTreeMap<String, i64> {
+    let rows: Vec<(Option<String>, i64)> =
+        sqlx::query_as("SELECT worker, COUNT(*) FROM audit WHERE outcome = 'ok' GROUP BY worker")
+            .fetch_all(pool)
+            .await
+            .expect("read audit");
+    rows.into_iter()
+        .map(|(w, n)| (w.unwrap_or_default(), n))
+        .collect()
+}
+
+async fn publish(env: &Env, n: u64) {
+    for i in 1..=n {
+        env.jobag.upsert(sample_posting(i));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_share_a_backlog_without_overlap() {
+    const N: u64 = 20_000;
+    let env = Env::start_with(Backend::Postgres).await;
+    let pool = env.pg.as_ref().expect("postgres").pool().await;
+    env.eures.set_faults(Faults {
+        latency: Duration::from_millis(2),
+        ..Faults::none()
+    });
+    publish(&env, N).await;
+
+    let started = Instant::now();
+    let mut workers = Workers::start(&env, 3);
+    env.converged(Duration::from_secs(300)).await;
+    let elapsed = started.elapsed();
+    workers.assert_alive(&env);
+
+    assert_eq!(env.eures.len(), N as usize, "every posting delivered");
+    assert_eq!(
+        env.eures.overlaps(),
+        0,
+        "two requests for one posting were in flight at once"
+    );
+    let puts = (1..=N)
+        .map(|i| env.eures.history(&sample_id(i)).len())
+        .sum::<usize>();
+    assert_eq!(puts, N as usize, "some posting was delivered twice");
+
+    let share = ok_by_worker(&pool).await;
+    let total: i64 = share.values().sum();
+    println!(
+        "{N} postings, 3 workers: {:.1} s, {:.0} postings/s; successful deliveries by worker: {share:?}",
+        elapsed.as_secs_f64(),
+        N as f64 / elapsed.as_secs_f64()
+    );
+    assert_eq!(total, N as i64);
+    assert_eq!(share.len(), 3, "every worker delivered: {share:?}");
+    for (worker, n) in &share {
+        assert!(
+            *n * 100 >= total * 15,
+            "{worker} delivered only {n} of {total}: {share:?}"
+        );
+    }
+    assert!(leader(&pool).await.is_some(), "one worker leads");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_and_a_deliverer_loses_nothing() {
+    const N: u64 = 4_000;
+    let env = Env::start_with(Backend::Postgres).await;
+    let pool = env.pg.as_ref().expect("postgres").pool().await;
+    env.eures.set_faults(Faults {
+        latency: Duration::from_millis(5),
+        ..Faults::none()
+    });
+    publish(&env, N).await;
+    let mut workers = Workers::start(&env, 3);
+    eventually(Duration::from_secs(120), "first copies", || {
+        env.eures.len() > 400
+    })
+    .await;
+
+    // kill -9 of the leader, then edits only a new leader can ingest.
+    let first = leader(&pool).await.expect("a leader");
+    let killed = workers.kill(pid_of(&first));
+    let moved = Instant::now();
+    println!("killed the leader {killed} ({first})");
+    churn(&env.jobag, 600, "Opdateret stilling");
+    // Then kill -9 of one of the two delivering followers, with requests
+    // in flight: the last worker must take over leadership and reap both
+    // killed workers' leases.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deliverer = workers.children[0].1.id();
+    let killed = workers.kill(deliverer);
+    println!("killed the deliverer {killed}");
+    assert!(
+        env.eures.len() < N as usize,
+        "the kills landed before the backlog drained"
+    );
+    // Leadership moves within seconds (the lease lasts 5 s).
+    let last = workers.children[0].1.id();
+    let second = loop {
+        if let Some(owner) = leader(&pool).await
+            && owner != first
+        {
+            break owner;
+        }
+        assert!(
+            moved.elapsed() < Duration::from_secs(15),
+            "leadership did not move"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!(
+        "leadership moved to {second} {:.1} s after the leader died",
+        moved.elapsed().as_secs_f64()
+    );
+    assert_eq!(pid_of(&second), last, "the surviving worker leads");
+
+    env.converged(Duration::from_secs(180)).await;
+    workers.assert_alive(&env);
+    assert_eq!(leader(&pool).await.as_deref(), Some(second.as_str()));
+    assert_no_regression(&env.eures);
+    assert_churned(&env.eures, 600);
+    let share = ok_by_worker(&pool).await;
+    assert!(
+        share
+            .keys()
+            .any(|w| w.starts_with(&format!("worker-{deliverer}-"))),
+        "the killed deliverer had delivered: {share:?}"
+    );
+    assert_eq!(
+        env.eures.overlaps(),
+        0,
+        "two requests for one posting were in flight at once"
+    );
+}
+
+/// Not a test of speed: prints how fast 1, 2 and 3 workers converge a
+/// backlog. `cargo test --release --test pg_workers -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run on demand"]
+async fn throughput_with_one_two_and_three_workers() {
+    const N: u64 = 20_000;
+    for n in 1..=3 {
+        let env = Env::start_with(Backend::Postgres).await;
+        env.eures.set_faults(Faults {
+            latency: Duration::from_millis(2),
+            ..Faults::none()
+        });
+        publish(&env, N).await;
+        let started = Instant::now();
+        let mut workers = Workers::start(&env, n);
+        env.converged(Duration::from_secs(600)).await;
+        let elapsed = started.elapsed();
+        workers.assert_alive(&env);
+        println!(
+            "{n} worker(s): {N} postings in {:.1} s = {:.0} postings/s (overlaps {})",
+            elapsed.as_secs_f64(),
+            N as f64 / elapsed.as_secs_f64(),
+            env.eures.overlaps()
+        );
+    }
+}
