@@ -237,3 +237,43 @@ async fn a_commit_that_made_work_due_wakes_the_listeners() {
         .expect("woken by the commit");
     let _ = stop_tx.send(true);
 }
+
+/// Pull mode's getChanges must not miss a change being committed while it
+/// reads: the exchange barrier waits for every write transaction under way
+/// (each holds the table's ROW EXCLUSIVE lock from its start, before it
+/// reads its clock) and for nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exchange_barrier_waits_for_writes_under_way() {
+    use sqlx::Connection;
+    let (db, _stores) = stores(1).await;
+    let exchange = eures_sync::store::exchange::connect_exchange(&db.url())
+        .await
+        .expect("exchange view");
+    // Nothing under way: the barrier passes at once.
+    tokio::time::timeout(Duration::from_secs(5), exchange.barrier())
+        .await
+        .expect("an idle barrier returns")
+        .expect("barrier");
+    let mut writer = sqlx::PgConnection::connect(&db.url())
+        .await
+        .expect("writer connection");
+    sqlx::raw_sql("BEGIN; LOCK TABLE postings IN ROW EXCLUSIVE MODE")
+        .execute(&mut writer)
+        .await
+        .expect("a write under way");
+    let waiting = tokio::spawn(async move { exchange.barrier().await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the barrier passed a write under way"
+    );
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut writer)
+        .await
+        .expect("commit");
+    tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the barrier returns once the write committed")
+        .expect("task")
+        .expect("barrier");
+}

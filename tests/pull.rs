@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Env, Running, editable, eventually};
+use common::{Backend, Env, Running, editable, eventually, on_both_backends};
 use eures_sync::domain::render::content_hash;
 use eures_sync::engine::Health;
 use eures_sync::http::input_api::{BASE, InputApi, MAX_DETAILS};
@@ -18,6 +18,12 @@ use eures_sync::sim::jobag::sample_posting;
 use eures_sync::store::Store;
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
+
+on_both_backends!(
+    a_portal_polling_the_input_api_follows_every_change,
+    bad_and_unauthorised_calls_get_a_clear_error_and_no_data,
+    a_new_ledger_publishes_nothing_half_built,
+);
 
 const TOKEN: &str = "input-api-test-token-5f0c2b7e";
 const ROUND: Duration = Duration::from_secs(60);
@@ -368,15 +374,19 @@ impl Portal {
             .collect()
     }
 
-    /// Polls until the model equals what the source says EURES must hold.
+    /// Polls until the model equals what the source says EURES must hold
+    /// and a poll lists nothing new: the details of one poll may already
+    /// show a change its listing missed, which the next poll then lists.
     async fn converge(&mut self, env: &Env, what: &str) -> Seen {
         let started = Instant::now();
         let mut seen = Seen::default();
         loop {
-            seen.merge(self.poll().await);
+            let this = self.poll().await;
+            let quiet = this.is_empty();
+            seen.merge(this);
             let expected = env.expected();
             let held = self.hashes();
-            if expected == held {
+            if expected == held && quiet {
                 return seen;
             }
             if started.elapsed() > ROUND {
@@ -403,9 +413,8 @@ fn set(ids: &[&String]) -> BTreeSet<String> {
     ids.iter().map(|s| s.to_string()).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_portal_polling_the_input_api_follows_every_change() {
-    let env = Env::start().await;
+async fn a_portal_polling_the_input_api_follows_every_change(backend: Backend) {
+    let env = Env::start_with(backend).await;
     // More than a page of 1,000: getChanges and getAll stream several pages,
     // the portal fetches details in two calls.
     const N: u64 = 1_050;
@@ -580,9 +589,8 @@ async fn a_portal_polling_the_input_api_follows_every_change() {
     agent.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_and_unauthorised_calls_get_a_clear_error_and_no_data() {
-    let env = Env::start().await;
+async fn bad_and_unauthorised_calls_get_a_clear_error_and_no_data(backend: Backend) {
+    let env = Env::start_with(backend).await;
     let (a, b) = (sample_posting(1), sample_posting(2));
     let known = vec![id_of(&a), id_of(&b)];
     env.jobag.upsert(a);
@@ -705,9 +713,8 @@ async fn bad_and_unauthorised_calls_get_a_clear_error_and_no_data() {
 /// A new (or rebuilt) ledger serves nothing until it knows something, then
 /// only what is live: it never reports a closing the source did not make
 /// while this ledger held the copy.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_ledger_publishes_nothing_half_built() {
-    let env = Env::start().await;
+async fn a_new_ledger_publishes_nothing_half_built(backend: Backend) {
+    let env = Env::start_with(backend).await;
     let (live, deleted, withdrawn) = (sample_posting(1), sample_posting(2), sample_posting(3));
     let ids = [id_of(&live), id_of(&deleted), id_of(&withdrawn)];
     env.jobag.upsert(live);

@@ -60,6 +60,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
         chrono::Utc::now().timestamp_millis()
     }
     async fn migrate(&self) -> Result<()>;
+    /// Waits until every ledger write already under way has committed (see
+    /// `ExchangeStore::barrier`).
+    async fn barrier(&self) -> Result<()>;
     async fn lead(&self, owner: &str, ttl: Duration) -> Result<bool>;
     fn watch_wakeups(&self, wake: Arc<Notify>, stop: watch::Receiver<bool>);
 }

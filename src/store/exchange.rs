@@ -3,8 +3,9 @@
 //! modification, closing), read a page at a time in key order, and the
 //! documents of the ACTIVE copies.
 //!
-//! Owns the [`ExchangeStore`] trait, its SQLite implementation and the SQL
-//! behind it. It must never write the ledger (the planner decides and stamps,
+//! Owns the [`ExchangeStore`] trait, its implementation for both ledgers
+//! and the SQL behind it (the same text but for how each database writes
+//! "true" and a list of ids). It must never write the ledger (the planner decides and stamps,
 //! the worker writes), never page by OFFSET or load every row, never select
 //! content in a listing, and never hand out the content of a copy that is not
 //! ACTIVE. A posting that was never ACTIVE (`created_ms IS NULL`) has no
@@ -14,8 +15,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 
-use super::{Result, SqliteStore, StoreError};
+use super::backend::Backend;
+use super::sql::Dialect;
+use super::{PgStore, Result, SqliteStore, StoreError};
 
 /// How getChanges sorts a reference (SPEC 4.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,7 +40,8 @@ impl ChangeKind {
     ];
 
     /// The condition a row of this kind meets, word for word the WHERE
-    /// clause of its partial index in `migrations/sqlite/0002_exchange.sql`.
+    /// clause of its partial index in `migrations/sqlite/0002_exchange.sql`
+    /// (and `migrations/postgres/0005_exchange.sql`).
     fn condition(self) -> &'static str {
         match self {
             ChangeKind::Created => {
@@ -50,8 +55,9 @@ impl ChangeKind {
     }
 }
 
-/// Condition of an ACTIVE copy; the WHERE clause of `postings_x_active`.
-const ACTIVE_CONDITION: &str = "created_ms IS NOT NULL AND closed_ms IS NULL AND active = 1";
+/// Condition of an ACTIVE copy; the WHERE clause of `postings_x_active`,
+/// `{TRUE}` standing for the database's way to write true.
+const ACTIVE_CONDITION: &str = "created_ms IS NOT NULL AND closed_ms IS NULL AND active = {TRUE}";
 
 /// Which references a page lists, and in which order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,10 +146,7 @@ pub async fn connect_exchange(url: &str) -> Result<Arc<dyn ExchangeStore>> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(url).await?))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Err(StoreError::Url(
-            "pull mode on a postgres:// ledger is not available in this build yet; use a sqlite:// URL"
-                .into(),
-        ))
+        Ok(Arc::new(PgStore::connect(url).await?))
     } else {
         Err(StoreError::Url(
             "database.url must start with sqlite: or postgres:".into(),
@@ -153,34 +156,61 @@ pub async fn connect_exchange(url: &str) -> Result<Arc<dyn ExchangeStore>> {
 
 const REF_COLUMNS: &str = "id, active, created_ms, modified_ms, closed_ms";
 
-/// The page queries, built once (sqlx takes `'static` SQL text only): at
-/// slot `2 * filter_slot(filter)` the first page, after it the next ones.
-static PAGE_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
-    let by_reference = |next: &str| {
-        format!(
-            "SELECT {REF_COLUMNS} FROM postings WHERE {ACTIVE_CONDITION}{next} \
-             ORDER BY id LIMIT ?1"
-        )
-    };
-    // A following page starts after the previous page's last row, which is
-    // at or after `since` already. Repeating `modified_ms >= since` there
-    // would make SQLite start every page's range at `since` instead.
-    let by_change = |kind: ChangeKind, from: &str| {
-        format!(
-            "SELECT {REF_COLUMNS} FROM postings WHERE {} AND {from} \
-             ORDER BY modified_ms, id LIMIT ?1",
-            kind.condition()
-        )
-    };
-    let mut out = vec![by_reference(""), by_reference(" AND id > ?2")];
-    for kind in ChangeKind::ALL {
-        out.push(by_change(kind, "modified_ms >= ?2"));
-        out.push(by_change(kind, "(modified_ms, id) > (?2, ?3)"));
-    }
-    out
-});
+/// One database's exchange queries, built once (sqlx takes `'static` SQL
+/// text only): at slot `2 * filter_slot(filter)` of `pages` the first page,
+/// after it the next ones.
+pub(crate) struct ExchangeSql {
+    pages: Vec<String>,
+    details: String,
+}
 
-/// Position of a filter's queries in [`PAGE_SQL`] (kinds in `ChangeKind::ALL` order).
+impl ExchangeSql {
+    /// `truth` is how the database writes true (SQLite's partial indexes
+    /// match `active = 1` only); `ids_in` selects the ids of the list `$1`.
+    fn new(truth: &str, ids_in: &str) -> ExchangeSql {
+        let active = ACTIVE_CONDITION.replace("{TRUE}", truth);
+        let by_reference = |next: &str| {
+            format!(
+                "SELECT {REF_COLUMNS} FROM postings WHERE {active}{next} \
+                 ORDER BY id LIMIT $1"
+            )
+        };
+        // A following page starts after the previous page's last row, which is
+        // at or after `since` already. Repeating `modified_ms >= since` there
+        // would make SQLite start every page's range at `since` instead.
+        let by_change = |kind: ChangeKind, from: &str| {
+            format!(
+                "SELECT {REF_COLUMNS} FROM postings WHERE {} AND {from} \
+                 ORDER BY modified_ms, id LIMIT $1",
+                kind.condition()
+            )
+        };
+        let mut pages = vec![by_reference(""), by_reference(" AND id > $2")];
+        for kind in ChangeKind::ALL {
+            pages.push(by_change(kind, "modified_ms >= $2"));
+            pages.push(by_change(kind, "(modified_ms, id) > ($2, $3)"));
+        }
+        let details = format!(
+            "SELECT {REF_COLUMNS}, \
+               CASE WHEN active = {truth} AND closed_ms IS NULL AND desired_present = {truth} \
+                    THEN desired_content END AS content \
+             FROM postings WHERE {ids_in} AND created_ms IS NOT NULL"
+        );
+        ExchangeSql { pages, details }
+    }
+
+    /// The query of one page: the first (`next == false`) or a following one.
+    fn page(&self, filter: ExchangeFilter, next: bool) -> &str {
+        self.pages[2 * filter_slot(filter) + usize::from(next)].as_str()
+    }
+}
+
+pub(crate) static SQLITE_EXCHANGE: LazyLock<ExchangeSql> =
+    LazyLock::new(|| ExchangeSql::new("1", "id IN (SELECT value FROM json_each($1))"));
+pub(crate) static POSTGRES_EXCHANGE: LazyLock<ExchangeSql> =
+    LazyLock::new(|| ExchangeSql::new("TRUE", "id = ANY($1)"));
+
+/// Position of a filter's queries in [`ExchangeSql::pages`] (kinds in `ChangeKind::ALL` order).
 fn filter_slot(filter: ExchangeFilter) -> usize {
     match filter {
         ExchangeFilter::Active => 0,
@@ -191,16 +221,6 @@ fn filter_slot(filter: ExchangeFilter) -> usize {
         },
     }
 }
-
-/// The query of one page: the first (`next == false`) or a following one.
-fn page_sql(filter: ExchangeFilter, next: bool) -> &'static str {
-    PAGE_SQL[2 * filter_slot(filter) + usize::from(next)].as_str()
-}
-
-const DETAILS_SQL: &str = "SELECT id, active, created_ms, modified_ms, closed_ms, \
-     CASE WHEN active = 1 AND closed_ms IS NULL AND desired_present = 1 \
-          THEN desired_content END AS content \
-     FROM postings WHERE id IN (SELECT value FROM json_each(?1)) AND created_ms IS NOT NULL";
 
 type RefRow = (String, bool, Option<i64>, Option<i64>, Option<i64>);
 
@@ -222,15 +242,28 @@ fn to_ref((reference, active, created_ms, modified_ms, closed_ms): RefRow) -> Re
     })
 }
 
+type DetailRow = (
+    String,
+    bool,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+);
+
 #[async_trait]
-impl ExchangeStore for SqliteStore {
+impl<B> ExchangeStore for B
+where
+    B: Backend,
+    for<'c> &'c mut <B::Db as Database>::Connection: Executor<'c, Database = B::Db>,
+    <B::Db as Database>::Arguments: IntoArguments<B::Db>,
+    for<'r> RefRow: FromRow<'r, <B::Db as Database>::Row>,
+    for<'r> DetailRow: FromRow<'r, <B::Db as Database>::Row>,
+    for<'t> &'t str: Encode<'t, B::Db> + Type<B::Db>,
+    i64: for<'t> Encode<'t, B::Db> + Type<B::Db>,
+{
     async fn barrier(&self) -> Result<()> {
-        // SQLite runs one writer at a time: taking the write lock waits for
-        // the transaction holding it, and WAL readers started after this
-        // commit see everything it wrote.
-        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        tx.commit().await?;
-        Ok(())
+        Backend::barrier(self).await
     }
 
     async fn exchange_page(
@@ -239,7 +272,7 @@ impl ExchangeStore for SqliteStore {
         after: Option<&ExchangeRef>,
         limit: i64,
     ) -> Result<Vec<ExchangeRef>> {
-        let sql = page_sql(filter, after.is_some());
+        let sql = <B::Db as Dialect>::exchange().page(filter, after.is_some());
         let mut query = sqlx::query_as::<_, RefRow>(sql).bind(limit.max(0));
         match (filter, after) {
             (ExchangeFilter::Active, None) => {}
@@ -249,7 +282,7 @@ impl ExchangeStore for SqliteStore {
                 query = query.bind(a.modified_ms).bind(a.reference.as_str());
             }
         }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(self.pool()).await?;
         rows.into_iter().map(to_ref).collect()
     }
 
@@ -257,20 +290,10 @@ impl ExchangeStore for SqliteStore {
         if references.is_empty() {
             return Ok(Vec::new());
         }
-        let json = serde_json::to_string(references).map_err(|e| StoreError::Corrupt {
-            id: String::new(),
-            why: format!("encoding the reference list: {e}"),
-        })?;
-        let rows: Vec<(
-            String,
-            bool,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<String>,
-        )> = sqlx::query_as(DETAILS_SQL)
-            .bind(json)
-            .fetch_all(&self.pool)
+        let ids: Vec<&str> = references.iter().map(String::as_str).collect();
+        let sql = <B::Db as Dialect>::exchange().details.as_str();
+        let rows: Vec<DetailRow> = <B::Db as Dialect>::bind_ids(sqlx::query_as(sql), &ids)
+            .fetch_all(self.pool())
             .await?;
         rows.into_iter()
             .map(|(id, active, created, modified, closed, content)| {
@@ -313,7 +336,7 @@ mod tests {
             .await
             .expect("connect")
             .with_clock(|| 0);
-        store.migrate().await.expect("migrate");
+        Store::migrate(&store).await.expect("migrate");
         Ledger { store, _dir: dir }
     }
 
@@ -626,7 +649,7 @@ mod tests {
         ];
         for (filter, index) in cases {
             for next in [false, true] {
-                let sql = format!("EXPLAIN QUERY PLAN {}", page_sql(filter, next));
+                let sql = format!("EXPLAIN QUERY PLAN {}", SQLITE_EXCHANGE.page(filter, next));
                 let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(sql))
                     .bind(1_000_i64);
                 q = match (filter, next) {

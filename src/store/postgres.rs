@@ -39,6 +39,7 @@ use sqlx::{Connection, PgPool, Pool};
 use tokio::sync::{Notify, watch};
 
 use super::backend::{Backend, Commit};
+use super::exchange::{ExchangeSql, POSTGRES_EXCHANGE};
 use super::row::{CLAIM_COLUMNS, COLUMNS};
 use super::sql::{Dialect, Stmt, Tx};
 use super::{Result, StoreError};
@@ -249,6 +250,10 @@ impl Dialect for Postgres {
     fn rows_affected(done: &PgQueryResult) -> u64 {
         done.rows_affected()
     }
+
+    fn exchange() -> &'static ExchangeSql {
+        &POSTGRES_EXCHANGE
+    }
 }
 
 /// Listens for wake-ups until `stop`, reconnecting with a capped backoff.
@@ -308,15 +313,37 @@ impl Backend for PgStore {
         &self.pool
     }
 
+    /// Every write transaction first takes the table lock all writers
+    /// share (`ROW EXCLUSIVE` conflicts with none of them), so that its
+    /// clock is read after it and [`Backend::barrier`] can wait for it.
     async fn begin(&self, commit: Commit) -> Result<Tx<Postgres>> {
         Ok(Tx(match commit {
-            Commit::Durable => self.pool.begin().await?,
+            Commit::Durable => {
+                self.pool
+                    .begin_with("BEGIN; LOCK TABLE postings IN ROW EXCLUSIVE MODE")
+                    .await?
+            }
             Commit::Redoable => {
                 self.pool
-                    .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
+                    .begin_with(
+                        "BEGIN; SET LOCAL synchronous_commit = off; \
+                         LOCK TABLE postings IN ROW EXCLUSIVE MODE",
+                    )
                     .await?
             }
         }))
+    }
+
+    /// `SHARE` conflicts with the `ROW EXCLUSIVE` lock every write
+    /// transaction takes before it reads its clock: this waits for those
+    /// under way, and any that starts later stamps a later time.
+    async fn barrier(&self) -> Result<()> {
+        self.pool
+            .begin_with("BEGIN; LOCK TABLE postings IN SHARE MODE")
+            .await?
+            .commit()
+            .await?;
+        Ok(())
     }
 
     async fn migrate(&self) -> Result<()> {

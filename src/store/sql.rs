@@ -180,6 +180,8 @@ pub(crate) trait Dialect: Database + HasStatementCache {
     /// the other workers; `None` where there are none.
     const WAKE: Option<&'static str>;
     fn rows_affected(done: &Self::QueryResult) -> u64;
+    /// The Input API's queries in this database's words.
+    fn exchange() -> &'static super::exchange::ExchangeSql;
 }
 
 /// One open transaction of either database.

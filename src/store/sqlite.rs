@@ -27,6 +27,7 @@ use sqlx::{Pool, Sqlite, SqlitePool};
 use tokio::sync::{Notify, watch};
 
 use super::backend::{Backend, Commit};
+use super::exchange::{ExchangeSql, SQLITE_EXCHANGE};
 use super::row::{CLAIM_COLUMNS, COLUMNS};
 use super::sql::{Dialect, Stmt, Tx};
 use super::{Result, StoreError};
@@ -188,6 +189,10 @@ impl Dialect for Sqlite {
     fn rows_affected(done: &SqliteQueryResult) -> u64 {
         done.rows_affected()
     }
+
+    fn exchange() -> &'static ExchangeSql {
+        &SQLITE_EXCHANGE
+    }
 }
 
 #[async_trait]
@@ -210,6 +215,18 @@ impl Backend for SqliteStore {
 
     async fn migrate(&self) -> Result<()> {
         sqlx::migrate!("migrations/sqlite").run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// One writer at a time: taking the write lock waits for the transaction
+    /// holding it, and WAL readers started after this commit see everything
+    /// it wrote (and every later writer stamps a later time).
+    async fn barrier(&self) -> Result<()> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await?
+            .commit()
+            .await?;
         Ok(())
     }
 
