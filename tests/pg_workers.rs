@@ -220,29 +220,3 @@ async fn killing_the_leader_and_a_deliverer_loses_nothing() {
     );
 }
 
-/// Not a test of speed: prints how fast 1, 2 and 3 workers converge a
-/// backlog. `cargo test --release --test pg_workers -- --ignored --nocapture`
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark; run on demand"]
-async fn throughput_with_one_two_and_three_workers() {
-    const N: u64 = 20_000;
-    for n in 1..=3 {
-        let env = Env::start_with(Backend::Postgres).await;
-        env.eures.set_faults(Faults {
-            latency: Duration::from_millis(2),
-            ..Faults::none()
-        });
-        publish(&env, N).await;
-        let started = Instant::now();
-        let mut workers = Workers::start(&env, n);
-        env.converged(Duration::from_secs(600)).await;
-        let elapsed = started.elapsed();
-        workers.assert_alive(&env);
-        println!(
-            "{n} worker(s): {N} postings in {:.1} s = {:.0} postings/s (overlaps {})",
-            elapsed.as_secs_f64(),
-            N as f64 / elapsed.as_secs_f64(),
-            env.eures.overlaps()
-        );
-    }
-}
