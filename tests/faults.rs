@@ -290,3 +290,62 @@ async fn read_only_database_gives_a_clear_error_and_no_corruption() {
     env.converged(WAIT).await;
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feed_items_that_are_no_json_value_are_quarantined_and_the_feed_goes_on() {
+    let env = Env::start().await;
+    env.jobag.upsert(sample_posting(1));
+    // A Latin-1 "é" and a lone continuation byte inside a string.
+    let mut not_utf8 = br#"{"id": "bad-utf8-1", "version": 1, "title": "Caf"#.to_vec();
+    not_utf8.extend_from_slice(b"\xe9 \x80\"}");
+    env.jobag.push_raw_bytes(not_utf8);
+    let deep = format!(
+        r#"{{"id": "too-deep-1", "version": 1, "title": "Caf", "x": {}{}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    env.jobag.push_raw_bytes(deep);
+    env.jobag.upsert(sample_posting(2));
+    let running = env.worker().await;
+    env.converged(WAIT).await;
+    assert_eq!(env.eures.len(), 2);
+
+    let quarantined = running.worker.store.quarantined(10).await.unwrap();
+    let mut records: Vec<(Option<&str>, &str)> = quarantined
+        .iter()
+        .map(|(id, reason)| (id.as_deref(), reason.as_str()))
+        .collect();
+    records.sort();
+    assert_eq!(
+        records,
+        [
+            (
+                Some("bad-utf8-1"),
+                "invalid UTF-8 in the feed item (after= index=1)"
+            ),
+            (
+                Some("too-deep-1"),
+                "nesting deeper than 128 (after= index=2)"
+            ),
+        ],
+        "the reason names the problem, never the content"
+    );
+    assert_eq!(
+        running.worker.store.cursor().await.unwrap(),
+        Some(env.jobag.head_cursor()),
+        "the cursor moved past the page"
+    );
+
+    // The feed goes on: a later change arrives, and the broken items are
+    // not read (or quarantined) again.
+    let id = sample_posting(1)["id"].as_str().unwrap().to_string();
+    let mut edited = editable(&env.jobag, &id);
+    edited["title"] = json!("Efter den ødelagte side");
+    env.jobag.upsert(edited);
+    env.jobag.upsert(sample_posting(3));
+    env.converged(WAIT).await;
+    assert_eq!(env.eures.len(), 3);
+    assert_eq!(running.worker.store.quarantined(10).await.unwrap().len(), 2);
+    no_regression(&env);
+    running.stop().await;
+}
