@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use crate::domain::eligibility::evaluate;
 use crate::domain::ledger::Incoming;
-use crate::domain::posting::{ParsedChange, parse_change};
+use crate::domain::posting::{ParsedChange, parse_change, valid_id};
+use crate::source::{FeedItem, Unreadable};
 use crate::store::QuarantineItem;
 
 /// Parses and evaluates one page of feed items. `position` names where the
@@ -20,10 +21,39 @@ pub fn evaluate_page(
     now: DateTime<Utc>,
     party_id: &str,
 ) -> (Vec<Incoming>, Vec<QuarantineItem>) {
+    evaluate_all(items.iter().map(Ok), position, first, now, party_id)
+}
+
+/// [`evaluate_page`] for a page as the feed client reads it: an item that
+/// could not even be read as JSON is quarantined with the client's reason.
+pub fn evaluate_feed_page(
+    items: &[FeedItem],
+    position: &str,
+    first: usize,
+    now: DateTime<Utc>,
+    party_id: &str,
+) -> (Vec<Incoming>, Vec<QuarantineItem>) {
+    let items = items.iter().map(|item| match item {
+        FeedItem::Json(value) => Ok(value),
+        FeedItem::Unreadable(why) => Err(why),
+    });
+    evaluate_all(items, position, first, now, party_id)
+}
+
+fn evaluate_all<'a, I>(
+    items: I,
+    position: &str,
+    first: usize,
+    now: DateTime<Utc>,
+    party_id: &str,
+) -> (Vec<Incoming>, Vec<QuarantineItem>)
+where
+    I: Iterator<Item = Result<&'a Value, &'a Unreadable>> + Clone,
+{
     // Only the newest version of a posting in a page can win: skip rendering
     // the others (a backlog after an outage repeats ids).
     let mut newest: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
-    for item in items {
+    for item in items.clone().filter_map(Result::ok) {
         if let (Some(id), Some(v)) = (
             item.get("id").and_then(Value::as_str),
             item.get("version").and_then(Value::as_u64),
@@ -32,11 +62,18 @@ pub fn evaluate_page(
             *e = (*e).max(v);
         }
     }
-    let mut incoming = Vec::with_capacity(items.len());
+    let mut incoming = Vec::with_capacity(items.size_hint().0);
     let mut quarantined = Vec::new();
-    for (index, item) in items.iter().enumerate() {
+    for (index, item) in items.enumerate() {
         let index = first + index;
-        match parse_change(item) {
+        let parsed = match item {
+            Ok(value) => parse_change(value),
+            Err(unreadable) => ParsedChange::Quarantined {
+                id: unreadable.id.clone().filter(|id| valid_id(id)),
+                reason: unreadable.reason.clone(),
+            },
+        };
+        match parsed {
             ParsedChange::Change(change) => {
                 if newest
                     .get(change.id.as_str())
@@ -89,6 +126,46 @@ mod tests {
         assert_eq!(quarantined.len(), 2);
         assert_eq!(quarantined[0].feed_position, "after=c42 index=1");
         assert!(quarantined[1].reason.contains("id"));
+    }
+
+    #[test]
+    fn unreadable_items_are_quarantined_with_the_readers_reason() {
+        let items = vec![
+            FeedItem::Json(json!({"id": "a", "version": 1, "deleted": true})),
+            FeedItem::Unreadable(Unreadable {
+                id: Some("b".into()),
+                reason: "invalid UTF-8 in the feed item".into(),
+            }),
+            FeedItem::Unreadable(Unreadable {
+                id: Some("not an id \u{fffd}".into()),
+                reason: "nesting deeper than 128".into(),
+            }),
+            FeedItem::Json(json!({"id": "c", "version": 1, "deleted": true})),
+        ];
+        let (incoming, quarantined) = evaluate_feed_page(&items, "c7", 10, Utc::now(), "STAR-DK");
+        let ids: Vec<_> = incoming.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["a", "c"]);
+        let q: Vec<_> = quarantined
+            .iter()
+            .map(|q| {
+                (
+                    q.posting_id.as_deref(),
+                    q.reason.as_str(),
+                    q.feed_position.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            q,
+            [
+                (
+                    Some("b"),
+                    "invalid UTF-8 in the feed item",
+                    "after=c7 index=11"
+                ),
+                (None, "nesting deeper than 128", "after=c7 index=12"),
+            ]
+        );
     }
 
     #[test]

@@ -205,7 +205,7 @@ impl Worker {
             let tail = rest.split_off(rest.len().min(INGEST_CHUNK));
             let chunk = std::mem::replace(&mut rest, tail);
             let last = rest.is_empty();
-            let (changes, quarantined) = ingest::evaluate_page(
+            let (changes, quarantined) = ingest::evaluate_feed_page(
                 &chunk,
                 &position,
                 first,

@@ -248,6 +248,15 @@ impl JobagSim {
         feed.log.push(bytes);
     }
 
+    /// Appends `bytes` to the feed as one item, byte for byte, even when they
+    /// are no JSON value a parser will take (invalid UTF-8 in a string,
+    /// nesting beyond a recursion limit): to see how a client copes with a
+    /// broken page. The snapshot is untouched. Bytes that break the JSON
+    /// syntax of the page make every page that carries them unreadable.
+    pub fn push_raw_bytes(&self, bytes: impl Into<Bytes>) {
+        self.feed().log.push(bytes.into());
+    }
+
     /// The current posting with this id, as served by the snapshot.
     pub fn current(&self, id: &str) -> Option<Value> {
         let bytes = self.feed().current.get(id)?.clone();

@@ -4,9 +4,14 @@
 //!
 //! Items stay raw [`serde_json::Value`]s: parsing each one (and quarantining
 //! a bad one) is the next stage's job, so one bad item never fails a page.
+//! That holds for bytes too: a change page is split into items before any
+//! item becomes a `Value`, so an item that cannot be one (invalid UTF-8,
+//! nesting beyond serde_json's recursion limit) is handed on as
+//! [`FeedItem::Unreadable`] instead of failing the page and blocking the feed.
 //! Nothing here logs a token or posting content, only ids, counts and
 //! statuses; error messages carry statuses and error kinds, never content.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::path::Path;
@@ -17,6 +22,7 @@ use reqwest::header::{AUTHORIZATION, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use url::Url;
 
 use crate::deliver::client::{
@@ -74,8 +80,8 @@ pub enum SetupError {
 /// One page of the change feed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChangesPage {
-    /// Whole postings as they are at their version; unparsed.
-    pub changes: Vec<Value>,
+    /// Whole postings as they are at their version, read only as JSON.
+    pub changes: Vec<FeedItem>,
     /// Where the next read starts. When the feed omits it on an empty page,
     /// the cursor that was asked for (`""` from the beginning).
     pub next_cursor: String,
@@ -91,9 +97,46 @@ pub struct SnapshotPage {
     pub next_page_token: Option<String>,
 }
 
+/// One item of a change page.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedItem {
+    /// A JSON value, for the next stage to parse as a change.
+    Json(Value),
+    /// Bytes that cannot become a JSON value. Holds no content: the item
+    /// may carry personal data.
+    Unreadable(Unreadable),
+}
+
+/// Why a feed item could not be read, and its id when that much was legible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// The item's top-level `id` string, unchecked.
+    pub id: Option<String>,
+    pub reason: String,
+}
+
+impl FeedItem {
+    /// The item as JSON, `None` when unreadable.
+    pub fn json(&self) -> Option<&Value> {
+        match self {
+            FeedItem::Json(v) => Some(v),
+            FeedItem::Unreadable(_) => None,
+        }
+    }
+}
+
+/// Reason given for an item that held bytes that are not UTF-8.
+pub const INVALID_UTF8: &str = "invalid UTF-8 in the feed item";
+/// Reason given for an item nested deeper than serde_json's recursion limit.
+pub const TOO_DEEP: &str = "nesting deeper than 128";
+
+/// The envelope of a change page. Items are kept as raw text: serde_json
+/// skips over a raw value without recursing (`ignore_value` keeps its own
+/// stack), so an item of any depth cannot fail the page here.
 #[derive(Deserialize)]
-struct RawChanges {
-    changes: Vec<Value>,
+struct RawChanges<'a> {
+    #[serde(borrow)]
+    changes: Vec<&'a RawValue>,
     #[serde(default)]
     next_cursor: Option<Value>,
     #[serde(default)]
@@ -236,16 +279,46 @@ impl JobagClient {
             Fetched::NotFound(status) => return Err(SourceError::Unexpected(status)),
             Fetched::Gone => return Err(SourceError::CursorGone),
         };
-        let raw: RawChanges = serde_json::from_slice(&body)
+        let (text, replaced) = decode_lossy(&body);
+        let raw: RawChanges = serde_json::from_str(&text)
             .map_err(|e| SourceError::BadPage(json_error_summary(&e)))?;
         let next_cursor = match token_of(raw.next_cursor) {
             Some(c) => c,
             None if raw.changes.is_empty() => after.unwrap_or_default().to_owned(),
             None => return Err(SourceError::BadPage("next_cursor missing".to_owned())),
         };
+        let mut located = 0;
+        let damaged: Vec<bool> = raw
+            .changes
+            .iter()
+            .map(|item| match span_in(&text, item.get()) {
+                Some((start, end)) => {
+                    let n = replaced.partition_point(|&at| at < end)
+                        - replaced.partition_point(|&at| at < start);
+                    located += n;
+                    n > 0
+                }
+                // Raw values borrow from the text, so this does not happen;
+                // were it to, suspecting every item is the safe side.
+                None => !replaced.is_empty(),
+            })
+            .collect();
+        if located < replaced.len() {
+            // The cursor itself may be what was damaged: taking it could
+            // skip or repeat changes, so the page is refused as a whole.
+            return Err(SourceError::BadPage(
+                "invalid UTF-8 outside the feed items".to_owned(),
+            ));
+        }
+        let changes = raw
+            .changes
+            .into_iter()
+            .zip(damaged)
+            .map(|(item, damaged)| read_item(item, damaged))
+            .collect();
         let page = ChangesPage {
             has_more: raw.has_more.unwrap_or(false),
-            changes: raw.changes,
+            changes,
             next_cursor,
         };
         tracing::debug!(
@@ -394,6 +467,76 @@ impl JobagClient {
     }
 }
 
+/// The body as text with every invalid UTF-8 sequence replaced by U+FFFD,
+/// and where (byte offsets in the text) the replacements went: a U+FFFD the
+/// feed sent itself is content, one of ours marks a damaged item.
+fn decode_lossy(body: &[u8]) -> (Cow<'_, str>, Vec<usize>) {
+    if let Ok(text) = std::str::from_utf8(body) {
+        return (Cow::Borrowed(text), Vec::new());
+    }
+    let mut text = String::with_capacity(body.len() + 16);
+    let mut replaced = Vec::new();
+    for chunk in body.utf8_chunks() {
+        text.push_str(chunk.valid());
+        if !chunk.invalid().is_empty() {
+            replaced.push(text.len());
+            text.push(char::REPLACEMENT_CHARACTER);
+        }
+    }
+    (Cow::Owned(text), replaced)
+}
+
+/// Byte range of `part` within `whole`, when it is a slice of it (a raw
+/// value borrowed from the text always is).
+fn span_in(whole: &str, part: &str) -> Option<(usize, usize)> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (end <= whole.len()).then_some((start, end))
+}
+
+/// One raw item as a [`FeedItem`]; `damaged` when it held bytes that were
+/// not UTF-8 (its text then carries our U+FFFD in their place).
+fn read_item(raw: &RawValue, damaged: bool) -> FeedItem {
+    if damaged {
+        return FeedItem::Unreadable(Unreadable {
+            id: legible_id(raw),
+            reason: INVALID_UTF8.to_owned(),
+        });
+    }
+    match serde_json::from_str(raw.get()) {
+        Ok(value) => FeedItem::Json(value),
+        Err(e) => FeedItem::Unreadable(Unreadable {
+            id: legible_id(raw),
+            reason: item_error(&e),
+        }),
+    }
+}
+
+/// The top-level `id` string of an item that is no `Value`. Reading only
+/// that field skips the rest without recursing, so depth does not matter.
+fn legible_id(raw: &RawValue) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Head {
+        id: Option<String>,
+    }
+    serde_json::from_str::<Head>(raw.get()).ok()?.id
+}
+
+/// Why a syntactically valid item still is no `Value`. serde_json's messages
+/// for these are fixed texts that quote nothing; its position, relative to
+/// the item, would only confuse.
+fn item_error(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    let msg = msg.split(" at line ").next().unwrap_or_default();
+    if msg == "recursion limit exceeded" {
+        TOO_DEEP.to_owned()
+    } else if e.classify() == serde_json::error::Category::Syntax && !msg.contains('"') {
+        format!("unreadable JSON: {msg}")
+    } else {
+        "unreadable JSON".to_owned()
+    }
+}
+
 /// A GET's answer before the endpoint-specific reading.
 enum Fetched {
     Body(Vec<u8>),
@@ -434,8 +577,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(page.changes.len(), 4);
-        assert_eq!(page.changes[0]["id"], json!("a"));
-        assert_eq!(page.changes[2], json!("not even an object"));
+        assert_eq!(page.changes[0].json().unwrap()["id"], json!("a"));
+        assert_eq!(page.changes[2], FeedItem::Json(json!("not even an object")));
         assert_eq!(page.next_cursor, "c-2");
         assert!(page.has_more);
         let req = rx.recv().await.unwrap();
@@ -445,6 +588,91 @@ mod tests {
             "/api/v1/postings/changes?after=c+1%26&limit=500"
         );
         assert_eq!(req.header("authorization"), Some("Bearer jt"));
+    }
+
+    /// A `200` carrying `body` as it is, UTF-8 or not.
+    fn reply_bytes(body: &[u8]) -> Reply {
+        let mut raw = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        raw.extend_from_slice(body);
+        Reply::Raw(raw)
+    }
+
+    fn nested(depth: usize) -> String {
+        format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    fn unreadable(id: Option<&str>, reason: &str) -> FeedItem {
+        FeedItem::Unreadable(Unreadable {
+            id: id.map(str::to_owned),
+            reason: reason.to_owned(),
+        })
+    }
+
+    #[tokio::test]
+    async fn items_that_are_no_json_value_do_not_fail_the_page() {
+        let mut body = Vec::new();
+        body.extend_from_slice(br#"{"changes": [{"id": "good-1", "version": 1},"#);
+        body.extend_from_slice(
+            b"{\"id\": \"bad-utf8\", \"version\": 2, \"title\": \"Caf\xe9 \xff\xfe\"},",
+        );
+        body.extend_from_slice(
+            format!(r#"{{"id": "deep", "version": 3, "x": {}}},"#, nested(200)).as_bytes(),
+        );
+        body.extend_from_slice(format!("{},", nested(129)).as_bytes());
+        body.extend_from_slice(br#"{"id": "surrogate", "title": "\ud800"},"#);
+        body.extend_from_slice(br#"{"id": 7, "salary": 1e400},"#);
+        // U+FFFD sent by the feed itself is content, not damage.
+        body.extend_from_slice("{\"id\": \"good-2\", \"title\": \"\u{fffd}\"}".as_bytes());
+        body.extend_from_slice(
+            format!(r#"], "extra": {}, "next_cursor": "c9"}}"#, nested(300)).as_bytes(),
+        );
+        let (base, _rx) = serve(vec![reply_bytes(&body)]).await;
+        let page = client(&base, None).changes(None, 10).await.unwrap();
+        assert_eq!(page.next_cursor, "c9");
+        assert_eq!(
+            page.changes,
+            vec![
+                FeedItem::Json(json!({"id": "good-1", "version": 1})),
+                unreadable(Some("bad-utf8"), INVALID_UTF8),
+                unreadable(Some("deep"), TOO_DEEP),
+                unreadable(None, TOO_DEEP),
+                unreadable(
+                    Some("surrogate"),
+                    "unreadable JSON: unexpected end of hex escape"
+                ),
+                unreadable(None, "unreadable JSON: number out of range"),
+                FeedItem::Json(json!({"id": "good-2", "title": "\u{fffd}"})),
+            ]
+        );
+        // Nothing the items held is in a reason.
+        for item in &page.changes {
+            if let FeedItem::Unreadable(u) = item {
+                assert!(!u.reason.contains("Caf"), "{u:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn damage_outside_the_items_refuses_the_page() {
+        let (base, _rx) = serve(vec![
+            reply_bytes(b"{\"changes\": [{\"id\": \"a\"}], \"next_cursor\": \"c\xff\"}"),
+            reply_bytes(b"{\"changes\": [], \"note\": \"\xc3\"}"),
+            reply_bytes(format!(r#"{{"changes": [], "next_cursor": {}}}"#, nested(200)).as_bytes()),
+        ])
+        .await;
+        let c = client(&base, None);
+        for _ in 0..2 {
+            assert_eq!(
+                c.changes(None, 10).await.unwrap_err(),
+                SourceError::BadPage("invalid UTF-8 outside the feed items".into())
+            );
+        }
+        let e = c.changes(None, 10).await.unwrap_err();
+        assert!(matches!(e, SourceError::BadPage(_)), "{e:?}");
     }
 
     #[tokio::test]

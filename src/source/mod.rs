@@ -9,5 +9,6 @@
 pub mod client;
 
 pub use client::{
-    ChangesPage, JobagClient, MAX_PAGE_BODY, SetupError, SnapshotPage, SourceError, default_backoff,
+    ChangesPage, FeedItem, JobagClient, MAX_PAGE_BODY, SetupError, SnapshotPage, SourceError,
+    Unreadable, default_backoff,
 };

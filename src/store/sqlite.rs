@@ -117,6 +117,7 @@ impl SqliteStore {
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .before_acquire(|conn, _| Box::pin(async move { Ok(in_step(conn)) }))
             .connect_with(options)
             .await?;
         Ok(SqliteStore {
@@ -129,6 +130,25 @@ impl SqliteStore {
     pub fn with_clock(self, clock: fn() -> i64) -> SqliteStore {
         SqliteStore { clock, ..self }
     }
+}
+
+/// Whether an idle connection may be handed out. On some errors (a full
+/// disk, an I/O error) SQLite rolls the transaction back by itself; the
+/// ROLLBACK sqlx sends afterwards then fails, and sqlx keeps counting the
+/// connection as inside a transaction, so every later `BEGIN IMMEDIATE` on
+/// it is refused and the loops that use it never recover. Such a connection
+/// is closed instead (a new one replaces it). Idle connections hold no
+/// transaction of ours: the pool's release ping has run the dropped
+/// transaction's rollback by then, so the count is exact.
+fn in_step(conn: &sqlx::SqliteConnection) -> bool {
+    use sqlx::Connection;
+    if conn.is_in_transaction() {
+        tracing::warn!(
+            "a ledger connection lost its transaction (SQLite rolled it back itself): replacing it"
+        );
+        return false;
+    }
+    true
 }
 
 fn json_ids(ids: &[&str]) -> String {
@@ -237,4 +257,46 @@ impl Backend for SqliteStore {
 
     /// One worker a file, whose delivery loop polls: nothing to listen for.
     fn watch_wakeups(&self, _wake: Arc<Notify>, _stop: watch::Receiver<bool>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_transaction_sqlite_ended_itself_does_not_spoil_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("l.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        // RAISE(ROLLBACK) ends the transaction inside SQLite, as a full disk
+        // or an I/O error can; no root or small file system needed.
+        sqlx::query(
+            "CREATE TRIGGER t_fails BEFORE INSERT ON t BEGIN SELECT RAISE(ROLLBACK, 'simulated full disk'); END",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        for _ in 0..8 {
+            let mut tx = store.pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+            let e = sqlx::query("INSERT INTO t VALUES (1)")
+                .execute(&mut *tx)
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains("simulated full disk"), "{e}");
+        }
+        // More transactions than the pool has connections: every one of
+        // them would otherwise be refused.
+        for _ in 0..8 {
+            let mut tx = store.pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+            sqlx::query("DROP TRIGGER IF EXISTS t_fails")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+    }
 }
