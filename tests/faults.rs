@@ -354,6 +354,46 @@ async fn feed_items_that_are_no_json_value_are_quarantined_and_the_feed_goes_on(
     running.stop().await;
 }
 
+/// A change damaged in the feed for a posting that names its id: the state
+/// is learnt from JobAG instead, so a withdrawal hidden in a damaged change
+/// still removes the copy, and a new posting whose only change is damaged
+/// still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_change_is_learnt_from_jobag_instead() {
+    let env = Env::start().await;
+    env.jobag.upsert(sample_posting(1));
+    env.jobag.upsert(sample_posting(2));
+    let running = env.worker().await;
+    env.converged(WAIT).await;
+    assert_eq!(env.eures.len(), 2);
+
+    let withdrawn_id = sample_posting(1)["id"].as_str().unwrap().to_string();
+    let mut withdrawn = editable(&env.jobag, &withdrawn_id);
+    withdrawn["eures_consent"] = json!(false);
+    env.jobag.upsert_damaged(withdrawn);
+    env.jobag.upsert_damaged(sample_posting(3));
+    env.converged(WAIT).await;
+    assert!(
+        env.eures.get(&withdrawn_id).is_none(),
+        "the withdrawal was lost"
+    );
+    assert!(
+        env.eures
+            .get(sample_posting(3)["id"].as_str().unwrap())
+            .is_some()
+    );
+    let quarantined = running.worker.store.quarantined(10).await.unwrap();
+    assert_eq!(quarantined.len(), 2, "{quarantined:?}");
+    assert!(
+        quarantined
+            .iter()
+            .all(|(_, why)| why.starts_with("invalid UTF-8 in the feed item")),
+        "{quarantined:?}"
+    );
+    no_regression(&env);
+    running.stop().await;
+}
+
 /// A tmpfs mounted for one test, unmounted when dropped, also when the test
 /// panics (lazily if the ledger's files are still open then).
 struct Tmpfs {

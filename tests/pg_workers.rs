@@ -219,4 +219,3 @@ async fn killing_the_leader_and_a_deliverer_loses_nothing() {
         "two requests for one posting were in flight at once"
     );
 }
-

@@ -437,9 +437,13 @@ impl PgDb {
             .await
             .with_context(|| format!("connecting to {admin_url} (is PostgreSQL running?)"))?;
         let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+            .execute(&mut admin)
+            .await?;
         let create = format!("CREATE DATABASE {name}");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(create)).execute(&mut admin).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+            .execute(&mut admin)
+            .await?;
         Ok(PgDb {
             admin_url: admin_url.to_string(),
             name: name.to_string(),
@@ -456,7 +460,9 @@ impl PgDb {
         use sqlx::Connection;
         let mut admin = sqlx::PgConnection::connect(&self.admin_url).await?;
         let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+            .execute(&mut admin)
+            .await?;
         Ok(())
     }
 }

@@ -23,9 +23,10 @@ use anyhow::Context;
 use tokio::sync::{Notify, watch};
 
 use crate::deliver::{EuresClient, RetryPolicy};
-use crate::domain::ledger::{Incoming, Mode};
+use crate::domain::eligibility::{AbsentReason, Desired};
+use crate::domain::ledger::{Entry, Incoming, Mode};
 use crate::source::{JobagClient, SourceError};
-use crate::store::{Ctx, IngestBatch, IngestStats, Store};
+use crate::store::{Ctx, IngestBatch, IngestStats, QuarantineItem, Store};
 
 /// Feed items evaluated and written per ledger transaction.
 const INGEST_CHUNK: usize = 100;
@@ -222,6 +223,7 @@ impl Worker {
                 forced: false,
             };
             let applied = self.store.ingest(&batch, self.ctx()).await?;
+            self.reread_damaged(&batch.quarantined).await;
             stats.applied += applied.applied;
             stats.ignored += applied.ignored;
             stats.quarantined += applied.quarantined;
@@ -246,7 +248,7 @@ impl Worker {
         let current = self.store.get(id).await?;
         let fetched = self.jobag.posting_with_retry(id).await?;
         let now = chrono::Utc::now();
-        let incoming = match fetched {
+        let (incoming, forced) = match fetched {
             Some(value) => {
                 let (mut changes, quarantined) = ingest::evaluate_page(
                     std::slice::from_ref(&value),
@@ -255,27 +257,31 @@ impl Worker {
                     now,
                     &self.settings.party_id,
                 );
-                if let Some(q) = quarantined.first() {
-                    anyhow::bail!(
-                        "posting {id}: JobAG returned an unusable posting: {}",
-                        q.reason
-                    );
+                if let Some(q) = quarantined.into_iter().next() {
+                    return Err(UnusablePosting {
+                        id: id.to_string(),
+                        reason: q.reason,
+                    }
+                    .into());
                 }
-                changes.pop()
+                (changes.pop(), forced)
             }
-            None => current.as_ref().map(|cur| Incoming {
-                id: id.to_string(),
-                version: cur.source_version,
-                updated_at_ms: None,
-                employer_cvr: None,
-                desired: crate::domain::eligibility::Desired::Absent(
-                    crate::domain::eligibility::AbsentReason::Deleted,
-                ),
-            }),
+            // The deletion carries no version of its own: applied at the
+            // ledger's version, which only a forced change may do.
+            None => (
+                current
+                    .as_ref()
+                    .map(|cur| absent_at(cur, AbsentReason::Deleted)),
+                true,
+            ),
         };
         let Some(incoming) = incoming else {
             return Ok(IngestStats::default());
         };
+        self.apply_one(incoming, forced).await
+    }
+
+    async fn apply_one(&self, incoming: Incoming, forced: bool) -> anyhow::Result<IngestStats> {
         let stats = self
             .store
             .ingest(
@@ -289,6 +295,44 @@ impl Worker {
             .await?;
         self.wake.notify_one();
         Ok(stats)
+    }
+
+    /// The feed carried changes that named a posting but could not be used
+    /// (not JSON, no usable version): each posting's state is learnt from
+    /// JobAG instead, since the lost change may have been a withdrawal or a
+    /// new posting. When JobAG's own copy is unusable too, a copy on EURES
+    /// is withdrawn until a readable version arrives: when in doubt, the
+    /// copy goes.
+    async fn reread_damaged(&self, quarantined: &[QuarantineItem]) {
+        let mut ids: Vec<&str> = quarantined
+            .iter()
+            .filter_map(|q| q.posting_id.as_deref())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            let outcome = match self.reread(id, false).await {
+                Err(e) if e.is::<UnusablePosting>() => {
+                    tracing::warn!(posting = id, error = %e,
+                        "neither the feed nor JobAG gave a usable copy: the EURES copy is withdrawn until a readable version arrives");
+                    match self.store.get(id).await {
+                        Ok(Some(current)) => {
+                            let why =
+                                AbsentReason::Invalid("unreadable in the feed and in JobAG".into());
+                            self.apply_one(absent_at(&current, why), true)
+                                .await
+                                .map(|_| ())
+                        }
+                        Ok(None) => Ok(()),
+                        Err(e) => Err(e.into()),
+                    }
+                }
+                other => other.map(|_| ()),
+            };
+            if let Err(e) = outcome {
+                tracing::warn!(posting = id, error = %e, "re-reading a posting whose feed change was unusable failed");
+            }
+        }
     }
 
     /// How often leadership is renewed or tried, and a follower's pause.
@@ -446,5 +490,25 @@ impl Worker {
         self.store.release_all(&self.settings.owner).await?;
         tracing::info!("worker stopped");
         Ok(())
+    }
+}
+
+/// JobAG answered a single-posting read with something that is no usable
+/// posting (no id or version, not JSON).
+#[derive(Debug, thiserror::Error)]
+#[error("posting {id}: JobAG returned an unusable posting: {reason}")]
+pub struct UnusablePosting {
+    id: String,
+    reason: String,
+}
+
+/// A change that takes `current` off EURES at the ledger's own version.
+fn absent_at(current: &Entry, reason: AbsentReason) -> Incoming {
+    Incoming {
+        id: current.id.clone(),
+        version: current.source_version,
+        updated_at_ms: None,
+        employer_cvr: None,
+        desired: Desired::Absent(reason),
     }
 }

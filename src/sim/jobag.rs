@@ -190,7 +190,22 @@ impl JobagSim {
     /// # Panics
     /// When `posting` has no string `id` or a `version` that is not an
     /// unsigned integer: use [`JobagSim::push_raw`] for malformed changes.
-    pub fn upsert(&self, mut posting: Value) -> u64 {
+    pub fn upsert(&self, posting: Value) -> u64 {
+        self.publish(posting, false)
+    }
+
+    /// Like [`JobagSim::upsert`], but the feed carries the change damaged
+    /// in transit (an invalid UTF-8 byte inside its `title`), while the
+    /// snapshot and the single-posting read serve it intact: to see whether
+    /// a client learns such a posting's state from JobAG.
+    ///
+    /// # Panics
+    /// As [`JobagSim::upsert`], and when the posting has no string `title`.
+    pub fn upsert_damaged(&self, posting: Value) -> u64 {
+        self.publish(posting, true)
+    }
+
+    fn publish(&self, mut posting: Value, damaged: bool) -> u64 {
         let Some(obj) = posting.as_object_mut() else {
             panic!("JobagSim::upsert needs a JSON object; use push_raw for malformed changes");
         };
@@ -213,7 +228,18 @@ impl JobagSim {
         };
         let bytes = Bytes::from(serde_json::to_vec(&posting).expect("JSON values serialise"));
         feed.bump_version(&id, version);
-        feed.log.push(bytes.clone());
+        if damaged {
+            let mut broken = bytes.to_vec();
+            let title = br#""title":""#;
+            let at = broken
+                .windows(title.len())
+                .position(|w| w == title)
+                .expect("JobagSim::upsert_damaged needs a string `title`");
+            broken.insert(at + title.len(), 0xff);
+            feed.log.push(Bytes::from(broken));
+        } else {
+            feed.log.push(bytes.clone());
+        }
         feed.current.insert(id, bytes);
         version
     }
