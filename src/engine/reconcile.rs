@@ -191,18 +191,28 @@ impl Worker {
                 }
             };
             report.eures_items += page.items.len() as u64;
+            // Compare in full only what may differ: copies the ledger does
+            // not believe EURES holds at this version and hash.
+            let ids: Vec<&str> = page.items.iter().map(|i| i.reference.as_str()).collect();
+            let held = self.store.delivered_copies(&ids).await?;
             let listed: Vec<Listed> = page
                 .items
-                .into_iter()
+                .iter()
+                .filter(|i| {
+                    held.get(&i.reference).is_none_or(|(version, hash)| {
+                        *version != i.source_version
+                            || i.content_sha256.as_deref() != Some(hash.as_str())
+                    })
+                })
                 .map(|i| Listed {
-                    reference: i.reference,
+                    reference: i.reference.clone(),
                     source_version: i.source_version,
-                    content_sha256: i.content_sha256,
+                    content_sha256: i.content_sha256.clone(),
                 })
                 .collect();
             let diffs = self
                 .store
-                .reconcile_remote(&listed, run, self.ctx(), repair)
+                .reconcile_remote(&listed, &ids, run, self.ctx(), repair)
                 .await?;
             report.record(diffs, on_diff);
             progress(Phase::Listing, report.eures_items);

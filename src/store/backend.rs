@@ -133,6 +133,7 @@ where
     for<'r> FlatEntry: FromRow<'r, <B::Db as Database>::Row>,
     for<'r> AuditRow: FromRow<'r, <B::Db as Database>::Row>,
     for<'r> (String, i64): FromRow<'r, <B::Db as Database>::Row>,
+    for<'r> (String, i64, String): FromRow<'r, <B::Db as Database>::Row>,
     for<'r> (Option<String>, String): FromRow<'r, <B::Db as Database>::Row>,
     for<'r> (i64,): FromRow<'r, <B::Db as Database>::Row>,
     for<'r> (Option<i64>,): FromRow<'r, <B::Db as Database>::Row>,
@@ -379,15 +380,29 @@ where
         })
     }
 
+    async fn delivered_copies(&self, ids: &[&str]) -> Result<HashMap<String, (u64, String)>> {
+        let rows: Vec<(String, i64, String)> = <B::Db as Dialect>::bind_ids(
+            sqlx::query_as(<B::Db as Dialect>::sql(Stmt::DeliveredCopies)),
+            ids,
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, v, hash)| (id, (u64::try_from(v).unwrap_or(0), hash)))
+            .collect())
+    }
+
     async fn reconcile_remote(
         &self,
         page: &[Listed],
+        seen: &[&str],
         run: i64,
         ctx: Ctx,
         repair: Repair,
     ) -> Result<Vec<Diff>> {
         transact!(self, "reconcile", Commit::Durable, ctx, |tx| {
-            tx::reconcile_remote(tx, page, run, ctx, repair)
+            tx::reconcile_remote(tx, page, seen, run, ctx, repair)
         })
     }
 

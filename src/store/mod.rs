@@ -285,10 +285,19 @@ pub trait Store: Send + Sync + 'static {
         ctx: Ctx,
         repair: Repair,
     ) -> Result<(Vec<Diff>, Option<String>)>;
-    /// Compares one page of the EURES listing with the ledger.
+    /// What the ledger believes EURES holds of each of `ids`: the version
+    /// and content hash of the copies delivered.
+    async fn delivered_copies(
+        &self,
+        ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, (u64, String)>>;
+    /// Compares one page of the EURES listing with the ledger. `seen`
+    /// names every reference of the listing page, `page` only those
+    /// compared (the others the ledger believes delivered as listed).
     async fn reconcile_remote(
         &self,
         page: &[Listed],
+        seen: &[&str],
         run: i64,
         ctx: Ctx,
         repair: Repair,

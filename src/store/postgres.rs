@@ -223,6 +223,11 @@ impl Dialect for Postgres {
                 "UPDATE postings SET lease_owner = NULL, lease_until_ms = NULL WHERE id = ANY($1)"
             }
             Stmt::KnownVersions => "SELECT id, source_version FROM postings WHERE id = ANY($1)",
+            Stmt::DeliveredCopies => {
+                "SELECT id, delivered_version, delivered_hash FROM postings \
+                 WHERE id = ANY($1) AND delivered_state = 'present' \
+                   AND delivered_version IS NOT NULL AND delivered_hash IS NOT NULL"
+            }
             Stmt::CountDead => "SELECT COUNT(*) FROM postings WHERE dead",
             Stmt::NextExpiry => {
                 "SELECT MIN(publication_end_ms) FROM postings WHERE desired_present"

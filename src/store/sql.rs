@@ -158,6 +158,9 @@ pub(crate) enum Stmt {
     ReleaseMany,
     /// `id, source_version` of the ids `$1` (not locked).
     KnownVersions,
+    /// `id, delivered_version, delivered_hash` of the ids `$1` whose copy
+    /// was delivered (not locked).
+    DeliveredCopies,
     CountDead,
     NextExpiry,
 }

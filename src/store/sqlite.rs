@@ -182,6 +182,11 @@ impl Dialect for Sqlite {
                 "SELECT id, source_version FROM postings \
                  WHERE id IN (SELECT value FROM json_each($1))"
             }
+            Stmt::DeliveredCopies => {
+                "SELECT id, delivered_version, delivered_hash FROM postings \
+                 WHERE id IN (SELECT value FROM json_each($1)) AND delivered_state = 'present' \
+                   AND delivered_version IS NOT NULL AND delivered_hash IS NOT NULL"
+            }
             Stmt::CountDead => "SELECT COUNT(*) FROM postings WHERE dead = 1",
             Stmt::NextExpiry => {
                 "SELECT MIN(publication_end_ms) FROM postings WHERE desired_present = 1"

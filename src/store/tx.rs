@@ -451,6 +451,7 @@ where
 pub(crate) async fn reconcile_remote<T: LedgerTx>(
     tx: &mut T,
     page: &[Listed],
+    seen: &[&str],
     run: i64,
     ctx: Ctx,
     repair: Repair,
@@ -518,7 +519,7 @@ pub(crate) async fn reconcile_remote<T: LedgerTx>(
             }
         }
     }
-    finish_seen_page(tx, &writes, Seen::OnEures, &ids, run, ctx, repair).await?;
+    finish_seen_page(tx, &writes, Seen::OnEures, seen, run, ctx, repair).await?;
     Ok(diffs)
 }
 
