@@ -33,17 +33,17 @@ const CONTENT_FORMAT_VERSION: &str = "1.3";
 /// The client could not be built. Never carries a token.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("eures.base_url: {0}")]
-    BaseUrl(String),
+    #[error("{client}.base_url: {why}")]
+    BaseUrl { client: &'static str, why: String },
     #[error("tls.extra_ca_file: {}: {why}", path.display())]
     ExtraCa {
         path: std::path::PathBuf,
         why: String,
     },
-    #[error("eures token: contains characters not allowed in an HTTP header")]
-    Token,
-    #[error("eures HTTP client: {0}")]
-    Http(String),
+    #[error("{client} token: contains characters not allowed in an HTTP header")]
+    Token { client: &'static str },
+    #[error("{client} HTTP client: {why}")]
+    Http { client: &'static str, why: String },
 }
 
 /// One vacancy to create or replace, borrowed from the ledger row.
@@ -143,35 +143,14 @@ impl EuresClient {
         concurrency: usize,
         extra_ca: Option<&Path>,
     ) -> Result<Self, SetupError> {
-        let base = parse_base(base_url).map_err(SetupError::BaseUrl)?;
-        let auth = match token {
-            Some(token) => {
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
-                    .map_err(|_| SetupError::Token)?;
-                value.set_sensitive(true);
-                Some(value)
-            }
-            None => None,
-        };
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("eures-sync/", env!("CARGO_PKG_VERSION")))
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .pool_max_idle_per_host(concurrency.max(1))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_keepalive(Duration::from_secs(60))
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(path) = extra_ca {
-            let certs = read_ca_bundle(path).map_err(|why| SetupError::ExtraCa {
-                path: path.to_owned(),
-                why,
-            })?;
-            builder = builder.tls_certs_merge(certs);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| SetupError::Http(error_chain(&e)))?;
+        let (base, http, auth) = http_setup(
+            "eures",
+            base_url,
+            token,
+            timeout,
+            extra_ca,
+            reqwest::Client::builder().pool_max_idle_per_host(concurrency.max(1)),
+        )?;
         Ok(Self { http, base, auth })
     }
 
@@ -346,6 +325,49 @@ impl EuresClient {
 
 /// Parses and checks a base URL: http(s), with a host, able to take path
 /// segments.
+/// What both HTTP clients set up alike: the base URL, a client (from
+/// `builder`, with the timeouts, keep-alive, no redirects, the extra CA)
+/// and the bearer header, marked sensitive so it never reaches a log.
+pub(crate) fn http_setup(
+    client: &'static str,
+    base_url: &str,
+    token: Option<SecretString>,
+    timeout: Duration,
+    extra_ca: Option<&Path>,
+    builder: reqwest::ClientBuilder,
+) -> Result<(Url, reqwest::Client, Option<HeaderValue>), SetupError> {
+    let base = parse_base(base_url).map_err(|why| SetupError::BaseUrl { client, why })?;
+    let auth = match token {
+        Some(token) => {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+                .map_err(|_| SetupError::Token { client })?;
+            value.set_sensitive(true);
+            Some(value)
+        }
+        None => None,
+    };
+    let mut builder = builder
+        .user_agent(concat!("eures-sync/", env!("CARGO_PKG_VERSION")))
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_keepalive(Duration::from_secs(60))
+        .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(path) = extra_ca {
+        let certs = read_ca_bundle(path).map_err(|why| SetupError::ExtraCa {
+            path: path.to_owned(),
+            why,
+        })?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    let http = builder.build().map_err(|e| SetupError::Http {
+        client,
+        why: error_chain(&e),
+    })?;
+    Ok((base, http, auth))
+}
+
 pub(crate) fn parse_base(base_url: &str) -> Result<Url, String> {
     let mut url = Url::parse(base_url.trim()).map_err(|e| format!("not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {

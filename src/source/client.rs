@@ -19,14 +19,15 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use url::Url;
 
+pub use crate::deliver::client::SetupError;
 use crate::deliver::client::{
-    BodyError, describe_error, json_error_summary, parse_base, read_bounded, read_ca_bundle,
+    BodyError, describe_error, http_setup, json_error_summary, read_bounded,
 };
 
 /// Default bound of one response body: a feed that never ends cannot
@@ -59,22 +60,6 @@ impl SourceError {
     pub fn is_transient(&self) -> bool {
         matches!(self, SourceError::Transient(_))
     }
-}
-
-/// The client could not be built. Never carries a token.
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    #[error("jobag.base_url: {0}")]
-    BaseUrl(String),
-    #[error("tls.extra_ca_file: {}: {why}", path.display())]
-    ExtraCa {
-        path: std::path::PathBuf,
-        why: String,
-    },
-    #[error("jobag token: contains characters not allowed in an HTTP header")]
-    Token,
-    #[error("jobag HTTP client: {0}")]
-    Http(String),
 }
 
 /// One page of the change feed.
@@ -204,34 +189,14 @@ impl JobagClient {
         timeout: Duration,
         extra_ca: Option<&Path>,
     ) -> Result<Self, SetupError> {
-        let base = parse_base(base_url).map_err(SetupError::BaseUrl)?;
-        let auth = match token {
-            Some(token) => {
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
-                    .map_err(|_| SetupError::Token)?;
-                value.set_sensitive(true);
-                Some(value)
-            }
-            None => None,
-        };
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("eures-sync/", env!("CARGO_PKG_VERSION")))
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_keepalive(Duration::from_secs(60))
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(path) = extra_ca {
-            let certs = read_ca_bundle(path).map_err(|why| SetupError::ExtraCa {
-                path: path.to_owned(),
-                why,
-            })?;
-            builder = builder.tls_certs_merge(certs);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| SetupError::Http(e.to_string()))?;
+        let (base, http, auth) = http_setup(
+            "jobag",
+            base_url,
+            token,
+            timeout,
+            extra_ca,
+            reqwest::Client::builder(),
+        )?;
         Ok(Self {
             http,
             base,
@@ -907,7 +872,7 @@ mod tests {
         let e = JobagClient::new("nope", None, TIMEOUT, None).unwrap_err();
         assert!(e.to_string().starts_with("jobag.base_url: "), "{e}");
         let e = JobagClient::new("http://x", Some("a\nb".into()), TIMEOUT, None).unwrap_err();
-        assert!(matches!(e, SetupError::Token));
+        assert!(matches!(e, SetupError::Token { client: "jobag" }));
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
         let e = JobagClient::new("http://x", None, TIMEOUT, Some(&ca)).unwrap_err();
