@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    bound_malloc_arenas();
     let cli = eures_sync::cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -26,3 +27,20 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// glibc gives every thread that allocates concurrently an arena of its own
+/// (up to 8 per core) and returns little of them to the system: with tokio's
+/// workers and one thread per SQLite connection that cost about 7 MiB of
+/// peak RSS at a million postings (71.5 → 64.4 MiB measured), for no speed
+/// we could measure. Two arenas are plenty for a service this size.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn bound_malloc_arenas() {
+    // SAFETY: mallopt only sets an allocator parameter; it is called before
+    // any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn bound_malloc_arenas() {}

@@ -106,6 +106,9 @@ impl SqliteStore {
             // 1 MiB of page cache per connection (SQLite's default is 2):
             // the ledger is read by key and in index order, never scanned hot.
             .pragma("cache_size", "-1024")
+            // Fewer prepared statements kept per connection than sqlx's 100:
+            // the ledger uses a few dozen, and each holds its own memory.
+            .statement_cache_capacity(48)
             .foreign_keys(true);
         if let Some(dir) = options.get_filename().parent()
             && !dir.as_os_str().is_empty()
@@ -115,8 +118,10 @@ impl SqliteStore {
                 StoreError::Url(format!("cannot create {}: {e}", Path::new(dir).display()))
             })?;
         }
+        // One writer at a time anyway: three connections serve the loops
+        // and a reader (status, the Input API) without waiting.
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(3)
             .before_acquire(|conn, _| Box::pin(async move { Ok(in_step(conn)) }))
             .connect_with(options)
             .await?;
