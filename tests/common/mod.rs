@@ -247,20 +247,7 @@ impl Env {
 
     /// A worker in this process with short retry delays.
     pub async fn worker(&self) -> Running {
-        let config = self.config();
-        let store = eures_sync::store::connect(&config.database.url)
-            .await
-            .expect("store");
-        let mut worker = Worker::from_config(&config, store).expect("worker");
-        worker.settings.retry = RetryPolicy {
-            base: Duration::from_millis(20),
-            cap: Duration::from_millis(500),
-            ..RetryPolicy::default()
-        };
-        let worker = Arc::new(worker);
-        let (stop, rx) = watch::channel(false);
-        let task = tokio::spawn(worker.clone().run(rx));
-        Running { worker, stop, task }
+        self.worker_with(self.config()).await
     }
 
     /// A pull-mode configuration (SPEC 4.3): the same ledger and JobAG as
