@@ -315,17 +315,7 @@ impl Worker {
                 Err(e) if e.is::<UnusablePosting>() => {
                     tracing::warn!(posting = id, error = %e,
                         "neither the feed nor JobAG gave a usable copy: the EURES copy is withdrawn until a readable version arrives");
-                    match self.store.get(id).await {
-                        Ok(Some(current)) => {
-                            let why =
-                                AbsentReason::Invalid("unreadable in the feed and in JobAG".into());
-                            self.apply_one(absent_at(&current, why), true)
-                                .await
-                                .map(|_| ())
-                        }
-                        Ok(None) => Ok(()),
-                        Err(e) => Err(e.into()),
-                    }
+                    self.withdraw_unreadable(id).await
                 }
                 other => other.map(|_| ()),
             };
@@ -333,6 +323,15 @@ impl Worker {
                 tracing::warn!(posting = id, error = %e, "re-reading a posting whose feed change was unusable failed");
             }
         }
+    }
+
+    async fn withdraw_unreadable(&self, id: &str) -> anyhow::Result<()> {
+        let Some(current) = self.store.get(id).await? else {
+            return Ok(());
+        };
+        let why = AbsentReason::Invalid("unreadable in the feed and in JobAG".into());
+        self.apply_one(absent_at(&current, why), true).await?;
+        Ok(())
     }
 
     /// How often leadership is renewed or tried, and a follower's pause.

@@ -663,7 +663,13 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> HandlerResult {
 
     let (resp, applied) = match route {
         Route::Put(reference) => {
-            let parsed = parsed.expect("a PUT body was read");
+            let Some(parsed) = parsed else {
+                return t.answer(error_body(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "",
+                    "simulator: PUT body not read",
+                ));
+            };
             put(&shared, reference, parsed)
         }
         Route::Delete(reference) => match header_version {

@@ -219,13 +219,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Claimed>>;
     /// Records an attempt's end, releases the lease, writes the audit row.
     async fn complete(&self, owner: &str, done: Completion<'_>, ctx: Ctx) -> Result<()>;
-    /// Records several attempts' ends; a store may do it in one transaction.
-    async fn complete_many(&self, owner: &str, done: &[Completion<'_>], ctx: Ctx) -> Result<()> {
-        for d in done {
-            self.complete(owner, d.clone(), ctx).await?;
-        }
-        Ok(())
-    }
+    /// Records several attempts' ends, in order, in one transaction.
+    async fn complete_many(&self, owner: &str, done: &[Completion<'_>], ctx: Ctx) -> Result<()>;
     /// Gives back a lease without an attempt (shutdown, content to re-read).
     async fn release(&self, owner: &str, id: &str) -> Result<()>;
     /// Ends every lease this owner holds (start-up, shutdown after the
