@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -45,11 +46,32 @@ pub(crate) enum Commit {
     Redoable,
 }
 
+/// How often a worker looks for leases that ran out. Looking costs a
+/// statement per claim; a lease runs out seconds after its worker died, so
+/// a quarter of a second more is nothing.
+const REAP_EVERY_MS: i64 = 250;
+
+/// When a store's next claim looks for leases that ran out.
+#[derive(Debug, Default)]
+pub(crate) struct ReapClock(AtomicI64);
+
+impl ReapClock {
+    /// Whether to look now (and not again for [`REAP_EVERY_MS`]).
+    fn due(&self, now_ms: i64) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |next| {
+                (now_ms >= next).then_some(now_ms.saturating_add(REAP_EVERY_MS))
+            })
+            .is_ok()
+    }
+}
+
 /// What a database adds to its [`Dialect`] to be a [`Store`].
 #[async_trait]
 pub(crate) trait Backend: Send + Sync + 'static {
     type Db: Dialect;
     fn pool(&self) -> &Pool<Self::Db>;
+    fn reap_clock(&self) -> &ReapClock;
     /// Opens a write transaction (on SQLite an exclusive one).
     async fn begin(&self, commit: Commit) -> Result<Tx<Self::Db>>;
     /// The time a transaction stamps its writes with, read once it is open
@@ -202,8 +224,9 @@ where
     ) -> Result<Vec<Claimed>> {
         let until_ms = now_ms.saturating_add(millis(lease));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let reap = self.reap_clock().due(now_ms);
         transact!(self, "claim", |tx| tx::claim(
-            tx, owner, until_ms, limit, now_ms
+            tx, owner, until_ms, limit, now_ms, reap
         ))
     }
 

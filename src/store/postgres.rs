@@ -38,7 +38,7 @@ use sqlx::query::{Query, QueryAs};
 use sqlx::{Connection, PgPool, Pool};
 use tokio::sync::{Notify, watch};
 
-use super::backend::{Backend, Commit};
+use super::backend::{Backend, Commit, ReapClock};
 use super::exchange::{ExchangeSql, POSTGRES_EXCHANGE};
 use super::row::{CLAIM_COLUMNS, COLUMNS};
 use super::sql::{Dialect, Stmt, Tx};
@@ -123,6 +123,7 @@ const LEAD: &str = "INSERT INTO leader_lease (role, owner, until_ms) \
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pub(crate) pool: PgPool,
+    reap_clock: Arc<ReapClock>,
 }
 
 /// Pool settings carried in the URL's query.
@@ -190,7 +191,10 @@ impl PgStore {
             })
             .connect_with(options)
             .await?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            reap_clock: Arc::default(),
+        })
     }
 }
 
@@ -218,9 +222,6 @@ impl Dialect for Postgres {
             Stmt::StampOnEures => {
                 "UPDATE postings SET remote_seen_run = GREATEST(remote_seen_run, $1) \
                  WHERE id = ANY($2)"
-            }
-            Stmt::ReleaseMany => {
-                "UPDATE postings SET lease_owner = NULL, lease_until_ms = NULL WHERE id = ANY($1)"
             }
             Stmt::KnownVersions => "SELECT id, source_version FROM postings WHERE id = ANY($1)",
             Stmt::DeliveredCopies => {
@@ -318,25 +319,32 @@ impl Backend for PgStore {
         &self.pool
     }
 
+    fn reap_clock(&self) -> &ReapClock {
+        &self.reap_clock
+    }
+
     /// Every write transaction first takes the table lock all writers
     /// share (`ROW EXCLUSIVE` conflicts with none of them), so that its
     /// clock is read after it and [`Backend::barrier`] can wait for it.
     async fn begin(&self, commit: Commit) -> Result<Tx<Postgres>> {
-        Ok(Tx(match commit {
-            Commit::Durable => {
-                self.pool
-                    .begin_with("BEGIN; LOCK TABLE postings IN ROW EXCLUSIVE MODE")
-                    .await?
-            }
-            Commit::Redoable => {
-                self.pool
-                    .begin_with(
-                        "BEGIN; SET LOCAL synchronous_commit = off; \
+        Ok(Tx(
+            match commit {
+                Commit::Durable => {
+                    self.pool
+                        .begin_with("BEGIN; LOCK TABLE postings IN ROW EXCLUSIVE MODE")
+                        .await?
+                }
+                Commit::Redoable => {
+                    self.pool
+                        .begin_with(
+                            "BEGIN; SET LOCAL synchronous_commit = off; \
                          LOCK TABLE postings IN ROW EXCLUSIVE MODE",
-                    )
-                    .await?
-            }
-        }))
+                        )
+                        .await?
+                }
+            },
+            None,
+        ))
     }
 
     /// `SHARE` conflicts with the `ROW EXCLUSIVE` lock every write

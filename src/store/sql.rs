@@ -18,7 +18,7 @@ use sqlx::query::Query;
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, QueryBuilder, Transaction, Type};
 
 use super::row::{COLUMNS, FlatEntry, Leased, RankedClaim, in_claim_order};
-use super::tx::{LedgerTx, NewAudit, Page, Seen};
+use super::tx::{Leases, LedgerTx, NewAudit, Page, Seen};
 use super::{Claimed, PurgeStats, QuarantineItem, Result, StoreError, Summary};
 use crate::domain::ledger::Entry;
 
@@ -43,6 +43,14 @@ static UPSERT_TAIL: LazyLock<String> = LazyLock::new(|| {
         .collect::<Vec<_>>()
         .join(", ");
     format!(" ON CONFLICT (id) DO UPDATE SET {updates}")
+});
+
+/// The same, ending the records' leases.
+static UPSERT_RELEASE_TAIL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{}, lease_owner = NULL, lease_until_ms = NULL",
+        *UPSERT_TAIL
+    )
 });
 
 /// Ends a multi-row insert of records the transaction did not find: one a
@@ -154,8 +162,6 @@ pub(crate) enum Stmt {
     StampInSource,
     /// Raises `remote_seen_run` of the ids `$2` to at least `$1`.
     StampOnEures,
-    /// Ends the leases of the ids `$1`.
-    ReleaseMany,
     /// `id, source_version` of the ids `$1` (not locked).
     KnownVersions,
     /// `id, delivered_version, delivered_hash` of the ids `$1` whose copy
@@ -187,8 +193,16 @@ pub(crate) trait Dialect: Database + HasStatementCache {
     fn exchange() -> &'static super::exchange::ExchangeSql;
 }
 
-/// One open transaction of either database.
-pub(crate) struct Tx<DB: Database>(pub Transaction<'static, DB>);
+/// One open transaction of either database, with the writer's turn it
+/// holds until it ends, where the database has one (see `SqliteStore`).
+pub(crate) struct Tx<DB: Database>(
+    pub Transaction<'static, DB>,
+    #[expect(
+        dead_code,
+        reason = "held, never read: the turn ends with the transaction"
+    )]
+    pub Option<tokio::sync::OwnedMutexGuard<()>>,
+);
 
 impl<DB: Database> Tx<DB> {
     pub async fn commit(self) -> Result<()> {
@@ -270,9 +284,13 @@ where
         Ok(out)
     }
 
-    async fn write(&mut self, loaded: &[&Entry], new: &[&Entry]) -> Result<()> {
+    async fn write(&mut self, loaded: &[&Entry], new: &[&Entry], leases: Leases) -> Result<()> {
+        let tail = match leases {
+            Leases::Keep => UPSERT_TAIL.as_str(),
+            Leases::End => UPSERT_RELEASE_TAIL.as_str(),
+        };
         for chunk in loaded.chunks(WRITE_CHUNK) {
-            insert_entries(chunk, UPSERT_TAIL.as_str())
+            insert_entries(chunk, tail)
                 .build()
                 .persistent(false)
                 .execute(&mut *self.0)
@@ -318,16 +336,6 @@ where
             Seen::OnEures => Stmt::StampOnEures,
         };
         DB::bind_ids_exec(sqlx::query(DB::sql(stmt)).bind(run), ids)
-            .execute(&mut *self.0)
-            .await?;
-        Ok(())
-    }
-
-    async fn release(&mut self, ids: &[&str]) -> Result<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        DB::bind_ids_exec(sqlx::query(DB::sql(Stmt::ReleaseMany)), ids)
             .execute(&mut *self.0)
             .await?;
         Ok(())

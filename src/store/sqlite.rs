@@ -24,9 +24,9 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Pool, Sqlite, SqlitePool};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Mutex, Notify, watch};
 
-use super::backend::{Backend, Commit};
+use super::backend::{Backend, Commit, ReapClock};
 use super::exchange::{ExchangeSql, SQLITE_EXCHANGE};
 use super::row::{CLAIM_COLUMNS, COLUMNS};
 use super::sql::{Dialect, Stmt, Tx};
@@ -85,6 +85,13 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
+    /// The writers of this process take turns here before `BEGIN
+    /// IMMEDIATE`. SQLite itself makes a writer that finds the lock taken
+    /// sleep and retry (1, 2, 5, 10 ms...), which leaves the lock idle
+    /// between writers; a queue hands it on at once, in arrival order.
+    /// Other processes (an operator's CLI) still meet `busy_timeout`.
+    writers: Arc<Mutex<()>>,
+    reap_clock: Arc<ReapClock>,
     /// Read once the write lock is held (see [`Backend::clock_ms`]); tests
     /// that script time replace it.
     clock: fn() -> i64,
@@ -127,6 +134,8 @@ impl SqliteStore {
             .await?;
         Ok(SqliteStore {
             pool,
+            writers: Arc::new(Mutex::new(())),
+            reap_clock: Arc::default(),
             clock: wall_clock,
         })
     }
@@ -179,10 +188,6 @@ impl Dialect for Sqlite {
                 "UPDATE postings SET remote_seen_run = MAX(COALESCE(remote_seen_run, 0), $1) \
                  WHERE id IN (SELECT value FROM json_each($2))"
             }
-            Stmt::ReleaseMany => {
-                "UPDATE postings SET lease_owner = NULL, lease_until_ms = NULL \
-                 WHERE id IN (SELECT value FROM json_each($1))"
-            }
             Stmt::KnownVersions => {
                 "SELECT id, source_version FROM postings \
                  WHERE id IN (SELECT value FROM json_each($1))"
@@ -233,10 +238,18 @@ impl Backend for SqliteStore {
         &self.pool
     }
 
+    fn reap_clock(&self) -> &ReapClock {
+        &self.reap_clock
+    }
+
     /// `BEGIN IMMEDIATE`: nobody else writes until it ends. Every commit
     /// is as durable as `synchronous = NORMAL` makes it.
     async fn begin(&self, _commit: Commit) -> Result<Tx<Sqlite>> {
-        Ok(Tx(self.pool.begin_with("BEGIN IMMEDIATE").await?))
+        let turn = self.writers.clone().lock_owned().await;
+        Ok(Tx(
+            self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Some(turn),
+        ))
     }
 
     fn clock_ms(&self) -> i64 {
@@ -252,6 +265,7 @@ impl Backend for SqliteStore {
     /// holding it, and WAL readers started after this commit see everything
     /// it wrote (and every later writer stamps a later time).
     async fn barrier(&self) -> Result<()> {
+        let _turn = self.writers.lock().await;
         self.pool
             .begin_with("BEGIN IMMEDIATE")
             .await?

@@ -88,13 +88,11 @@ pub(crate) trait LedgerTx: Send {
     /// this transaction loaded, `new` ones it did not find only if still
     /// absent (a concurrent insert fails the transaction with
     /// [`super::StoreError::Conflict`]).
-    async fn write(&mut self, loaded: &[&Entry], new: &[&Entry]) -> Result<()>;
+    async fn write(&mut self, loaded: &[&Entry], new: &[&Entry], leases: Leases) -> Result<()>;
     async fn set_state(&mut self, key: &str, value: &str) -> Result<()>;
     async fn quarantine(&mut self, item: &QuarantineItem, at_ms: i64) -> Result<()>;
     /// Sets the reconcile stamp of `ids` to at least `run`.
     async fn stamp(&mut self, seen: Seen, ids: &[&str], run: i64) -> Result<()>;
-    /// Ends the leases of records this transaction loaded.
-    async fn release(&mut self, ids: &[&str]) -> Result<()>;
     /// Leases up to `limit` due, unleased operations to `owner` until
     /// `until_ms`, deletions first, in claim order.
     async fn lease_due(
@@ -110,6 +108,15 @@ pub(crate) trait LedgerTx: Send {
     async fn wake_workers(&mut self) -> Result<()>;
 }
 
+/// What a write does to the leases of the records it writes over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Leases {
+    /// Left as they are: an attempt may be under way.
+    Keep,
+    /// Ended: the attempt's outcome is what is written (or it was abandoned).
+    End,
+}
+
 /// Whether the record has an operation ready now (not backing off).
 fn due_now(entry: &Entry, now_ms: i64) -> bool {
     entry.due().is_some() && entry.retry.next_attempt_at_ms <= now_ms
@@ -118,10 +125,19 @@ fn due_now(entry: &Entry, now_ms: i64) -> bool {
 /// Writes `entries` (the existing ones by their loaded flag) and wakes the
 /// workers when one of them is due now.
 async fn write_all<T: LedgerTx>(tx: &mut T, entries: &[(&Entry, bool)], now_ms: i64) -> Result<()> {
+    write_leases(tx, entries, now_ms, Leases::Keep).await
+}
+
+async fn write_leases<T: LedgerTx>(
+    tx: &mut T,
+    entries: &[(&Entry, bool)],
+    now_ms: i64,
+    leases: Leases,
+) -> Result<()> {
     let (loaded, new): (Vec<_>, Vec<_>) = entries.iter().partition(|(_, existed)| *existed);
     let loaded: Vec<&Entry> = loaded.into_iter().map(|&(e, _)| e).collect();
     let new: Vec<&Entry> = new.into_iter().map(|&(e, _)| e).collect();
-    tx.write(&loaded, &new).await?;
+    tx.write(&loaded, &new, leases).await?;
     if entries.iter().any(|(e, _)| due_now(e, now_ms)) {
         tx.wake_workers().await?;
     }
@@ -204,15 +220,18 @@ pub(crate) async fn expire_page<T: LedgerTx>(
 }
 
 /// Leases due operations to `owner`, after taking back the leases that ran
-/// out (see [`reap`]).
+/// out (see [`reap`]) when `reap` says to look.
 pub(crate) async fn claim<T: LedgerTx>(
     tx: &mut T,
     owner: &str,
     until_ms: i64,
     limit: i64,
     now_ms: i64,
+    reap_first: bool,
 ) -> Result<Vec<Claimed>> {
-    reap(tx, REAP_BATCH, Ctx::claiming(now_ms)).await?;
+    if reap_first {
+        reap(tx, REAP_BATCH, Ctx::claiming(now_ms)).await?;
+    }
     tx.lease_due(owner, until_ms, limit, now_ms).await
 }
 
@@ -231,9 +250,7 @@ pub(crate) async fn reap<T: LedgerTx>(tx: &mut T, limit: i64, ctx: Ctx) -> Resul
         .iter()
         .map(|(entry, _)| ledger::abandon(entry, ctx.now_ms, ctx.mode))
         .collect();
-    write_all(tx, &existing(&next), ctx.now_ms).await?;
-    let ids: Vec<&str> = next.iter().map(|e| e.id.as_str()).collect();
-    tx.release(&ids).await?;
+    write_leases(tx, &existing(&next), ctx.now_ms, Leases::End).await?;
     for (entry, holder) in &rows {
         tracing::info!(posting = %entry.id, holder = %holder,
             "a lease ran out with its attempt unfinished: outcome unknown, the operation is due again");
@@ -284,9 +301,7 @@ pub(crate) async fn complete<T: LedgerTx>(
     let mut next: Vec<&Entry> = held.values().collect();
     next.sort_unstable_by(|a, b| a.id.cmp(&b.id));
     let writes: Vec<(&Entry, bool)> = next.iter().map(|e| (*e, true)).collect();
-    write_all(tx, &writes, ctx.now_ms).await?;
-    let released: Vec<&str> = next.iter().map(|e| e.id.as_str()).collect();
-    tx.release(&released).await?;
+    write_leases(tx, &writes, ctx.now_ms, Leases::End).await?;
     let audit: Vec<NewAudit<'_>> = done
         .iter()
         .map(|d| NewAudit {
