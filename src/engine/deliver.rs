@@ -21,6 +21,9 @@ use crate::store::{Claimed, Completion};
 /// deletion that becomes due.
 const CLAIM_GATHER: Duration = Duration::from_millis(1);
 
+/// How long the recorder gathers outcomes for one transaction.
+const RECORD_GATHER: Duration = Duration::from_millis(5);
+
 /// At most this many outcomes per ledger transaction.
 const RECORD_BATCH: usize = 256;
 
@@ -157,6 +160,18 @@ impl Worker {
     async fn record_loop(self: Arc<Self>, mut finished: mpsc::Receiver<Finished>) {
         let mut batch = Vec::with_capacity(RECORD_BATCH);
         while finished.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+            // Outcomes that finish close together share a transaction: its
+            // cost is mostly per transaction (statements, commit, a turn at
+            // SQLite's write lock), and their requests' slots are free
+            // already: only the leases wait.
+            let gather = tokio::time::Instant::now() + RECORD_GATHER;
+            while batch.len() < RECORD_BATCH {
+                let room = RECORD_BATCH - batch.len();
+                match tokio::time::timeout_at(gather, finished.recv_many(&mut batch, room)).await {
+                    Ok(n) if n > 0 => {}
+                    _ => break,
+                }
+            }
             let limits = RetryLimits {
                 max_attempts: self.settings.max_attempts,
             };
