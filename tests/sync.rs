@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Backend, Env, assert_no_regression, editable, eventually, eventually_async};
+use eures_sync::domain::ledger::{Delivered, DesiredState};
 use eures_sync::sim::eures::Faults;
 use eures_sync::sim::jobag::sample_posting;
 use hyper::Method;
@@ -103,6 +104,19 @@ async fn create_edit_withdraw_reconsent_delete_and_expiry_reach_eures(backend: B
     let id = p["id"].as_str().unwrap().to_string();
     env.jobag.upsert(p);
     eventually(CONVERGE, "create", || env.eures.get(&id).is_some()).await;
+    // SPEC 6: once EURES acknowledged it, the ledger keeps no copy of the
+    // document (it lives apart from the record and is deleted).
+    let store = running.worker.store.clone();
+    eventually_async(CONVERGE, "the delivered document erased", || {
+        let store = store.clone();
+        let id = id.clone();
+        async move {
+            let e = store.get(&id).await.unwrap().unwrap();
+            matches!(e.desired, DesiredState::Present { content: None, .. })
+                && matches!(e.delivered, Delivered::Present { .. })
+        }
+    })
+    .await;
 
     let mut edit = editable(&env.jobag, &id);
     edit["title"] = json!("Ny titel: æøå");
