@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use super::{Worker, ingest, now_ms};
+use crate::deliver::ListedVacancy;
 use crate::domain::ledger::Mode;
 use crate::store::{Diff, Listed, Repair};
 
@@ -104,64 +105,90 @@ impl Worker {
         progress: &(dyn Fn(Phase, u64) + Sync),
         report: &mut ReconcileReport,
     ) -> anyhow::Result<()> {
-        // 1. The JobAG snapshot against the ledger.
-        let mut token: Option<String> = None;
+        // 1. The JobAG snapshot against the ledger. The next page is read
+        // while the ledger takes this one: HTTP and JSON on one side,
+        // SQLite on the other (at most two pages in memory).
+        let page_size = self.settings.page_size;
+        let mut fetched = self.jobag.snapshot_page_with_retry(None, page_size).await;
         loop {
-            let page = self
-                .jobag
-                .snapshot_page_with_retry(token.as_deref(), self.settings.page_size)
-                .await?;
-            // Render only what may differ: postings the ledger lacks or
-            // holds at an older version (a resync renders everything).
-            let ids: Vec<&str> = page
-                .postings
-                .iter()
-                .filter_map(|p| p.get("id").and_then(serde_json::Value::as_str))
-                .collect();
-            let known = self.store.known_versions(&ids).await?;
-            let needed: Vec<serde_json::Value> = page
-                .postings
-                .iter()
-                .filter(|p| {
-                    repair == Repair::Force
-                        || match (
-                            p.get("id").and_then(serde_json::Value::as_str),
-                            p.get("version").and_then(serde_json::Value::as_u64),
-                        ) {
-                            (Some(id), Some(v)) => known.get(id).is_none_or(|k| v > *k),
-                            _ => true,
-                        }
-                })
-                .cloned()
-                .collect();
-            let (incoming, quarantined) = ingest::evaluate_page(
-                &needed,
-                "snapshot",
-                0,
-                chrono::Utc::now(),
-                &self.settings.party_id,
+            let page = fetched?;
+            let next = page.next_page_token.clone().filter(|t| !t.is_empty());
+            let following = async {
+                match &next {
+                    Some(t) => Some(
+                        self.jobag
+                            .snapshot_page_with_retry(Some(t), page_size)
+                            .await,
+                    ),
+                    None => None,
+                }
+            };
+            let (taken, following) = tokio::join!(
+                self.take_snapshot_page(&page.postings, run, repair, on_diff, report),
+                following
             );
-            if !quarantined.is_empty() {
-                tracing::warn!(
-                    count = quarantined.len(),
-                    "snapshot items without usable id or version"
-                );
-            }
-            report.source_postings += page.postings.len() as u64;
-            let diffs = self
-                .store
-                .reconcile_source(&incoming, &ids, run, self.ctx(), repair)
-                .await?;
-            report.record(diffs, on_diff);
+            taken?;
             progress(Phase::Source, report.source_postings);
-            match page.next_page_token {
-                Some(t) if !t.is_empty() => token = Some(t),
-                _ => break,
+            match following {
+                Some(f) => fetched = f,
+                None => break,
             }
         }
         // 2. Ledger records the snapshot did not show.
         self.unseen_pass(Phase::SourceGone, run, repair, on_diff, progress, report)
             .await?;
+        Ok(())
+    }
+
+    /// Compares one snapshot page with the ledger (and repairs).
+    async fn take_snapshot_page(
+        &self,
+        postings: &[serde_json::Value],
+        run: i64,
+        repair: Repair,
+        on_diff: &mut (dyn FnMut(&Diff) + Send),
+        report: &mut ReconcileReport,
+    ) -> anyhow::Result<()> {
+        // Render only what may differ: postings the ledger lacks or
+        // holds at an older version (a resync renders everything).
+        let ids: Vec<&str> = postings
+            .iter()
+            .filter_map(|p| p.get("id").and_then(serde_json::Value::as_str))
+            .collect();
+        let known = self.store.known_versions(&ids).await?;
+        let needed: Vec<serde_json::Value> = postings
+            .iter()
+            .filter(|p| {
+                repair == Repair::Force
+                    || match (
+                        p.get("id").and_then(serde_json::Value::as_str),
+                        p.get("version").and_then(serde_json::Value::as_u64),
+                    ) {
+                        (Some(id), Some(v)) => known.get(id).is_none_or(|k| v > *k),
+                        _ => true,
+                    }
+            })
+            .cloned()
+            .collect();
+        let (incoming, quarantined) = ingest::evaluate_page(
+            &needed,
+            "snapshot",
+            0,
+            chrono::Utc::now(),
+            &self.settings.party_id,
+        );
+        if !quarantined.is_empty() {
+            tracing::warn!(
+                count = quarantined.len(),
+                "snapshot items without usable id or version"
+            );
+        }
+        report.source_postings += postings.len() as u64;
+        let diffs = self
+            .store
+            .reconcile_source(&incoming, &ids, run, self.ctx(), repair)
+            .await?;
+        report.record(diffs, on_diff);
         Ok(())
     }
 
@@ -176,10 +203,11 @@ impl Worker {
         let Some(eures) = &self.eures else {
             return Ok(());
         };
-        // 3. EURES's own listing against the ledger.
-        let mut token: Option<String> = None;
+        // 3. EURES's own listing against the ledger, the next page read
+        // while the ledger takes this one.
+        let mut fetched = eures.list_page(None, LISTING_PAGE).await;
         loop {
-            let page = match eures.list_page(token.as_deref(), LISTING_PAGE).await {
+            let page = match fetched {
                 Ok(page) => page,
                 Err(outcome) => {
                     tracing::warn!(
@@ -190,35 +218,22 @@ impl Worker {
                     return Ok(());
                 }
             };
-            report.eures_items += page.items.len() as u64;
-            // Compare in full only what may differ: copies the ledger does
-            // not believe EURES holds at this version and hash.
-            let ids: Vec<&str> = page.items.iter().map(|i| i.reference.as_str()).collect();
-            let held = self.store.delivered_copies(&ids).await?;
-            let listed: Vec<Listed> = page
-                .items
-                .iter()
-                .filter(|i| {
-                    held.get(&i.reference).is_none_or(|(version, hash)| {
-                        *version != i.source_version
-                            || i.content_sha256.as_deref() != Some(hash.as_str())
-                    })
-                })
-                .map(|i| Listed {
-                    reference: i.reference.clone(),
-                    source_version: i.source_version,
-                    content_sha256: i.content_sha256.clone(),
-                })
-                .collect();
-            let diffs = self
-                .store
-                .reconcile_remote(&listed, &ids, run, self.ctx(), repair)
-                .await?;
-            report.record(diffs, on_diff);
+            let next = page.next_page_token.clone().filter(|t| !t.is_empty());
+            let following = async {
+                match &next {
+                    Some(t) => Some(eures.list_page(Some(t), LISTING_PAGE).await),
+                    None => None,
+                }
+            };
+            let (taken, following) = tokio::join!(
+                self.take_listing_page(&page.items, run, repair, on_diff, report),
+                following
+            );
+            taken?;
             progress(Phase::Listing, report.eures_items);
-            match page.next_page_token {
-                Some(t) if !t.is_empty() => token = Some(t),
-                _ => break,
+            match following {
+                Some(f) => fetched = f,
+                None => break,
             }
         }
         report.listing_complete = true;
@@ -232,6 +247,42 @@ impl Worker {
             report,
         )
         .await?;
+        Ok(())
+    }
+
+    /// Compares one page of the EURES listing with the ledger (and repairs).
+    async fn take_listing_page(
+        &self,
+        items: &[ListedVacancy],
+        run: i64,
+        repair: Repair,
+        on_diff: &mut (dyn FnMut(&Diff) + Send),
+        report: &mut ReconcileReport,
+    ) -> anyhow::Result<()> {
+        report.eures_items += items.len() as u64;
+        // Compare in full only what may differ: copies the ledger does
+        // not believe EURES holds at this version and hash.
+        let ids: Vec<&str> = items.iter().map(|i| i.reference.as_str()).collect();
+        let held = self.store.delivered_copies(&ids).await?;
+        let listed: Vec<Listed> = items
+            .iter()
+            .filter(|i| {
+                held.get(&i.reference).is_none_or(|(version, hash)| {
+                    *version != i.source_version
+                        || i.content_sha256.as_deref() != Some(hash.as_str())
+                })
+            })
+            .map(|i| Listed {
+                reference: i.reference.clone(),
+                source_version: i.source_version,
+                content_sha256: i.content_sha256.clone(),
+            })
+            .collect();
+        let diffs = self
+            .store
+            .reconcile_remote(&listed, &ids, run, self.ctx(), repair)
+            .await?;
+        report.record(diffs, on_diff);
         Ok(())
     }
 

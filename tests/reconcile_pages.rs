@@ -1,0 +1,71 @@
+//! Reconcile across many pages: the next snapshot or listing page is read
+//! while the ledger takes the current one, and a difference on any page,
+//! first, middle or last, is found and repaired exactly once.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::Env;
+use eures_sync::sim::jobag::sample_posting;
+use eures_sync::store::Repair;
+
+const POSTINGS: u64 = 2_300;
+const WAIT: Duration = Duration::from_secs(120);
+
+fn id(i: u64) -> String {
+    sample_posting(i)["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn differences_on_every_page_are_found_once_and_repaired() {
+    let env = Env::start().await;
+    for i in 1..=POSTINGS {
+        env.jobag.upsert(sample_posting(i));
+    }
+    let mut config = env.config();
+    // 23 snapshot pages; the EURES listing comes in pages of 1,000 (3 pages).
+    config.jobag.page_size = 100;
+    config.reconcile.interval_s = 0;
+    let running = env.worker_with(config).await;
+    env.converged(WAIT).await;
+
+    // References sort by id; spread the damage over the whole listing.
+    let mut refs: Vec<String> = (1..=POSTINGS).map(id).collect();
+    refs.sort();
+    let (first, middle, last) = (&refs[3], &refs[1_150], &refs[2_290]);
+    assert!(env.eures.tamper_content(first, "<PositionOpening/>"));
+    assert!(env.eures.tamper_content(last, "<PositionOpening/>"));
+    assert!(env.eures.remove(middle).is_some());
+    env.eures.insert_orphan("zzzz-orphan", 7, "<x/>");
+
+    let mut found: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+    let report = running
+        .worker
+        .reconcile(
+            Repair::Apply,
+            &mut |d| found.entry(d.id.clone()).or_default().push(d.kind),
+            &|_, _| {},
+        )
+        .await
+        .expect("reconcile");
+    assert_eq!(report.source_postings, POSTINGS, "every snapshot page read");
+    assert_eq!(
+        report.eures_items, POSTINGS,
+        "every listing page read (one copy removed, one orphan added)"
+    );
+    assert!(report.listing_complete);
+    let expected: BTreeMap<String, Vec<&'static str>> = [
+        (first.clone(), vec!["altered_on_eures"]),
+        (middle.clone(), vec!["missing_on_eures"]),
+        (last.clone(), vec!["altered_on_eures"]),
+        ("zzzz-orphan".to_string(), vec!["orphan_on_eures"]),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(found, expected);
+    env.converged(WAIT).await;
+    assert!(env.eures.get("zzzz-orphan").is_none());
+    running.stop().await;
+}
