@@ -125,9 +125,46 @@ async fn wait_until(
     Ok(started.elapsed())
 }
 
+/// CPU time this process has used (user + system), from `/proc/self/stat`
+/// (Linux clock ticks of 1/100 s); `None` elsewhere.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// The cores the machine offers this process.
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+}
+
+/// A measured phase: wall time and the CPU the whole process used in it.
+struct Spent {
+    wall: f64,
+    cpu: Option<f64>,
+}
+
+impl Spent {
+    /// `"µs of CPU per item, share of the cores busy"`.
+    fn describe(&self, items: u64) -> String {
+        match self.cpu {
+            Some(cpu) => format!(
+                "{:.0} µs CPU each, cores {:.0} % busy",
+                cpu * 1e6 / items as f64,
+                100.0 * cpu / (self.wall * cores())
+            ),
+            None => "CPU not measured".into(),
+        }
+    }
+}
+
 /// The ceiling: the same documents PUT by a bare client loop with the same
 /// concurrency against a fresh simulator.
-async fn ceiling(postings: u64, concurrency: usize) -> anyhow::Result<f64> {
+async fn ceiling(postings: u64, concurrency: usize) -> anyhow::Result<(f64, Spent)> {
     let eures = EuresSim::start(EuresOptions {
         record_requests: false,
         ..EuresOptions::default()
@@ -157,6 +194,7 @@ async fn ceiling(postings: u64, concurrency: usize) -> anyhow::Result<f64> {
     )?);
     let docs = Arc::new(docs);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
@@ -183,8 +221,11 @@ async fn ceiling(postings: u64, concurrency: usize) -> anyhow::Result<f64> {
         t.await?;
     }
     let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     anyhow::ensure!(eures.len() == docs.len(), "ceiling loop lost requests");
-    Ok(docs.len() as f64 / secs)
+    Ok((docs.len() as f64 / secs, Spent { wall: secs, cpu }))
 }
 
 async fn backfill(postings: u64, concurrency: usize) -> anyhow::Result<()> {
@@ -192,20 +233,29 @@ async fn backfill(postings: u64, concurrency: usize) -> anyhow::Result<()> {
     for i in 1..=postings {
         rig.jobag.upsert(sample_posting(i));
     }
+    let cpu_before = cpu_seconds();
     let (_worker, stop, task) = rig.worker().await?;
     let took = wait_until("backfill", Duration::from_secs(1800), || {
         rig.eures.len() as u64 == postings
     })
     .await?;
+    let agent = Spent {
+        wall: took.as_secs_f64(),
+        cpu: cpu_seconds()
+            .zip(cpu_before)
+            .map(|(after, before)| after - before),
+    };
     let _ = stop.send(true);
     task.await??;
     let agent_rate = postings as f64 / took.as_secs_f64();
-    let ceiling_rate = ceiling(postings, concurrency).await?;
+    let (ceiling_rate, bare) = ceiling(postings, concurrency).await?;
     println!(
-        "| backfill of {postings} postings (SQLite, concurrency {concurrency}) | {agent_rate:.0} postings/s | ≥ 5,000/s |"
+        "| backfill of {postings} postings (SQLite, concurrency {concurrency}) | {agent_rate:.0} postings/s ({}, agent and both simulators) | ≥ 5,000/s |",
+        agent.describe(postings)
     );
     println!(
-        "| bare HTTP client loop, same documents and concurrency (ceiling) | {ceiling_rate:.0} PUT/s | |"
+        "| bare HTTP client loop, same documents and concurrency (ceiling) | {ceiling_rate:.0} PUT/s ({}, loop and simulator) | |",
+        bare.describe(postings)
     );
     println!(
         "| agent / ceiling | {:.0} % | ≥ 70 % |",
