@@ -208,8 +208,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Leases up to `limit` due operations, deletions first, one per posting.
     /// Leases that ran out (their worker died with a request in flight) are
-    /// taken back first and their attempts marked abandoned: EURES may hold
-    /// what was sent, so the operation now due re-sends or deletes.
+    /// taken back first, by at most one claim every 250 ms of a store, and
+    /// their attempts marked abandoned: EURES may hold what was sent, so the
+    /// operation now due re-sends or deletes.
     async fn claim(
         &self,
         owner: &str,

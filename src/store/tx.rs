@@ -220,7 +220,7 @@ pub(crate) async fn expire_page<T: LedgerTx>(
 }
 
 /// Leases due operations to `owner`, after taking back the leases that ran
-/// out (see [`reap`]) when `reap` says to look.
+/// out (see [`reap`]) when `reap_first`.
 pub(crate) async fn claim<T: LedgerTx>(
     tx: &mut T,
     owner: &str,
