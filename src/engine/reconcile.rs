@@ -1,7 +1,9 @@
 //! Reconcile: the same comparison as delivery, done against the source's
 //! snapshot and EURES's own listing instead of the ledger's belief.
 //!
-//! Four streaming passes, each a page at a time: the JobAG snapshot against
+//! Four streaming passes, each a page at a time (the next page of the
+//! snapshot or the listing is read while the ledger takes the current one):
+//! the JobAG snapshot against
 //! the ledger; ledger records the snapshot did not show (deleted in JobAG);
 //! the EURES listing against the ledger; ledger records the listing did not
 //! show. What was seen is stamped in the ledger with the run's id, so no pass
