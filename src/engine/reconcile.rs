@@ -3,10 +3,9 @@
 //!
 //! Four streaming passes, each a page at a time (the next page of the
 //! snapshot or the listing is read while the ledger takes the current one):
-//! the JobAG snapshot against
-//! the ledger; ledger records the snapshot did not show (deleted in JobAG);
-//! the EURES listing against the ledger; ledger records the listing did not
-//! show. What was seen is stamped in the ledger with the run's id, so no pass
+//! the JobAG snapshot against the ledger; ledger records the snapshot did
+//! not show (deleted in JobAG); the EURES listing against the ledger; ledger
+//! records the listing did not show. What was seen is stamped in the ledger with the run's id, so no pass
 //! keeps a set in memory. The remote passes act only on a complete listing:
 //! a listing that fails half-way repairs nothing.
 
