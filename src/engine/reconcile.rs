@@ -5,19 +5,23 @@
 //! snapshot or the listing is read while the ledger takes the current one):
 //! the JobAG snapshot against the ledger; ledger records the snapshot did
 //! not show (deleted in JobAG); the EURES listing against the ledger; ledger
-//! records the listing did not show. What was seen is stamped in the ledger with the run's id, so no pass
-//! keeps a set in memory. The remote passes act only on a complete listing:
-//! a listing that fails half-way repairs nothing.
+//! records the listing did not show. What a run saw is kept as one bit per
+//! ledger record, by the record's key, in two compressed bitmaps (about
+//! 130 KiB per million records): no pass keeps ids in memory, and the
+//! ledger is only written where it is wrong. The remote passes act only on
+//! a complete listing: a listing that fails half-way repairs nothing.
 
 use std::collections::BTreeMap;
+
+use roaring::RoaringTreemap;
 
 use super::{Worker, ingest, now_ms};
 use crate::deliver::ListedVacancy;
 use crate::domain::ledger::Mode;
-use crate::store::{Diff, Listed, Repair};
+use crate::store::{Diff, Listed, Repair, Unseen};
 
 /// Rows per ledger page in the "not seen" passes.
-const LEDGER_PAGE: i64 = 1000;
+const LEDGER_PAGE: i64 = 2000;
 /// Items per EURES listing page.
 const LISTING_PAGE: u32 = 1000;
 
@@ -39,6 +43,31 @@ pub enum Phase {
     SourceGone,
     Listing,
     ListingMissing,
+}
+
+/// The ledger records a run saw in the snapshot or in the listing, by key.
+struct Seen {
+    /// Where they were seen: what the pass over the others judges.
+    source: Unseen,
+    keys: RoaringTreemap,
+}
+
+impl Seen {
+    fn new(source: Unseen) -> Seen {
+        Seen {
+            source,
+            keys: RoaringTreemap::new(),
+        }
+    }
+
+    fn mark(&mut self, key: i64) {
+        // Any bijection of i64 onto u64 will do: keys are only compared.
+        self.keys.insert(key as u64);
+    }
+
+    fn saw(&self, key: i64) -> bool {
+        self.keys.contains(key as u64)
+    }
 }
 
 impl Phase {
@@ -110,6 +139,7 @@ impl Worker {
         // while the ledger takes this one: HTTP and JSON on one side,
         // SQLite on the other (at most two pages in memory).
         let page_size = self.settings.page_size;
+        let mut seen = Seen::new(Unseen::InSnapshot);
         let mut fetched = self.jobag.snapshot_page_with_retry(None, page_size).await;
         loop {
             let page = fetched?;
@@ -125,7 +155,7 @@ impl Worker {
                 }
             };
             let (taken, following) = tokio::join!(
-                self.take_snapshot_page(&page.postings, run, repair, on_diff, report),
+                self.take_snapshot_page(&page.postings, &mut seen, repair, on_diff, report),
                 following
             );
             taken?;
@@ -136,7 +166,7 @@ impl Worker {
             }
         }
         // 2. Ledger records the snapshot did not show.
-        self.unseen_pass(Phase::SourceGone, run, repair, on_diff, progress, report)
+        self.unseen_pass(&seen, run, repair, on_diff, progress, report)
             .await?;
         Ok(())
     }
@@ -145,7 +175,7 @@ impl Worker {
     async fn take_snapshot_page(
         &self,
         postings: &[serde_json::Value],
-        run: i64,
+        seen: &mut Seen,
         repair: Repair,
         on_diff: &mut (dyn FnMut(&Diff) + Send),
         report: &mut ReconcileReport,
@@ -157,6 +187,9 @@ impl Worker {
             .filter_map(|p| p.get("id").and_then(serde_json::Value::as_str))
             .collect();
         let known = self.store.known_versions(&ids).await?;
+        for k in known.values() {
+            seen.mark(k.key);
+        }
         let needed: Vec<serde_json::Value> = postings
             .iter()
             .filter(|p| {
@@ -165,7 +198,7 @@ impl Worker {
                         p.get("id").and_then(serde_json::Value::as_str),
                         p.get("version").and_then(serde_json::Value::as_u64),
                     ) {
-                        (Some(id), Some(v)) => known.get(id).is_none_or(|k| v > *k),
+                        (Some(id), Some(v)) => known.get(id).is_none_or(|k| v > k.version),
                         _ => true,
                     }
             })
@@ -185,9 +218,12 @@ impl Worker {
             );
         }
         report.source_postings += postings.len() as u64;
+        if incoming.is_empty() {
+            return Ok(());
+        }
         let diffs = self
             .store
-            .reconcile_source(&incoming, &ids, run, self.ctx(), repair)
+            .reconcile_source(&incoming, self.ctx(), repair)
             .await?;
         report.record(diffs, on_diff);
         Ok(())
@@ -206,6 +242,7 @@ impl Worker {
         };
         // 3. EURES's own listing against the ledger, the next page read
         // while the ledger takes this one.
+        let mut seen = Seen::new(Unseen::InListing);
         let mut fetched = eures.list_page(None, LISTING_PAGE).await;
         loop {
             let page = match fetched {
@@ -227,7 +264,7 @@ impl Worker {
                 }
             };
             let (taken, following) = tokio::join!(
-                self.take_listing_page(&page.items, run, repair, on_diff, report),
+                self.take_listing_page(&page.items, &mut seen, repair, on_diff, report),
                 following
             );
             taken?;
@@ -239,15 +276,8 @@ impl Worker {
         }
         report.listing_complete = true;
         // 4. Ledger records the (complete) listing did not show.
-        self.unseen_pass(
-            Phase::ListingMissing,
-            run,
-            repair,
-            on_diff,
-            progress,
-            report,
-        )
-        .await?;
+        self.unseen_pass(&seen, run, repair, on_diff, progress, report)
+            .await?;
         Ok(())
     }
 
@@ -255,7 +285,7 @@ impl Worker {
     async fn take_listing_page(
         &self,
         items: &[ListedVacancy],
-        run: i64,
+        seen: &mut Seen,
         repair: Repair,
         on_diff: &mut (dyn FnMut(&Diff) + Send),
         report: &mut ReconcileReport,
@@ -265,13 +295,18 @@ impl Worker {
         // not believe EURES holds at this version and hash.
         let ids: Vec<&str> = items.iter().map(|i| i.reference.as_str()).collect();
         let held = self.store.delivered_copies(&ids).await?;
+        for h in held.values() {
+            seen.mark(h.key);
+        }
         let listed: Vec<Listed> = items
             .iter()
             .filter(|i| {
-                held.get(&i.reference).is_none_or(|(version, hash)| {
-                    *version != i.source_version
-                        || i.content_sha256.as_deref() != Some(hash.as_str())
-                })
+                held.get(&i.reference)
+                    .and_then(|h| h.copy.as_ref())
+                    .is_none_or(|(version, hash)| {
+                        *version != i.source_version
+                            || i.content_sha256.as_deref() != Some(hash.as_str())
+                    })
             })
             .map(|i| Listed {
                 reference: i.reference.clone(),
@@ -279,59 +314,59 @@ impl Worker {
                 content_sha256: i.content_sha256.clone(),
             })
             .collect();
+        if listed.is_empty() {
+            return Ok(());
+        }
         let diffs = self
             .store
-            .reconcile_remote(&listed, &ids, run, self.ctx(), repair)
+            .reconcile_remote(&listed, self.ctx(), repair)
             .await?;
         report.record(diffs, on_diff);
         Ok(())
     }
 
     /// Walks the ledger for records run `run` did not see: in the snapshot
-    /// (`SourceGone`) or in the listing (`ListingMissing`).
+    /// or in the listing. Reads keys and ids only; judges (and locks) just
+    /// the records `seen` lacks.
     async fn unseen_pass(
         &self,
-        phase: Phase,
+        seen: &Seen,
         run: i64,
         repair: Repair,
         on_diff: &mut (dyn FnMut(&Diff) + Send),
         progress: &(dyn Fn(Phase, u64) + Sync),
         report: &mut ReconcileReport,
     ) -> anyhow::Result<()> {
-        let mut after: Option<String> = None;
-        let mut seen = 0;
+        let unseen = seen.source;
+        let phase = match unseen {
+            Unseen::InSnapshot => Phase::SourceGone,
+            Unseen::InListing => Phase::ListingMissing,
+        };
+        let mut after = i64::MIN;
+        let mut found = 0;
         loop {
-            let (diffs, last) = match phase {
-                Phase::SourceGone => {
-                    self.store
-                        .reconcile_source_gone(
-                            run,
-                            after.as_deref(),
-                            LEDGER_PAGE,
-                            self.ctx(),
-                            repair,
-                        )
-                        .await?
-                }
-                _ => {
-                    self.store
-                        .reconcile_remote_missing(
-                            run,
-                            after.as_deref(),
-                            LEDGER_PAGE,
-                            self.ctx(),
-                            repair,
-                        )
-                        .await?
-                }
+            let rows = self
+                .store
+                .unseen_candidates(unseen, run, after, LEDGER_PAGE)
+                .await?;
+            let Some((last, _)) = rows.last() else {
+                return Ok(());
             };
-            seen += diffs.len() as u64;
-            report.record(diffs, on_diff);
-            progress(phase, seen);
-            match last {
-                Some(l) => after = Some(l),
-                None => return Ok(()),
+            after = *last;
+            let ids: Vec<&str> = rows
+                .iter()
+                .filter(|(key, _)| !seen.saw(*key))
+                .map(|(_, id)| id.as_str())
+                .collect();
+            if !ids.is_empty() {
+                let diffs = self
+                    .store
+                    .reconcile_unseen(unseen, &ids, run, self.ctx(), repair)
+                    .await?;
+                found += diffs.len() as u64;
+                report.record(diffs, on_diff);
             }
+            progress(phase, found);
         }
     }
 }
@@ -371,6 +406,26 @@ impl Worker {
             if let Err(e) = self.reconcile(Repair::Apply, &mut |_| {}, &|_, _| {}).await {
                 tracing::warn!(error = %e, "reconcile failed; next attempt at the next interval");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_remembers_exactly_the_keys_it_marked() {
+        let mut seen = Seen::new(Unseen::InSnapshot);
+        let marked = [i64::MIN, -1, 0, 1, 65_536, 4_000_000_000, i64::MAX];
+        for k in marked {
+            seen.mark(k);
+        }
+        for k in marked {
+            assert!(seen.saw(k), "{k}");
+        }
+        for k in [i64::MIN + 1, -2, 2, 65_535, 4_000_000_001, i64::MAX - 1] {
+            assert!(!seen.saw(k), "{k}");
         }
     }
 }

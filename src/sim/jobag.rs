@@ -258,6 +258,13 @@ impl JobagSim {
         version
     }
 
+    /// Removes a posting from the snapshot without a word in the feed: a
+    /// deletion the feed lost, which only reconcile can learn. Returns
+    /// whether the snapshot held it.
+    pub fn vanish(&self, id: &str) -> bool {
+        self.feed().current.remove(id).is_some()
+    }
+
     /// Appends `item` to the feed exactly as given, without touching the
     /// snapshot: for malformed changes and for repeated or out-of-order
     /// versions. When it carries a string `id` and an integer `version`

@@ -24,8 +24,8 @@ use super::row::FlatEntry;
 use super::sql::{self, Dialect, Stmt, Tx};
 use super::tx::{self, LedgerTx};
 use super::{
-    AuditOf, AuditRow, Claimed, Completion, Ctx, Diff, IngestBatch, IngestStats, Listed,
-    PurgeStats, Repair, Result, Store, Summary,
+    AuditOf, AuditRow, Claimed, Completion, Ctx, Diff, Held, IngestBatch, IngestStats, Known,
+    Listed, PurgeStats, Repair, Result, Store, Summary, Unseen,
 };
 use crate::domain::ledger::{Entry, Incoming};
 
@@ -155,7 +155,10 @@ where
     for<'r> FlatEntry: FromRow<'r, <B::Db as Database>::Row>,
     for<'r> AuditRow: FromRow<'r, <B::Db as Database>::Row>,
     for<'r> (String, i64): FromRow<'r, <B::Db as Database>::Row>,
-    for<'r> (String, i64, String): FromRow<'r, <B::Db as Database>::Row>,
+    for<'r> (String, i64, i64): FromRow<'r, <B::Db as Database>::Row>,
+    for<'r> (String, i64, String, Option<i64>, Option<String>):
+        FromRow<'r, <B::Db as Database>::Row>,
+    for<'r> (i64, String): FromRow<'r, <B::Db as Database>::Row>,
     for<'r> (Option<String>, String): FromRow<'r, <B::Db as Database>::Row>,
     for<'r> (i64,): FromRow<'r, <B::Db as Database>::Row>,
     for<'r> (Option<i64>,): FromRow<'r, <B::Db as Database>::Row>,
@@ -367,18 +370,16 @@ where
     async fn reconcile_source(
         &self,
         page: &[Incoming],
-        seen: &[&str],
-        run: i64,
         ctx: Ctx,
         repair: Repair,
     ) -> Result<Vec<Diff>> {
         transact!(self, "reconcile", Commit::Durable, ctx, |tx| {
-            tx::reconcile_source(tx, page, seen, run, ctx, repair)
+            tx::reconcile_source(tx, page, ctx, repair)
         })
     }
 
-    async fn known_versions(&self, ids: &[&str]) -> Result<HashMap<String, u64>> {
-        let rows: Vec<(String, i64)> = <B::Db as Dialect>::bind_ids(
+    async fn known_versions(&self, ids: &[&str]) -> Result<HashMap<String, Known>> {
+        let rows: Vec<(String, i64, i64)> = <B::Db as Dialect>::bind_ids(
             sqlx::query_as(<B::Db as Dialect>::sql(Stmt::KnownVersions)),
             ids,
         )
@@ -386,25 +387,16 @@ where
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, v)| (id, u64::try_from(v).unwrap_or(0)))
+            .map(|(id, key, v)| {
+                let version = u64::try_from(v).unwrap_or(0);
+                (id, Known { key, version })
+            })
             .collect())
     }
 
-    async fn reconcile_source_gone(
-        &self,
-        run: i64,
-        after: Option<&str>,
-        limit: i64,
-        ctx: Ctx,
-        repair: Repair,
-    ) -> Result<(Vec<Diff>, Option<String>)> {
-        transact!(self, "reconcile", Commit::Durable, ctx, |tx| {
-            tx::reconcile_source_gone(tx, run, after, limit, ctx, repair)
-        })
-    }
-
-    async fn delivered_copies(&self, ids: &[&str]) -> Result<HashMap<String, (u64, String)>> {
-        let rows: Vec<(String, i64, String)> = <B::Db as Dialect>::bind_ids(
+    async fn delivered_copies(&self, ids: &[&str]) -> Result<HashMap<String, Held>> {
+        type Row = (String, i64, String, Option<i64>, Option<String>);
+        let rows: Vec<Row> = <B::Db as Dialect>::bind_ids(
             sqlx::query_as(<B::Db as Dialect>::sql(Stmt::DeliveredCopies)),
             ids,
         )
@@ -412,33 +404,56 @@ where
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, v, hash)| (id, (u64::try_from(v).unwrap_or(0), hash)))
+            .map(|(id, key, state, version, hash)| {
+                let copy = match (state.as_str(), version, hash) {
+                    ("present", Some(v), Some(hash)) => Some((u64::try_from(v).unwrap_or(0), hash)),
+                    _ => None,
+                };
+                (id, Held { key, copy })
+            })
             .collect())
     }
 
     async fn reconcile_remote(
         &self,
         page: &[Listed],
-        seen: &[&str],
+        ctx: Ctx,
+        repair: Repair,
+    ) -> Result<Vec<Diff>> {
+        transact!(self, "reconcile", Commit::Durable, ctx, |tx| {
+            tx::reconcile_remote(tx, page, ctx, repair)
+        })
+    }
+
+    async fn unseen_candidates(
+        &self,
+        unseen: Unseen,
+        run: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>> {
+        let stmt = match unseen {
+            Unseen::InSnapshot => Stmt::UnseenInSnapshot,
+            Unseen::InListing => Stmt::UnseenInListing,
+        };
+        Ok(sqlx::query_as(<B::Db as Dialect>::sql(stmt))
+            .bind(after)
+            .bind(run)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    async fn reconcile_unseen(
+        &self,
+        unseen: Unseen,
+        ids: &[&str],
         run: i64,
         ctx: Ctx,
         repair: Repair,
     ) -> Result<Vec<Diff>> {
         transact!(self, "reconcile", Commit::Durable, ctx, |tx| {
-            tx::reconcile_remote(tx, page, seen, run, ctx, repair)
-        })
-    }
-
-    async fn reconcile_remote_missing(
-        &self,
-        run: i64,
-        after: Option<&str>,
-        limit: i64,
-        ctx: Ctx,
-        repair: Repair,
-    ) -> Result<(Vec<Diff>, Option<String>)> {
-        transact!(self, "reconcile", Commit::Durable, ctx, |tx| {
-            tx::reconcile_remote_missing(tx, run, after, limit, ctx, repair)
+            tx::reconcile_unseen(tx, unseen, ids, run, ctx, repair)
         })
     }
 }

@@ -21,13 +21,16 @@ mod sql;
 pub mod sqlite;
 mod tx;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{Notify, watch};
 
-use crate::domain::ledger::{AttemptResult, Entry, Incoming, Mode, Op, RetryLimits, StateLabel};
+use crate::domain::ledger::{
+    AttemptResult, Delivered, Entry, Incoming, Mode, Op, RetryLimits, StateLabel,
+};
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -255,58 +258,91 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes audit rows, tombstones and quarantine records older than `cutoff_ms`.
     async fn purge(&self, cutoff_ms: i64) -> Result<PurgeStats>;
 
-    // --- reconcile: a streaming three-way diff through stamps, not sets ---
+    // --- reconcile: a streaming three-way diff; what a run saw is kept as
+    // one bit per ledger key (`engine::reconcile`), never as a set of ids ---
 
     /// Applies one snapshot page: newer versions, postings the ledger lacks,
-    /// documents that render differently now. Stamps every id with `run`.
-    /// `seen` names every posting of the snapshot page, `page` only those
-    /// evaluated (the others the ledger holds at the same version already).
+    /// documents that render differently now. `page` holds only the
+    /// postings that may differ (see [`Store::known_versions`]).
     async fn reconcile_source(
         &self,
         page: &[Incoming],
-        seen: &[&str],
-        run: i64,
         ctx: Ctx,
         repair: Repair,
     ) -> Result<Vec<Diff>>;
-    /// The highest version the ledger holds for each of `ids` it knows.
-    async fn known_versions(&self, ids: &[&str]) -> Result<std::collections::HashMap<String, u64>>;
-    /// Records older than `run` that the snapshot did not show: deleted in
-    /// JobAG. Keyset page after `after`; returns the diffs and the last id read.
-    async fn reconcile_source_gone(
-        &self,
-        run: i64,
-        after: Option<&str>,
-        limit: i64,
-        ctx: Ctx,
-        repair: Repair,
-    ) -> Result<(Vec<Diff>, Option<String>)>;
-    /// What the ledger believes EURES holds of each of `ids`: the version
-    /// and content hash of the copies delivered.
-    async fn delivered_copies(
-        &self,
-        ids: &[&str],
-    ) -> Result<std::collections::HashMap<String, (u64, String)>>;
-    /// Compares one page of the EURES listing with the ledger. `seen`
-    /// names every reference of the listing page, `page` only those
-    /// compared (the others the ledger believes delivered as listed).
+    /// The ledger key and version of each of `ids` the ledger knows.
+    async fn known_versions(&self, ids: &[&str]) -> Result<HashMap<String, Known>>;
+    /// The ledger key of each of `ids` the ledger knows, with the version
+    /// and content hash of the copy delivered to EURES, if any.
+    async fn delivered_copies(&self, ids: &[&str]) -> Result<HashMap<String, Held>>;
+    /// Compares one page of the EURES listing with the ledger. `page`
+    /// holds only the items that may differ (see
+    /// [`Store::delivered_copies`]).
     async fn reconcile_remote(
         &self,
         page: &[Listed],
-        seen: &[&str],
+        ctx: Ctx,
+        repair: Repair,
+    ) -> Result<Vec<Diff>>;
+    /// Keys and ids of up to `limit` records after key `after`, in key
+    /// order, that changed before run `run` began and that `unseen` judges
+    /// (not locked): the pass over what the run did not see reads these
+    /// and keeps the keys it did not mark.
+    async fn unseen_candidates(
+        &self,
+        unseen: Unseen,
+        run: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>>;
+    /// Judges the records `ids` that run `run` did not see (and repairs).
+    async fn reconcile_unseen(
+        &self,
+        unseen: Unseen,
+        ids: &[&str],
         run: i64,
         ctx: Ctx,
         repair: Repair,
     ) -> Result<Vec<Diff>>;
-    /// Records the ledger believes are on EURES that the listing did not show.
-    async fn reconcile_remote_missing(
-        &self,
-        run: i64,
-        after: Option<&str>,
-        limit: i64,
-        ctx: Ctx,
-        repair: Repair,
-    ) -> Result<(Vec<Diff>, Option<String>)>;
+}
+
+/// A posting the ledger knows, as a snapshot page is compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Known {
+    /// The record's key: stable while the record lives.
+    pub key: i64,
+    pub version: u64,
+}
+
+/// A posting the ledger knows, as a listing page is compared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// The record's key: stable while the record lives.
+    pub key: i64,
+    /// Version and content hash of the copy delivered, if any.
+    pub copy: Option<(u64, String)>,
+}
+
+/// What a reconcile run did not see a record in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unseen {
+    /// The JobAG snapshot: deleted in JobAG. Judges records EURES holds or
+    /// should hold.
+    InSnapshot,
+    /// The complete EURES listing. Judges records believed on EURES.
+    InListing,
+}
+
+impl Unseen {
+    /// Whether a record is within this pass's scope (the same condition
+    /// the candidates' SQL states).
+    pub(crate) fn judges(self, entry: &Entry) -> bool {
+        let held = entry.delivered != Delivered::Absent;
+        match self {
+            Unseen::InSnapshot => held || entry.desired.is_present(),
+            Unseen::InListing => held,
+        }
+    }
 }
 
 /// Whose audit trail.
@@ -352,7 +388,7 @@ impl From<[u64; 3]> for PurgeStats {
 /// Whether reconcile writes what it finds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Repair {
-    /// Only report (`--dry-run`); stamps are still written.
+    /// Only report (`--dry-run`): nothing is written.
     DryRun,
     /// Make the ledger say what is true; due operations follow.
     Apply,

@@ -34,7 +34,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{
     PgArguments, PgConnectOptions, PgListener, PgPoolOptions, PgQueryResult, Postgres,
 };
-use sqlx::query::{Query, QueryAs};
+use sqlx::query::QueryAs;
 use sqlx::{Connection, PgPool, Pool};
 use tokio::sync::{Notify, watch};
 
@@ -68,25 +68,6 @@ static SELECT_DEAD: LazyLock<String> = LazyLock::new(|| {
 });
 static SELECT_DEAD_LOCKED: LazyLock<String> =
     LazyLock::new(|| format!("{} FOR UPDATE", SELECT_DEAD.as_str()));
-static SELECT_UNSEEN_IN_SOURCE: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {COLUMNS} FROM postings WHERE id > $1 \
-           AND (source_seen_run IS NULL OR source_seen_run < $2) AND last_change_ms < $2 \
-           AND (desired_present OR delivered_state <> 'absent') ORDER BY id LIMIT $3 FOR UPDATE"
-    )
-});
-static SELECT_UNSEEN_ON_EURES: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {COLUMNS} FROM postings WHERE id > $1 \
-           AND (remote_seen_run IS NULL OR remote_seen_run < $2) AND last_change_ms < $2 \
-           AND delivered_state <> 'absent' ORDER BY id LIMIT $3 FOR UPDATE"
-    )
-});
-/// Leases whose time ran out; rows another transaction holds (a worker
-/// recording its late outcome, another claimer) are left to it. SKIP LOCKED
-/// never waits, so the order need not be the id's: it is the lease index's,
-/// which keeps this (run before every claim) a short index scan even before
-/// the table has statistics.
 static SELECT_ABANDONED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {COLUMNS}, lease_owner FROM postings \
@@ -213,21 +194,20 @@ impl Dialect for Postgres {
             Stmt::SelectExpired => SELECT_EXPIRED.as_str(),
             Stmt::SelectDead => SELECT_DEAD_LOCKED.as_str(),
             Stmt::ListDead => SELECT_DEAD.as_str(),
-            Stmt::SelectUnseenInSource => SELECT_UNSEEN_IN_SOURCE.as_str(),
-            Stmt::SelectUnseenOnEures => SELECT_UNSEEN_ON_EURES.as_str(),
-            Stmt::StampInSource => {
-                "UPDATE postings SET source_seen_run = GREATEST(source_seen_run, $1) \
-                 WHERE id = ANY($2)"
+            Stmt::UnseenInSnapshot => {
+                "SELECT seq, id FROM postings WHERE seq > $1 AND last_change_ms < $2 \
+                   AND (desired_present OR delivered_state <> 'absent') ORDER BY seq LIMIT $3"
             }
-            Stmt::StampOnEures => {
-                "UPDATE postings SET remote_seen_run = GREATEST(remote_seen_run, $1) \
-                 WHERE id = ANY($2)"
+            Stmt::UnseenInListing => {
+                "SELECT seq, id FROM postings WHERE seq > $1 AND last_change_ms < $2 \
+                   AND delivered_state <> 'absent' ORDER BY seq LIMIT $3"
             }
-            Stmt::KnownVersions => "SELECT id, source_version FROM postings WHERE id = ANY($1)",
+            Stmt::KnownVersions => {
+                "SELECT id, seq, source_version FROM postings WHERE id = ANY($1)"
+            }
             Stmt::DeliveredCopies => {
-                "SELECT id, delivered_version, delivered_hash FROM postings \
-                 WHERE id = ANY($1) AND delivered_state = 'present' \
-                   AND delivered_version IS NOT NULL AND delivered_hash IS NOT NULL"
+                "SELECT id, seq, delivered_state, delivered_version, delivered_hash \
+                 FROM postings WHERE id = ANY($1)"
             }
             Stmt::CountDead => "SELECT COUNT(*) FROM postings WHERE dead",
             Stmt::NextExpiry => {
@@ -240,13 +220,6 @@ impl Dialect for Postgres {
         query: QueryAs<'q, Postgres, O, PgArguments>,
         ids: &[&str],
     ) -> QueryAs<'q, Postgres, O, PgArguments> {
-        query.bind(owned(ids))
-    }
-
-    fn bind_ids_exec<'q>(
-        query: Query<'q, Postgres, PgArguments>,
-        ids: &[&str],
-    ) -> Query<'q, Postgres, PgArguments> {
         query.bind(owned(ids))
     }
 

@@ -14,11 +14,10 @@ use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use sqlx::database::HasStatementCache;
-use sqlx::query::Query;
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, QueryBuilder, Transaction, Type};
 
 use super::row::{COLUMNS, FlatEntry, Leased, RankedClaim, in_claim_order};
-use super::tx::{Leases, LedgerTx, NewAudit, Page, Seen};
+use super::tx::{Leases, LedgerTx, NewAudit, Page};
 use super::{Claimed, PurgeStats, QuarantineItem, Result, StoreError, Summary};
 use crate::domain::ledger::Entry;
 
@@ -152,20 +151,15 @@ pub(crate) enum Stmt {
     SelectDead,
     /// The same, not locked (a listing).
     ListDead,
-    /// `{COLUMNS}` after `$1` that reconcile run `$2` did not see in the
-    /// snapshot (a later run's stamp counts as seen), changed before the
-    /// run, and held or wanted on EURES; at most `$3`, in id order; locked.
-    SelectUnseenInSource,
-    /// The same for records believed on EURES that the listing did not show.
-    SelectUnseenOnEures,
-    /// Raises `source_seen_run` of the ids `$2` to at least `$1`.
-    StampInSource,
-    /// Raises `remote_seen_run` of the ids `$2` to at least `$1`.
-    StampOnEures,
-    /// `id, source_version` of the ids `$1` (not locked).
+    /// `seq, id` of up to `$3` records after key `$1`, in key order, that
+    /// changed before `$2` and that EURES holds or should hold (not locked).
+    UnseenInSnapshot,
+    /// The same for records believed on EURES.
+    UnseenInListing,
+    /// `id, seq, source_version` of the ids `$1` (not locked).
     KnownVersions,
-    /// `id, delivered_version, delivered_hash` of the ids `$1` whose copy
-    /// was delivered (not locked).
+    /// `id, seq, delivered_state, delivered_version, delivered_hash` of the
+    /// ids `$1` (not locked).
     DeliveredCopies,
     CountDead,
     NextExpiry,
@@ -180,11 +174,6 @@ pub(crate) trait Dialect: Database + HasStatementCache {
         query: sqlx::query::QueryAs<'q, Self, O, Self::Arguments>,
         ids: &[&str],
     ) -> sqlx::query::QueryAs<'q, Self, O, Self::Arguments>;
-    /// Binds a list of ids as the next parameter of a statement.
-    fn bind_ids_exec<'q>(
-        query: Query<'q, Self, Self::Arguments>,
-        ids: &[&str],
-    ) -> Query<'q, Self, Self::Arguments>;
     /// Run inside a transaction whose commit makes work due now, to wake
     /// the other workers; `None` where there are none.
     const WAKE: Option<&'static str>;
@@ -255,15 +244,11 @@ where
         let stmt = match page {
             Page::Expired { .. } => Stmt::SelectExpired,
             Page::Dead { .. } => Stmt::SelectDead,
-            Page::UnseenInSource { .. } => Stmt::SelectUnseenInSource,
-            Page::UnseenOnEures { .. } => Stmt::SelectUnseenOnEures,
         };
         let query = sqlx::query_as(DB::sql(stmt));
         let query = match page {
             Page::Expired { now_ms, limit } => query.bind(now_ms).bind(limit),
             Page::Dead { after, limit } => query.bind(after).bind(limit),
-            Page::UnseenInSource { run, after, limit }
-            | Page::UnseenOnEures { run, after, limit } => query.bind(after).bind(run).bind(limit),
         };
         let rows: Vec<FlatEntry> = query.fetch_all(&mut *self.0).await?;
         rows.into_iter().map(FlatEntry::into_entry).collect()
@@ -325,17 +310,6 @@ where
             .bind(item.reason.as_str())
             .bind(item.feed_position.as_str())
             .bind(at_ms)
-            .execute(&mut *self.0)
-            .await?;
-        Ok(())
-    }
-
-    async fn stamp(&mut self, seen: Seen, ids: &[&str], run: i64) -> Result<()> {
-        let stmt = match seen {
-            Seen::InSource => Stmt::StampInSource,
-            Seen::OnEures => Stmt::StampOnEures,
-        };
-        DB::bind_ids_exec(sqlx::query(DB::sql(stmt)).bind(run), ids)
             .execute(&mut *self.0)
             .await?;
         Ok(())

@@ -18,7 +18,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::query::{Query, QueryAs};
+use sqlx::query::QueryAs;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
     SqliteSynchronous,
@@ -52,20 +52,6 @@ static SELECT_DEAD: LazyLock<String> = LazyLock::new(|| {
 });
 // The statements as `Stmt` describes them; no `FOR UPDATE`: every write
 // transaction is exclusive.
-static SELECT_UNSEEN_IN_SOURCE: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {COLUMNS} FROM postings WHERE id > ?1 \
-           AND (source_seen_run IS NULL OR source_seen_run < ?2) AND last_change_ms < ?2 \
-           AND (desired_present = 1 OR delivered_state <> 'absent') ORDER BY id LIMIT ?3"
-    )
-});
-static SELECT_UNSEEN_ON_EURES: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {COLUMNS} FROM postings WHERE id > ?1 \
-           AND (remote_seen_run IS NULL OR remote_seen_run < ?2) AND last_change_ms < ?2 \
-           AND delivered_state <> 'absent' ORDER BY id LIMIT ?3"
-    )
-});
 static SELECT_ABANDONED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {COLUMNS}, lease_owner FROM postings \
@@ -178,24 +164,21 @@ impl Dialect for Sqlite {
             Stmt::Claim => CLAIM.as_str(),
             Stmt::SelectExpired => SELECT_EXPIRED.as_str(),
             Stmt::SelectDead | Stmt::ListDead => SELECT_DEAD.as_str(),
-            Stmt::SelectUnseenInSource => SELECT_UNSEEN_IN_SOURCE.as_str(),
-            Stmt::SelectUnseenOnEures => SELECT_UNSEEN_ON_EURES.as_str(),
-            Stmt::StampInSource => {
-                "UPDATE postings SET source_seen_run = MAX(COALESCE(source_seen_run, 0), $1) \
-                 WHERE id IN (SELECT value FROM json_each($2))"
+            Stmt::UnseenInSnapshot => {
+                "SELECT seq, id FROM postings WHERE seq > $1 AND last_change_ms < $2 \
+                   AND (desired_present = 1 OR delivered_state <> 'absent') ORDER BY seq LIMIT $3"
             }
-            Stmt::StampOnEures => {
-                "UPDATE postings SET remote_seen_run = MAX(COALESCE(remote_seen_run, 0), $1) \
-                 WHERE id IN (SELECT value FROM json_each($2))"
+            Stmt::UnseenInListing => {
+                "SELECT seq, id FROM postings WHERE seq > $1 AND last_change_ms < $2 \
+                   AND delivered_state <> 'absent' ORDER BY seq LIMIT $3"
             }
             Stmt::KnownVersions => {
-                "SELECT id, source_version FROM postings \
+                "SELECT id, seq, source_version FROM postings \
                  WHERE id IN (SELECT value FROM json_each($1))"
             }
             Stmt::DeliveredCopies => {
-                "SELECT id, delivered_version, delivered_hash FROM postings \
-                 WHERE id IN (SELECT value FROM json_each($1)) AND delivered_state = 'present' \
-                   AND delivered_version IS NOT NULL AND delivered_hash IS NOT NULL"
+                "SELECT id, seq, delivered_state, delivered_version, delivered_hash \
+                 FROM postings WHERE id IN (SELECT value FROM json_each($1))"
             }
             Stmt::CountDead => "SELECT COUNT(*) FROM postings WHERE dead = 1",
             Stmt::NextExpiry => {
@@ -208,13 +191,6 @@ impl Dialect for Sqlite {
         query: QueryAs<'q, Sqlite, O, SqliteArguments>,
         ids: &[&str],
     ) -> QueryAs<'q, Sqlite, O, SqliteArguments> {
-        query.bind(json_ids(ids))
-    }
-
-    fn bind_ids_exec<'q>(
-        query: Query<'q, Sqlite, SqliteArguments>,
-        ids: &[&str],
-    ) -> Query<'q, Sqlite, SqliteArguments> {
         query.bind(json_ids(ids))
     }
 

@@ -2,7 +2,7 @@
 //! databases: load the records it touches, let the pure planner
 //! ([`crate::domain::ledger`]) compute their next state, write them back
 //! together with whatever moves with them (cursor, quarantine, lease, audit
-//! row, reconcile stamps), and ask for waiting workers to be woken when work
+//! row), and ask for waiting workers to be woken when work
 //! became due.
 //!
 //! A backend supplies a [`LedgerTx`]: the statements of its dialect, run in
@@ -19,7 +19,7 @@ use async_trait::async_trait;
 
 use super::{
     Claimed, Completion, Ctx, Diff, IngestBatch, IngestStats, Listed, QuarantineItem, Repair,
-    Result,
+    Result, Unseen,
 };
 use crate::domain::ledger::{self, AttemptResult, DesiredState, Entry, Incoming, Op, Sent};
 
@@ -30,28 +30,6 @@ pub(crate) enum Page<'a> {
     Expired { now_ms: i64, limit: i64 },
     /// Dead letters after `after`.
     Dead { after: &'a str, limit: i64 },
-    /// Records reconcile run `run` did not see in the JobAG snapshot, that
-    /// changed before the run began, and that EURES holds or should hold.
-    UnseenInSource {
-        run: i64,
-        after: &'a str,
-        limit: i64,
-    },
-    /// Records believed on EURES that run `run` did not see in the listing.
-    UnseenOnEures {
-        run: i64,
-        after: &'a str,
-        limit: i64,
-    },
-}
-
-/// Which reconcile stamp to set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Seen {
-    /// `source_seen_run`: the JobAG snapshot showed the posting.
-    InSource,
-    /// `remote_seen_run`: the EURES listing showed it.
-    OnEures,
 }
 
 /// A new audit row.
@@ -91,8 +69,6 @@ pub(crate) trait LedgerTx: Send {
     async fn write(&mut self, loaded: &[&Entry], new: &[&Entry], leases: Leases) -> Result<()>;
     async fn set_state(&mut self, key: &str, value: &str) -> Result<()>;
     async fn quarantine(&mut self, item: &QuarantineItem, at_ms: i64) -> Result<()>;
-    /// Sets the reconcile stamp of `ids` to at least `run`.
-    async fn stamp(&mut self, seen: Seen, ids: &[&str], run: i64) -> Result<()>;
     /// Leases up to `limit` due, unleased operations to `owner` until
     /// `until_ms`, deletions first, in claim order.
     async fn lease_due(
@@ -352,8 +328,6 @@ pub(crate) async fn revive_page<T: LedgerTx>(tx: &mut T, limit: i64, ctx: Ctx) -
 pub(crate) async fn reconcile_source<T: LedgerTx>(
     tx: &mut T,
     page: &[Incoming],
-    seen: &[&str],
-    run: i64,
     ctx: Ctx,
     repair: Repair,
 ) -> Result<Vec<Diff>> {
@@ -405,54 +379,34 @@ pub(crate) async fn reconcile_source<T: LedgerTx>(
         });
         writes.push((next, current.is_some()));
     }
-    finish_seen_page(tx, &writes, Seen::InSource, seen, run, ctx, repair).await?;
+    finish_page(tx, &writes, ctx, repair).await?;
     Ok(diffs)
 }
 
-/// Records the snapshot of run `run` did not show: deleted in JobAG.
-/// Returns the diffs and the last id read (`None`: the pass is done).
-pub(crate) async fn reconcile_source_gone<T: LedgerTx>(
+/// Judges the records `ids` that reconcile run `run` did not see in the
+/// JobAG snapshot (deleted in JobAG) or in the EURES listing (missing
+/// there). A record that changed since the run began, or that left the
+/// pass's scope meanwhile, is left alone: the run cannot judge it.
+pub(crate) async fn reconcile_unseen<T: LedgerTx>(
     tx: &mut T,
+    unseen: Unseen,
+    ids: &[&str],
     run: i64,
-    after: Option<&str>,
-    limit: i64,
     ctx: Ctx,
     repair: Repair,
-) -> Result<(Vec<Diff>, Option<String>)> {
-    let after = after.unwrap_or("");
-    let page = Page::UnseenInSource { run, after, limit };
-    unseen_pass(tx, page, ctx, repair, |entry| {
-        let next = ledger::source_gone(entry, ctx.now_ms, ctx.mode)?;
-        let diff = Diff {
-            id: entry.id.clone(),
-            kind: "gone_from_source",
-            detail: format!("ledger v{} not in the JobAG snapshot", entry.source_version),
-        };
-        Some((next, Some(diff)))
-    })
-    .await
-}
-
-/// One page of a pass over records a reconcile run did not see: `judge`
-/// gives each record's next state (`None`: unchanged) and the difference
-/// to report, if any. Returns the diffs and the last id read.
-async fn unseen_pass<T, F>(
-    tx: &mut T,
-    page: Page<'_>,
-    ctx: Ctx,
-    repair: Repair,
-    judge: F,
-) -> Result<(Vec<Diff>, Option<String>)>
-where
-    T: LedgerTx,
-    F: Fn(&Entry) -> Option<(Entry, Option<Diff>)> + Send,
-{
-    let rows = tx.load_page(page).await?;
-    let last = rows.last().map(|r| r.id.clone());
+) -> Result<Vec<Diff>> {
+    let entries = tx.load_many(ids).await?;
     let mut diffs = Vec::new();
     let mut writes = Vec::new();
-    for entry in &rows {
-        if let Some((next, diff)) = judge(entry) {
+    for entry in entries.values() {
+        if entry.last_change_ms >= run || !unseen.judges(entry) {
+            continue;
+        }
+        let judged = match unseen {
+            Unseen::InSnapshot => judge_gone_from_source(entry, ctx),
+            Unseen::InListing => judge_missing_on_eures(entry, ctx),
+        };
+        if let Some((next, diff)) = judged {
             diffs.extend(diff);
             writes.push(next);
         }
@@ -460,14 +414,41 @@ where
     if repair != Repair::DryRun {
         write_all(tx, &existing(&writes), ctx.now_ms).await?;
     }
-    Ok((diffs, last))
+    diffs.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(diffs)
+}
+
+/// A record the snapshot did not show: deleted in JobAG.
+fn judge_gone_from_source(entry: &Entry, ctx: Ctx) -> Option<(Entry, Option<Diff>)> {
+    let next = ledger::source_gone(entry, ctx.now_ms, ctx.mode)?;
+    let diff = Diff {
+        id: entry.id.clone(),
+        kind: "gone_from_source",
+        detail: format!("ledger v{} not in the JobAG snapshot", entry.source_version),
+    };
+    Some((next, Some(diff)))
+}
+
+/// A record believed on EURES that the (complete) listing did not show.
+fn judge_missing_on_eures(entry: &Entry, ctx: Ctx) -> Option<(Entry, Option<Diff>)> {
+    let next = ledger::observe_remote(entry, None, ctx.now_ms, ctx.mode);
+    if next == *entry {
+        return None;
+    }
+    let diff = (next.due().is_some() && next.desired.is_present()).then(|| Diff {
+        id: entry.id.clone(),
+        kind: "missing_on_eures",
+        detail: format!(
+            "ledger v{} believed delivered, EURES does not list it",
+            entry.source_version
+        ),
+    });
+    Some((next, diff))
 }
 
 pub(crate) async fn reconcile_remote<T: LedgerTx>(
     tx: &mut T,
     page: &[Listed],
-    seen: &[&str],
-    run: i64,
     ctx: Ctx,
     repair: Repair,
 ) -> Result<Vec<Diff>> {
@@ -534,55 +515,22 @@ pub(crate) async fn reconcile_remote<T: LedgerTx>(
             }
         }
     }
-    finish_seen_page(tx, &writes, Seen::OnEures, seen, run, ctx, repair).await?;
+    finish_page(tx, &writes, ctx, repair).await?;
     Ok(diffs)
 }
 
-/// Records believed on EURES that the listing of run `run` did not show.
-/// Returns the diffs and the last id read (`None`: the pass is done).
-pub(crate) async fn reconcile_remote_missing<T: LedgerTx>(
-    tx: &mut T,
-    run: i64,
-    after: Option<&str>,
-    limit: i64,
-    ctx: Ctx,
-    repair: Repair,
-) -> Result<(Vec<Diff>, Option<String>)> {
-    let after = after.unwrap_or("");
-    let page = Page::UnseenOnEures { run, after, limit };
-    unseen_pass(tx, page, ctx, repair, |entry| {
-        let next = ledger::observe_remote(entry, None, ctx.now_ms, ctx.mode);
-        if next == *entry {
-            return None;
-        }
-        let diff = (next.due().is_some() && next.desired.is_present()).then(|| Diff {
-            id: entry.id.clone(),
-            kind: "missing_on_eures",
-            detail: format!(
-                "ledger v{} believed delivered, EURES does not list it",
-                entry.source_version
-            ),
-        });
-        Some((next, diff))
-    })
-    .await
-}
-
-/// Writes what a page of the snapshot or the listing changed (unless a
-/// dry run) and stamps every id on the page as seen by run `run`.
-async fn finish_seen_page<T: LedgerTx>(
+/// Writes what a page of the snapshot or the listing changed, unless a
+/// dry run.
+async fn finish_page<T: LedgerTx>(
     tx: &mut T,
     writes: &[(Entry, bool)],
-    seen: Seen,
-    ids: &[&str],
-    run: i64,
     ctx: Ctx,
     repair: Repair,
 ) -> Result<()> {
     if repair != Repair::DryRun {
         write_all(tx, &flagged(writes), ctx.now_ms).await?;
     }
-    tx.stamp(seen, ids, run).await
+    Ok(())
 }
 
 fn describe(d: &DesiredState) -> String {
