@@ -70,7 +70,16 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Reads outside transactions (and the rare autocommit lease release).
     pub(crate) pool: SqlitePool,
+    /// Every transaction runs on this one connection. In WAL mode a
+    /// connection drops its whole page cache when another connection wrote
+    /// since its last transaction; with the transactions spread over the
+    /// pool, nearly every one began by reading the B-trees' upper pages
+    /// from the file again. One writer connection keeps them: a backfill
+    /// of 20,000 postings spent 15 % less CPU per posting and held the
+    /// write lock 13-20 % less.
+    writer: SqlitePool,
     /// The writers of this process take turns here before `BEGIN
     /// IMMEDIATE`. SQLite itself makes a writer that finds the lock taken
     /// sleep and retry (1, 2, 5, 10 ms...), which leaves the lock idle
@@ -111,15 +120,21 @@ impl SqliteStore {
                 StoreError::Url(format!("cannot create {}: {e}", Path::new(dir).display()))
             })?;
         }
-        // One writer at a time anyway: three connections serve the loops
-        // and a reader (status, the Input API) without waiting.
+        // One writer at a time anyway, on a connection of its own; two
+        // more serve the loops' reads and a reader (status, the Input API).
         let pool = SqlitePoolOptions::new()
-            .max_connections(3)
+            .max_connections(2)
+            .before_acquire(|conn, _| Box::pin(async move { Ok(in_step(conn)) }))
+            .connect_with(options.clone())
+            .await?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
             .before_acquire(|conn, _| Box::pin(async move { Ok(in_step(conn)) }))
             .connect_with(options)
             .await?;
         Ok(SqliteStore {
             pool,
+            writer,
             writers: Arc::new(Mutex::new(())),
             reap_clock: Arc::default(),
             clock: wall_clock,
@@ -223,7 +238,7 @@ impl Backend for SqliteStore {
     async fn begin(&self, _commit: Commit) -> Result<Tx<Sqlite>> {
         let turn = self.writers.clone().lock_owned().await;
         Ok(Tx(
-            self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            self.writer.begin_with("BEGIN IMMEDIATE").await?,
             Some(turn),
         ))
     }
@@ -233,7 +248,9 @@ impl Backend for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("migrations/sqlite").run(&self.pool).await?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&self.writer)
+            .await?;
         Ok(())
     }
 
@@ -242,7 +259,7 @@ impl Backend for SqliteStore {
     /// it wrote (and every later writer stamps a later time).
     async fn barrier(&self) -> Result<()> {
         let _turn = self.writers.lock().await;
-        self.pool
+        self.writer
             .begin_with("BEGIN IMMEDIATE")
             .await?
             .commit()
@@ -280,23 +297,40 @@ mod tests {
         .execute(&store.pool)
         .await
         .unwrap();
+        // The store's own transactions, on its one writer connection.
         for _ in 0..8 {
-            let mut tx = store.pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+            let mut tx = store.begin(Commit::Durable).await.unwrap();
             let e = sqlx::query("INSERT INTO t VALUES (1)")
-                .execute(&mut *tx)
+                .execute(&mut *tx.0)
                 .await
                 .unwrap_err();
             assert!(e.to_string().contains("simulated full disk"), "{e}");
         }
-        // More transactions than the pool has connections: every one of
-        // them would otherwise be refused.
+        // More transactions than there are connections: every one of them
+        // would otherwise be refused.
         for _ in 0..8 {
-            let mut tx = store.pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
-            sqlx::query("DROP TRIGGER IF EXISTS t_fails")
-                .execute(&mut *tx)
+            let mut tx = store.begin(Commit::Durable).await.unwrap();
+            sqlx::query("INSERT INTO t VALUES (2)")
+                .execute(&mut *tx.0)
+                .await
+                .unwrap_err();
+        }
+        sqlx::query("DROP TRIGGER t_fails")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        for _ in 0..4 {
+            let mut tx = store.begin(Commit::Durable).await.unwrap();
+            sqlx::query("INSERT INTO t VALUES (3)")
+                .execute(&mut *tx.0)
                 .await
                 .unwrap();
             tx.commit().await.unwrap();
         }
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, 4);
     }
 }
