@@ -62,9 +62,13 @@ async fn differences_on_every_page_are_found_once_and_repaired() {
         POSTINGS - 2,
         "every snapshot page read (two postings vanished)"
     );
-    assert_eq!(
-        report.eures_items, POSTINGS,
-        "every listing page read (one copy removed, one orphan added)"
+    // One copy removed, one orphan added; the running worker may already
+    // have deleted the two vanished postings' copies when the listing is
+    // read (the snapshot pass before it queued their deletions).
+    assert!(
+        (POSTINGS - 2..=POSTINGS).contains(&report.eures_items),
+        "every listing page read: {} items",
+        report.eures_items
     );
     assert!(report.listing_complete);
     // The worker may delete a vanished posting's copy between the listing

