@@ -32,7 +32,7 @@ static INSERT_HEAD: LazyLock<String> =
     LazyLock::new(|| format!("INSERT INTO postings ({COLUMNS}) "));
 
 /// Ends a multi-row insert of records: those the transaction loaded are
-/// written over themselves (lease and reconcile stamps untouched).
+/// written over themselves (leases untouched).
 static UPSERT_TAIL: LazyLock<String> = LazyLock::new(|| {
     let updates = COLUMNS
         .split(',')
