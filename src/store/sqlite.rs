@@ -108,6 +108,11 @@ impl SqliteStore {
             // 1 MiB of page cache per connection (SQLite's default is 2):
             // the ledger is read by key and in index order, never scanned hot.
             .pragma("cache_size", "-1024")
+            // Statement journals in memory: a multi-row upsert inside a
+            // transaction keeps the pages it changes until it ends, and on
+            // a file that is a pwrite per page (5 % of the writer thread's
+            // time in a 20,000-posting backfill; its body ran 15 % shorter).
+            .pragma("temp_store", "memory")
             // Fewer prepared statements kept per connection than sqlx's 100:
             // the ledger uses a few dozen, and each holds its own memory.
             .statement_cache_capacity(48)
