@@ -73,6 +73,19 @@ impl std::fmt::Display for Mode {
     }
 }
 
+/// The document of a record that has one. The ledger keeps documents
+/// apart from the records: a record changes several times per delivery (a
+/// lease, an outcome) and its 3-4 KB document need not be read or written
+/// again each time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    /// The one the ledger holds, unchanged (records are loaded without it).
+    Stored,
+    /// Rendered from a newer version of the posting: the ledger keeps this
+    /// one instead.
+    New(String),
+}
+
 /// What EURES should hold. Its version is always the record's
 /// `source_version`: every accepted change recomputes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +93,7 @@ pub enum DesiredState {
     Present {
         hash: String,
         /// The document; erased once no longer needed (SPEC 6).
-        content: Option<String>,
+        content: Option<Content>,
         publication_end_ms: i64,
     },
     Absent {
@@ -320,7 +333,7 @@ impl From<Desired> for DesiredState {
                 publication_end,
             } => DesiredState::Present {
                 hash,
-                content: Some(content),
+                content: Some(Content::New(content)),
                 publication_end_ms: publication_end.timestamp_millis(),
             },
             Desired::Absent(reason) => DesiredState::Absent {

@@ -193,7 +193,8 @@ impl ExchangeSql {
         let details = format!(
             "SELECT {REF_COLUMNS}, \
                CASE WHEN active = {truth} AND closed_ms IS NULL AND desired_present = {truth} \
-                    THEN desired_content END AS content \
+                    THEN (SELECT content FROM documents WHERE documents.seq = postings.seq) \
+               END AS content \
              FROM postings WHERE {ids_in} AND created_ms IS NOT NULL"
         );
         ExchangeSql { pages, details }

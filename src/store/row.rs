@@ -2,16 +2,28 @@
 //! shared by both databases. Mapping only: no statement runs here, and no
 //! value is decided here that the planner did not compute.
 
-use crate::domain::ledger::{Delivered, DesiredState, Entry, Exchange, Op, Retry};
+use std::sync::LazyLock;
+
+use crate::domain::ledger::{Content, Delivered, DesiredState, Entry, Exchange, Op, Retry};
 
 use super::{Claimed, StoreError};
 
-/// Column list in the order [`FlatEntry`] binds them.
+/// The columns of `postings` a record writes, in the order [`FlatEntry`]
+/// binds them. Its document is a row of `documents` (see [`Content`]).
 pub(crate) const COLUMNS: &str = "id, employer_cvr, source_version, source_updated_at_ms, \
-    desired_present, desired_hash, desired_content, publication_end_ms, absent_reason, \
+    desired_present, desired_hash, publication_end_ms, absent_reason, \
     delivered_state, delivered_version, delivered_hash, attempts, next_attempt_at_ms, \
     last_error, dead, forced, due_since_ms, created_ms, modified_ms, closed_ms, active, \
     due_op, due_rank, state, last_change_ms";
+
+/// What loads a record from `postings`: [`COLUMNS`] and whether it has a
+/// document (without reading the document).
+pub(crate) static ENTRY_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{COLUMNS}, EXISTS (SELECT 1 FROM documents WHERE documents.seq = postings.seq) \
+         AS has_document"
+    )
+});
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct FlatEntry {
@@ -21,7 +33,8 @@ pub(crate) struct FlatEntry {
     pub source_updated_at_ms: Option<i64>,
     pub desired_present: bool,
     pub desired_hash: Option<String>,
-    pub desired_content: Option<String>,
+    /// Read only: a document is written on its own (see [`documents`]).
+    pub has_document: bool,
     pub publication_end_ms: Option<i64>,
     pub absent_reason: Option<String>,
     pub delivered_state: String,
@@ -49,7 +62,7 @@ fn to_i64(v: u64) -> i64 {
 
 impl FlatEntry {
     pub fn from_entry(e: &Entry) -> FlatEntry {
-        let (desired_present, desired_hash, desired_content, publication_end_ms, absent_reason) =
+        let (desired_present, desired_hash, has_document, publication_end_ms, absent_reason) =
             match &e.desired {
                 DesiredState::Present {
                     hash,
@@ -58,11 +71,11 @@ impl FlatEntry {
                 } => (
                     true,
                     Some(hash.clone()),
-                    content.clone(),
+                    content.is_some(),
                     Some(*publication_end_ms),
                     None,
                 ),
-                DesiredState::Absent { reason } => (false, None, None, None, Some(reason.clone())),
+                DesiredState::Absent { reason } => (false, None, false, None, Some(reason.clone())),
             };
         let (delivered_state, delivered_version, delivered_hash) = match &e.delivered {
             Delivered::Absent => ("absent", None, None),
@@ -79,7 +92,7 @@ impl FlatEntry {
             source_updated_at_ms: e.source_updated_at_ms,
             desired_present,
             desired_hash,
-            desired_content,
+            has_document,
             publication_end_ms,
             absent_reason,
             delivered_state: delivered_state.to_string(),
@@ -113,7 +126,7 @@ impl FlatEntry {
                     .desired_hash
                     .clone()
                     .ok_or_else(|| corrupt("present without hash"))?,
-                content: self.desired_content.clone(),
+                content: self.has_document.then_some(Content::Stored),
                 publication_end_ms: self
                     .publication_end_ms
                     .ok_or_else(|| corrupt("present without publication_end"))?,
@@ -158,6 +171,28 @@ impl FlatEntry {
     }
 }
 
+/// What writing `entries` does to their documents: the new ones to store
+/// (id, document), and the ids of those that no longer keep one. A record
+/// whose document is [`Content::Stored`] leaves it as it is.
+pub(crate) fn documents<'e>(entries: &[&'e Entry]) -> (Vec<(&'e str, &'e str)>, Vec<&'e str>) {
+    let mut store = Vec::new();
+    let mut erase = Vec::new();
+    for e in entries {
+        match &e.desired {
+            DesiredState::Present {
+                content: Some(Content::New(doc)),
+                ..
+            } => store.push((e.id.as_str(), doc.as_str())),
+            DesiredState::Present {
+                content: Some(Content::Stored),
+                ..
+            } => {}
+            _ => erase.push(e.id.as_str()),
+        }
+    }
+    (store, erase)
+}
+
 /// A record with the owner of its lease (`SELECT {COLUMNS}, lease_owner`).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct Leased {
@@ -178,7 +213,8 @@ impl Leased {
 pub(crate) const CLAIM_COLUMNS: &str = "id, due_op, \
     CASE WHEN due_op = 'delete' AND delivered_version > source_version \
          THEN delivered_version ELSE source_version END AS source_version, \
-    desired_hash, desired_content, \
+    desired_hash, \
+    (SELECT content FROM documents WHERE documents.seq = postings.seq) AS desired_content, \
     created_ms, modified_ms, employer_cvr, source_updated_at_ms, attempts";
 
 #[derive(Debug, Clone, sqlx::FromRow)]

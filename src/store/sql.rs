@@ -16,7 +16,9 @@ use async_trait::async_trait;
 use sqlx::database::HasStatementCache;
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, QueryBuilder, Transaction, Type};
 
-use super::row::{COLUMNS, FlatEntry, Leased, RankedClaim, in_claim_order};
+use super::row::{
+    COLUMNS, ENTRY_COLUMNS, FlatEntry, Leased, RankedClaim, documents, in_claim_order,
+};
 use super::tx::{Leases, LedgerTx, NewAudit, Page};
 use super::{Claimed, PurgeStats, QuarantineItem, Result, StoreError, Summary};
 use crate::domain::ledger::Entry;
@@ -24,7 +26,7 @@ use crate::domain::ledger::Entry;
 pub(crate) const CURSOR_KEY: &str = "feed_cursor";
 pub(crate) const LAST_POLL_KEY: &str = "last_source_poll_ms";
 
-/// Rows per multi-row write: 26 columns each, well under SQLite's 32,766
+/// Rows per multi-row write: 25 columns each, well under SQLite's 32,766
 /// and PostgreSQL's 65,535 bound parameters.
 const WRITE_CHUNK: usize = 500;
 
@@ -57,8 +59,22 @@ static UPSERT_RELEASE_TAIL: LazyLock<String> = LazyLock::new(|| {
 const INSERT_NEW_TAIL: &str = " ON CONFLICT (id) DO NOTHING";
 
 /// One record, without taking any lock.
-pub(crate) static SELECT_ONE: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {COLUMNS} FROM postings WHERE id = $1"));
+pub(crate) static SELECT_ONE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {ENTRY} FROM postings WHERE id = $1",
+        ENTRY = ENTRY_COLUMNS.as_str()
+    )
+});
+
+/// Stores documents by posting id (`VALUES` names its columns `column1`,
+/// `column2` in both databases); each replaces the one its record had.
+const PUT_DOCUMENTS_HEAD: &str = "INSERT INTO documents (seq, content) \
+     SELECT postings.seq, v.column2 FROM postings JOIN (";
+/// `WHERE true` tells SQLite's parser that `ON` starts the upsert, not a join.
+const PUT_DOCUMENTS_TAIL: &str = ") AS v ON postings.id = v.column1 WHERE true \
+     ON CONFLICT (seq) DO UPDATE SET content = excluded.content";
+/// Documents per multi-row write (2 parameters each).
+const DOCUMENT_CHUNK: usize = 500;
 
 pub(crate) const GET_STATE: &str = "SELECT value FROM agent_state WHERE key = $1";
 pub(crate) const SET_STATE: &str = "INSERT INTO agent_state (key, value) VALUES ($1, $2) \
@@ -161,6 +177,9 @@ pub(crate) enum Stmt {
     /// `id, seq, delivered_state, delivered_version, delivered_hash` of the
     /// ids `$1` (not locked).
     DeliveredCopies,
+    /// Deletes the documents of the records whose ids are the list `$1`;
+    /// returns their `seq`.
+    EraseDocuments,
     CountDead,
     NextExpiry,
 }
@@ -208,6 +227,7 @@ where
     for<'r> FlatEntry: FromRow<'r, DB::Row>,
     for<'r> Leased: FromRow<'r, DB::Row>,
     for<'r> RankedClaim: FromRow<'r, DB::Row>,
+    for<'r> (i64,): FromRow<'r, DB::Row>,
     for<'t> &'t str: Encode<'t, DB> + Type<DB>,
     for<'t> Option<&'t str>: Encode<'t, DB> + Type<DB>,
     String: for<'t> Encode<'t, DB> + Type<DB>,
@@ -291,6 +311,26 @@ where
                 let ids = chunk.iter().map(|e| e.id.as_str()).collect::<Vec<_>>();
                 return Err(StoreError::Conflict(ids.join(", ")));
             }
+        }
+        let (store, erase) = documents(loaded);
+        // A record inserted just now has no document to erase.
+        let (store_new, _) = documents(new);
+        for chunk in store
+            .chunks(DOCUMENT_CHUNK)
+            .chain(store_new.chunks(DOCUMENT_CHUNK))
+        {
+            let mut q: QueryBuilder<DB> = QueryBuilder::new(PUT_DOCUMENTS_HEAD);
+            q.push_values(chunk, |mut b, (id, doc)| {
+                b.push_bind(*id).push_bind(*doc);
+            });
+            q.push(PUT_DOCUMENTS_TAIL);
+            q.build().persistent(false).execute(&mut *self.0).await?;
+        }
+        if !erase.is_empty() {
+            let _: Vec<(i64,)> =
+                DB::bind_ids(sqlx::query_as(DB::sql(Stmt::EraseDocuments)), &erase)
+                    .fetch_all(&mut *self.0)
+                    .await?;
         }
         Ok(())
     }
@@ -381,7 +421,6 @@ where
             .push_bind(f.source_updated_at_ms)
             .push_bind(f.desired_present)
             .push_bind(f.desired_hash)
-            .push_bind(f.desired_content)
             .push_bind(f.publication_end_ms)
             .push_bind(f.absent_reason)
             .push_bind(f.delivered_state)

@@ -28,34 +28,43 @@ use tokio::sync::{Mutex, Notify, watch};
 
 use super::backend::{Backend, Commit, ReapClock};
 use super::exchange::{ExchangeSql, SQLITE_EXCHANGE};
-use super::row::{CLAIM_COLUMNS, COLUMNS};
+use super::row::{CLAIM_COLUMNS, ENTRY_COLUMNS};
 use super::sql::{Dialect, Stmt, Tx};
 use super::{Result, StoreError};
 
 static SELECT_MANY: LazyLock<String> = LazyLock::new(|| {
-    format!("SELECT {COLUMNS} FROM postings WHERE id IN (SELECT value FROM json_each(?1))")
+    format!(
+        "SELECT {ENTRY} FROM postings WHERE id IN (SELECT value FROM json_each(?1))",
+        ENTRY = ENTRY_COLUMNS.as_str()
+    )
 });
 static SELECT_LEASED: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {COLUMNS}, lease_owner FROM postings \
-         WHERE id IN (SELECT value FROM json_each(?1))"
+        "SELECT {ENTRY}, lease_owner FROM postings \
+         WHERE id IN (SELECT value FROM json_each(?1))",
+        ENTRY = ENTRY_COLUMNS.as_str()
     )
 });
 static SELECT_EXPIRED: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {COLUMNS} FROM postings WHERE desired_present = 1 AND publication_end_ms <= ?1 \
-         ORDER BY publication_end_ms LIMIT ?2"
+        "SELECT {ENTRY} FROM postings WHERE desired_present = 1 AND publication_end_ms <= ?1 \
+         ORDER BY publication_end_ms LIMIT ?2",
+        ENTRY = ENTRY_COLUMNS.as_str()
     )
 });
 static SELECT_DEAD: LazyLock<String> = LazyLock::new(|| {
-    format!("SELECT {COLUMNS} FROM postings WHERE dead = 1 AND id > ?1 ORDER BY id LIMIT ?2")
+    format!(
+        "SELECT {ENTRY} FROM postings WHERE dead = 1 AND id > ?1 ORDER BY id LIMIT ?2",
+        ENTRY = ENTRY_COLUMNS.as_str()
+    )
 });
 // The statements as `Stmt` describes them; no `FOR UPDATE`: every write
 // transaction is exclusive.
 static SELECT_ABANDONED: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {COLUMNS}, lease_owner FROM postings \
-         WHERE lease_owner IS NOT NULL AND lease_until_ms < ?1 ORDER BY lease_until_ms LIMIT ?2"
+        "SELECT {ENTRY}, lease_owner FROM postings \
+         WHERE lease_owner IS NOT NULL AND lease_until_ms < ?1 ORDER BY lease_until_ms LIMIT ?2",
+        ENTRY = ENTRY_COLUMNS.as_str()
     )
 });
 static CLAIM: LazyLock<String> = LazyLock::new(|| {
@@ -200,6 +209,10 @@ impl Dialect for Sqlite {
             Stmt::DeliveredCopies => {
                 "SELECT id, seq, delivered_state, delivered_version, delivered_hash \
                  FROM postings WHERE id IN (SELECT value FROM json_each($1))"
+            }
+            Stmt::EraseDocuments => {
+                "DELETE FROM documents WHERE seq IN (SELECT seq FROM postings \
+                   WHERE id IN (SELECT value FROM json_each($1))) RETURNING seq"
             }
             Stmt::CountDead => "SELECT COUNT(*) FROM postings WHERE dead = 1",
             Stmt::NextExpiry => {
