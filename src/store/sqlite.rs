@@ -95,6 +95,9 @@ pub struct SqliteStore {
     /// between writers; a queue hands it on at once, in arrival order.
     /// Other processes (an operator's CLI) still meet `busy_timeout`.
     writers: Arc<Mutex<()>>,
+    /// The checkpointer runs while some clone of the store lives.
+    #[expect(dead_code, reason = "held, never read: counted by the checkpointer")]
+    alive: Arc<()>,
     reap_clock: Arc<ReapClock>,
     /// Read once the write lock is held (see [`Backend::clock_ms`]); tests
     /// that script time replace it.
@@ -122,6 +125,10 @@ impl SqliteStore {
             // a file that is a pwrite per page (5 % of the writer thread's
             // time in a 20,000-posting backfill; its body ran 15 % shorter).
             .pragma("temp_store", "memory")
+            // The reader connection copies the WAL back into the database
+            // (see `checkpoint_behind`); a writer does it itself, holding
+            // the write lock, only when the WAL has grown this far anyway.
+            .pragma("wal_autocheckpoint", WAL_BACKSTOP_PAGES)
             // Fewer prepared statements kept per connection than sqlx's 100:
             // the ledger uses a few dozen, and each holds its own memory.
             .statement_cache_capacity(48)
@@ -147,9 +154,12 @@ impl SqliteStore {
             .before_acquire(|conn, _| Box::pin(async move { Ok(in_step(conn)) }))
             .connect_with(options)
             .await?;
+        let alive = Arc::new(());
+        checkpoint_behind(pool.clone(), Arc::downgrade(&alive));
         Ok(SqliteStore {
             pool,
             writer,
+            alive,
             writers: Arc::new(Mutex::new(())),
             reap_clock: Arc::default(),
             clock: wall_clock,
@@ -160,6 +170,42 @@ impl SqliteStore {
     pub fn with_clock(self, clock: fn() -> i64) -> SqliteStore {
         SqliteStore { clock, ..self }
     }
+}
+
+/// WAL pages (4 KiB each) after which a committing writer checkpoints:
+/// see [`checkpoint_behind`].
+const WAL_BACKSTOP_PAGES: &str = "4000";
+/// How often the reader connection checkpoints the WAL.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// Copies what the WAL holds back into the database file, on the reader
+/// connection, every [`CHECKPOINT_EVERY`], until the store is dropped.
+/// With SQLite's automatic checkpoint the committing writer did it every
+/// 1,000 pages, inside its transaction: the copy and its fsync held the
+/// write lock. A passive checkpoint runs beside the writer and never waits
+/// for it. The WAL only starts over from its beginning when a writer finds
+/// it wholly copied, which a busy writer seldom does, so writers still
+/// checkpoint at [`WAL_BACKSTOP_PAGES`] (16 MiB): by then nearly all of it
+/// is copied, and the WAL starts over. Backfill of 100,000 postings:
+/// 5,243 -> 6,194 postings/s in one pair of runs; of 20,000, +13, +10 and
+/// -1 % in three.
+fn checkpoint_behind(pool: SqlitePool, alive: std::sync::Weak<()>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if alive.strong_count() == 0 {
+                return;
+            }
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                tracing::debug!(error = %e, "checkpointing the WAL failed; trying again");
+            }
+        }
+    });
 }
 
 /// Whether an idle connection may be handed out. On some errors (a full
@@ -351,5 +397,46 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rows, 4);
+    }
+
+    #[tokio::test]
+    async fn the_wal_is_copied_back_without_a_writer_doing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("l.db");
+        let url = format!("sqlite://{}?mode=rwc", file.display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        let mut tx = store.begin(Commit::Durable).await.unwrap();
+        sqlx::query("CREATE TABLE t (x TEXT)")
+            .execute(&mut *tx.0)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        // 100 pages: far below the pages at which a writer checkpoints.
+        for _ in 0..10 {
+            let mut tx = store.begin(Commit::Durable).await.unwrap();
+            sqlx::query(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10) \
+                 INSERT INTO t SELECT printf('%.3000c', 'x') FROM n",
+            )
+            .execute(&mut *tx.0)
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+        }
+        let copied = |min: u64| {
+            std::fs::metadata(&file)
+                .map(|m| m.len() >= min)
+                .unwrap_or(false)
+        };
+        for _ in 0..100 {
+            if copied(100 * 4096) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "the database file still holds {} bytes after 2 s",
+            std::fs::metadata(&file).unwrap().len()
+        );
     }
 }
