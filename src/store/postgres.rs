@@ -99,7 +99,7 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
            ORDER BY due_rank, next_attempt_at_ms LIMIT $4 \
            FOR UPDATE SKIP LOCKED) \
          UPDATE postings SET lease_owner = $1, lease_until_ms = $2 \
-         FROM picked WHERE postings.id = picked.picked_id \
+         WHERE id = ANY (ARRAY (SELECT picked_id FROM picked)) \
          RETURNING {CLAIM_COLUMNS}, due_rank, next_attempt_at_ms"
     )
 });
@@ -314,19 +314,31 @@ impl Backend for PgStore {
     /// Every write transaction first takes the table lock all writers
     /// share (`ROW EXCLUSIVE` conflicts with none of them), so that its
     /// clock is read after it and [`Backend::barrier`] can wait for it.
+    ///
+    /// Its rows come in index order, never sorted: every `ORDER BY` of a
+    /// write transaction has an index, and a sort there means reading
+    /// every matching row. Without statistics (a new database, the first
+    /// minute of an initial backfill) PostgreSQL guesses that 0.5 % of the
+    /// due rows are unleased and then sorted every due row on every claim
+    /// rather than read the first few off `postings_due`: 10-15 ms instead
+    /// of 0.5 ms a claim at 20,000 postings, growing with the backlog.
     async fn begin(&self, commit: Commit) -> Result<Tx<Postgres>> {
         Ok(Tx(
             match commit {
                 Commit::Durable => {
                     self.pool
-                        .begin_with("BEGIN; LOCK TABLE postings IN ROW EXCLUSIVE MODE")
+                        .begin_with(
+                            "BEGIN; SET LOCAL enable_sort = off; \
+                             LOCK TABLE postings IN ROW EXCLUSIVE MODE",
+                        )
                         .await?
                 }
                 Commit::Redoable => {
                     self.pool
                         .begin_with(
                             "BEGIN; SET LOCAL synchronous_commit = off; \
-                         LOCK TABLE postings IN ROW EXCLUSIVE MODE",
+                             SET LOCAL enable_sort = off; \
+                             LOCK TABLE postings IN ROW EXCLUSIVE MODE",
                         )
                         .await?
                 }
@@ -397,6 +409,62 @@ mod tests {
         assert_eq!(
             <Postgres as Dialect>::WAKE,
             Some(format!("NOTIFY {WAKE_CHANNEL}").as_str())
+        );
+    }
+
+    /// A new database (no statistics yet) with 20,000 due operations: the
+    /// claim's plan reads them off `postings_due` in order, no sort.
+    #[tokio::test]
+    async fn claims_read_due_rows_in_index_order_even_without_statistics() {
+        let admin_url = std::env::var("EURES_TEST_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+        let name = format!("eures_unit_claim_{}", std::process::id());
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        }
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(b, _)| b);
+        let store = PgStore::connect(&format!("{base}/{name}")).await.unwrap();
+        store.migrate().await.unwrap();
+        sqlx::query(
+            "INSERT INTO postings (id, source_version, desired_present, desired_hash, \
+               delivered_state, next_attempt_at_ms, state, last_change_ms, due_op, due_rank) \
+             SELECT 'P' || i, 1, true, 'h', 'absent', i, 'pending', 1, 'create', 1 \
+             FROM generate_series(1, 20000) AS i",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        let claim = CLAIM
+            .replace("$1", "'w'")
+            .replace("$2", "1")
+            .replace("$3", "100000")
+            .replace("$4", "16");
+        let mut tx = store.begin(Commit::Durable).await.unwrap();
+        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {claim}")))
+            .fetch_all(&mut *tx.0)
+            .await
+            .unwrap();
+        drop(tx);
+        store.pool.close().await;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("Index Scan using postings_due") && !plan.contains("Sort"),
+            "{plan}"
         );
     }
 }
