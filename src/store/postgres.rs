@@ -40,7 +40,7 @@ use tokio::sync::{Notify, watch};
 
 use super::backend::{Backend, Commit, ReapClock};
 use super::exchange::{ExchangeSql, POSTGRES_EXCHANGE};
-use super::row::{CLAIM_COLUMNS, ENTRY_COLUMNS};
+use super::row::{CLAIM_COLUMNS, COLUMNS};
 use super::sql::{Dialect, Stmt, Tx};
 use super::{Result, StoreError};
 
@@ -52,38 +52,27 @@ const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const LEADER_ROLE: &str = "leader";
 
 static SELECT_MANY: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {ENTRY} FROM postings WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-        ENTRY = ENTRY_COLUMNS.as_str()
-    )
+    format!("SELECT {COLUMNS} FROM postings WHERE id = ANY($1) ORDER BY id FOR UPDATE")
 });
 static SELECT_LEASED: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {ENTRY}, lease_owner FROM postings WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-        ENTRY = ENTRY_COLUMNS.as_str()
-    )
+    format!("SELECT {COLUMNS}, lease_owner FROM postings WHERE id = ANY($1) ORDER BY id FOR UPDATE")
 });
 static SELECT_EXPIRED: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {ENTRY} FROM postings WHERE desired_present AND publication_end_ms <= $1 \
-         ORDER BY id LIMIT $2 FOR UPDATE",
-        ENTRY = ENTRY_COLUMNS.as_str()
+        "SELECT {COLUMNS} FROM postings WHERE desired_present AND publication_end_ms <= $1 \
+         ORDER BY id LIMIT $2 FOR UPDATE"
     )
 });
 static SELECT_DEAD: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {ENTRY} FROM postings WHERE dead AND id > $1 ORDER BY id LIMIT $2",
-        ENTRY = ENTRY_COLUMNS.as_str()
-    )
+    format!("SELECT {COLUMNS} FROM postings WHERE dead AND id > $1 ORDER BY id LIMIT $2")
 });
 static SELECT_DEAD_LOCKED: LazyLock<String> =
     LazyLock::new(|| format!("{} FOR UPDATE", SELECT_DEAD.as_str()));
 static SELECT_ABANDONED: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {ENTRY}, lease_owner FROM postings \
+        "SELECT {COLUMNS}, lease_owner FROM postings \
          WHERE lease_owner IS NOT NULL AND lease_until_ms < $1 \
-         ORDER BY lease_until_ms LIMIT $2 FOR UPDATE SKIP LOCKED",
-        ENTRY = ENTRY_COLUMNS.as_str()
+         ORDER BY lease_until_ms LIMIT $2 FOR UPDATE SKIP LOCKED"
     )
 });
 /// The MATERIALIZED CTE runs the locking pick exactly once; SKIP LOCKED
@@ -223,6 +212,14 @@ impl Dialect for Postgres {
             Stmt::EraseDocuments => {
                 "DELETE FROM documents WHERE seq IN (SELECT seq FROM postings WHERE id = ANY($1)) \
                  RETURNING seq"
+            }
+            Stmt::WithDocument => {
+                "SELECT postings.id FROM postings JOIN documents ON documents.seq = postings.seq \
+                 WHERE postings.id = ANY($1)"
+            }
+            Stmt::DocumentsOf => {
+                "SELECT postings.id, documents.content FROM postings \
+                 JOIN documents ON documents.seq = postings.seq WHERE postings.id = ANY($1)"
             }
             Stmt::CountDead => "SELECT COUNT(*) FROM postings WHERE dead",
             Stmt::NextExpiry => {

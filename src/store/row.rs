@@ -16,8 +16,10 @@ pub(crate) const COLUMNS: &str = "id, employer_cvr, source_version, source_updat
     last_error, dead, forced, due_since_ms, created_ms, modified_ms, closed_ms, active, \
     due_op, due_rank, state, last_change_ms";
 
-/// What loads a record from `postings`: [`COLUMNS`] and whether it has a
-/// document (without reading the document).
+/// What reads a record on its own, outside a write transaction: [`COLUMNS`]
+/// and whether it has a document (without reading the document). A write
+/// transaction learns that in a statement of its own, once the records are
+/// locked: see `Tx::mark_documents`.
 pub(crate) static ENTRY_COLUMNS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "{COLUMNS}, EXISTS (SELECT 1 FROM documents WHERE documents.seq = postings.seq) \
@@ -33,7 +35,9 @@ pub(crate) struct FlatEntry {
     pub source_updated_at_ms: Option<i64>,
     pub desired_present: bool,
     pub desired_hash: Option<String>,
-    /// Read only: a document is written on its own (see [`documents`]).
+    /// Read only, and only by [`ENTRY_COLUMNS`]: a document is written on
+    /// its own (see [`documents`]).
+    #[sqlx(default)]
     pub has_document: bool,
     pub publication_end_ms: Option<i64>,
     pub absent_reason: Option<String>,
@@ -208,14 +212,17 @@ impl Leased {
 }
 
 /// Columns a claim returns (then `due_rank, next_attempt_at_ms` for [`RankedClaim`]).
+/// The documents are read after the claim, in a statement of its own: on
+/// PostgreSQL a subquery here would read them as of the statement's start,
+/// which may be older than the row versions the `UPDATE` locked and
+/// returns (an edit committed meanwhile would pair its new version and
+/// hash with the old document).
 /// A deletion carries the highest version known: the source's, or the one
 /// EURES listed for the copy (reconcile), whichever is higher.
 pub(crate) const CLAIM_COLUMNS: &str = "id, due_op, \
     CASE WHEN due_op = 'delete' AND delivered_version > source_version \
          THEN delivered_version ELSE source_version END AS source_version, \
-    desired_hash, \
-    (SELECT content FROM documents WHERE documents.seq = postings.seq) AS desired_content, \
-    created_ms, modified_ms, employer_cvr, source_updated_at_ms, attempts";
+    desired_hash, created_ms, modified_ms, employer_cvr, source_updated_at_ms, attempts";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct FlatClaim {
@@ -223,7 +230,6 @@ pub(crate) struct FlatClaim {
     pub due_op: Option<String>,
     pub source_version: i64,
     pub desired_hash: Option<String>,
-    pub desired_content: Option<String>,
     pub created_ms: Option<i64>,
     pub modified_ms: Option<i64>,
     pub employer_cvr: Option<String>,
@@ -262,7 +268,7 @@ impl FlatClaim {
             op,
             version: u64::try_from(self.source_version).unwrap_or(0),
             hash: if delete { None } else { self.desired_hash },
-            content: if delete { None } else { self.desired_content },
+            content: None,
             created_ms: self.created_ms,
             modified_ms: self.modified_ms,
             employer_cvr: self.employer_cvr,

@@ -21,7 +21,7 @@ use super::row::{
 };
 use super::tx::{Leases, LedgerTx, NewAudit, Page};
 use super::{Claimed, PurgeStats, QuarantineItem, Result, StoreError, Summary};
-use crate::domain::ledger::Entry;
+use crate::domain::ledger::{Content, DesiredState, Entry, Op};
 
 pub(crate) const CURSOR_KEY: &str = "feed_cursor";
 pub(crate) const LAST_POLL_KEY: &str = "last_source_poll_ms";
@@ -180,6 +180,11 @@ pub(crate) enum Stmt {
     /// Deletes the documents of the records whose ids are the list `$1`;
     /// returns their `seq`.
     EraseDocuments,
+    /// `id` of the records whose ids are the list `$1` that have a document.
+    WithDocument,
+    /// `id, content` of the documents of the records whose ids are the
+    /// list `$1`.
+    DocumentsOf,
     CountDead,
     NextExpiry,
 }
@@ -228,6 +233,8 @@ where
     for<'r> Leased: FromRow<'r, DB::Row>,
     for<'r> RankedClaim: FromRow<'r, DB::Row>,
     for<'r> (i64,): FromRow<'r, DB::Row>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
+    for<'r> (String, String): FromRow<'r, DB::Row>,
     for<'t> &'t str: Encode<'t, DB> + Type<DB>,
     for<'t> Option<&'t str>: Encode<'t, DB> + Type<DB>,
     String: for<'t> Encode<'t, DB> + Type<DB>,
@@ -240,9 +247,12 @@ where
         let rows: Vec<FlatEntry> = DB::bind_ids(sqlx::query_as(DB::sql(Stmt::SelectMany)), ids)
             .fetch_all(&mut *self.0)
             .await?;
-        rows.into_iter()
+        let mut loaded = rows
+            .into_iter()
             .map(|r| r.into_entry().map(|e| (e.id.clone(), e)))
-            .collect()
+            .collect::<Result<HashMap<_, _>>>()?;
+        self.mark_documents(loaded.values_mut()).await?;
+        Ok(loaded)
     }
 
     async fn load_leased(
@@ -252,12 +262,16 @@ where
         let rows: Vec<Leased> = DB::bind_ids(sqlx::query_as(DB::sql(Stmt::SelectLeased)), ids)
             .fetch_all(&mut *self.0)
             .await?;
-        rows.into_iter()
+        let mut loaded = rows
+            .into_iter()
             .map(|r| {
                 r.into_parts()
                     .map(|(e, holder)| (e.id.clone(), (e, holder)))
             })
-            .collect()
+            .collect::<Result<HashMap<_, _>>>()?;
+        self.mark_documents(loaded.values_mut().map(|(e, _)| e))
+            .await?;
+        Ok(loaded)
     }
 
     async fn load_page(&mut self, page: Page<'_>) -> Result<Vec<Entry>> {
@@ -271,7 +285,12 @@ where
             Page::Dead { after, limit } => query.bind(after).bind(limit),
         };
         let rows: Vec<FlatEntry> = query.fetch_all(&mut *self.0).await?;
-        rows.into_iter().map(FlatEntry::into_entry).collect()
+        let mut loaded = rows
+            .into_iter()
+            .map(FlatEntry::into_entry)
+            .collect::<Result<Vec<_>>>()?;
+        self.mark_documents(loaded.iter_mut()).await?;
+        Ok(loaded)
     }
 
     async fn load_abandoned(&mut self, now_ms: i64, limit: i64) -> Result<Vec<(Entry, String)>> {
@@ -286,6 +305,7 @@ where
                 out.push((entry, holder));
             }
         }
+        self.mark_documents(out.iter_mut().map(|(e, _)| e)).await?;
         Ok(out)
     }
 
@@ -369,7 +389,25 @@ where
             .bind(limit)
             .fetch_all(&mut *self.0)
             .await?;
-        in_claim_order(rows)
+        let mut claimed = in_claim_order(rows)?;
+        // Read now that the claim holds the rows: an edit that committed
+        // before is seen whole, and none can commit until this ends.
+        let sent: Vec<&str> = claimed
+            .iter()
+            .filter(|c| c.op != Op::Delete)
+            .map(|c| c.id.as_str())
+            .collect();
+        if !sent.is_empty() {
+            let docs: Vec<(String, String)> =
+                DB::bind_ids(sqlx::query_as(DB::sql(Stmt::DocumentsOf)), &sent)
+                    .fetch_all(&mut *self.0)
+                    .await?;
+            let mut docs: HashMap<String, String> = docs.into_iter().collect();
+            for c in claimed.iter_mut().filter(|c| c.op != Op::Delete) {
+                c.content = docs.remove(&c.id);
+            }
+        }
+        Ok(claimed)
     }
 
     async fn append_audit(&mut self, rows: &[NewAudit<'_>]) -> Result<()> {
@@ -394,6 +432,45 @@ where
     async fn wake_workers(&mut self) -> Result<()> {
         if let Some(sql) = DB::WAKE {
             sqlx::query(sql).execute(&mut *self.0).await?;
+        }
+        Ok(())
+    }
+}
+
+impl<DB> Tx<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+{
+    /// Marks the loaded records that have a document: [`Content::Stored`].
+    /// A statement of its own, after the records are locked: on PostgreSQL
+    /// a subquery of the locking `SELECT` would look as of the statement's
+    /// start, before a concurrent writer of the record committed, and could
+    /// miss the document it stored (which the next write would then erase).
+    async fn mark_documents<'e>(
+        &mut self,
+        entries: impl Iterator<Item = &'e mut Entry>,
+    ) -> Result<()> {
+        let mut present: HashMap<String, &'e mut Entry> = entries
+            .filter(|e| e.desired.is_present())
+            .map(|e| (e.id.clone(), e))
+            .collect();
+        if present.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = present.keys().map(String::as_str).collect();
+        let held: Vec<(String,)> = DB::bind_ids(sqlx::query_as(DB::sql(Stmt::WithDocument)), &ids)
+            .fetch_all(&mut *self.0)
+            .await?;
+        for (id,) in held {
+            if let Some(DesiredState::Present { content, .. }) =
+                present.get_mut(&id).map(|e| &mut e.desired)
+            {
+                *content = Some(Content::Stored);
+            }
         }
         Ok(())
     }

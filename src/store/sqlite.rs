@@ -28,43 +28,34 @@ use tokio::sync::{Mutex, Notify, watch};
 
 use super::backend::{Backend, Commit, ReapClock};
 use super::exchange::{ExchangeSql, SQLITE_EXCHANGE};
-use super::row::{CLAIM_COLUMNS, ENTRY_COLUMNS};
+use super::row::{CLAIM_COLUMNS, COLUMNS};
 use super::sql::{Dialect, Stmt, Tx};
 use super::{Result, StoreError};
 
 static SELECT_MANY: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {ENTRY} FROM postings WHERE id IN (SELECT value FROM json_each(?1))",
-        ENTRY = ENTRY_COLUMNS.as_str()
-    )
+    format!("SELECT {COLUMNS} FROM postings WHERE id IN (SELECT value FROM json_each(?1))")
 });
 static SELECT_LEASED: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {ENTRY}, lease_owner FROM postings \
-         WHERE id IN (SELECT value FROM json_each(?1))",
-        ENTRY = ENTRY_COLUMNS.as_str()
+        "SELECT {COLUMNS}, lease_owner FROM postings \
+         WHERE id IN (SELECT value FROM json_each(?1))"
     )
 });
 static SELECT_EXPIRED: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {ENTRY} FROM postings WHERE desired_present = 1 AND publication_end_ms <= ?1 \
-         ORDER BY publication_end_ms LIMIT ?2",
-        ENTRY = ENTRY_COLUMNS.as_str()
+        "SELECT {COLUMNS} FROM postings WHERE desired_present = 1 AND publication_end_ms <= ?1 \
+         ORDER BY publication_end_ms LIMIT ?2"
     )
 });
 static SELECT_DEAD: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {ENTRY} FROM postings WHERE dead = 1 AND id > ?1 ORDER BY id LIMIT ?2",
-        ENTRY = ENTRY_COLUMNS.as_str()
-    )
+    format!("SELECT {COLUMNS} FROM postings WHERE dead = 1 AND id > ?1 ORDER BY id LIMIT ?2")
 });
 // The statements as `Stmt` describes them; no `FOR UPDATE`: every write
 // transaction is exclusive.
 static SELECT_ABANDONED: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {ENTRY}, lease_owner FROM postings \
-         WHERE lease_owner IS NOT NULL AND lease_until_ms < ?1 ORDER BY lease_until_ms LIMIT ?2",
-        ENTRY = ENTRY_COLUMNS.as_str()
+        "SELECT {COLUMNS}, lease_owner FROM postings \
+         WHERE lease_owner IS NOT NULL AND lease_until_ms < ?1 ORDER BY lease_until_ms LIMIT ?2"
     )
 });
 static CLAIM: LazyLock<String> = LazyLock::new(|| {
@@ -259,6 +250,15 @@ impl Dialect for Sqlite {
             Stmt::EraseDocuments => {
                 "DELETE FROM documents WHERE seq IN (SELECT seq FROM postings \
                    WHERE id IN (SELECT value FROM json_each($1))) RETURNING seq"
+            }
+            Stmt::WithDocument => {
+                "SELECT postings.id FROM postings JOIN documents ON documents.seq = postings.seq \
+                 WHERE postings.id IN (SELECT value FROM json_each($1))"
+            }
+            Stmt::DocumentsOf => {
+                "SELECT postings.id, documents.content FROM postings \
+                 JOIN documents ON documents.seq = postings.seq \
+                 WHERE postings.id IN (SELECT value FROM json_each($1))"
             }
             Stmt::CountDead => "SELECT COUNT(*) FROM postings WHERE dead = 1",
             Stmt::NextExpiry => {
