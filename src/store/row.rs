@@ -277,3 +277,49 @@ impl FlatClaim {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, desired: DesiredState) -> Entry {
+        Entry {
+            id: id.into(),
+            employer_cvr: None,
+            source_version: 1,
+            source_updated_at_ms: None,
+            desired,
+            delivered: Delivered::Absent,
+            retry: Retry::default(),
+            exchange: Exchange::default(),
+            last_change_ms: 0,
+        }
+    }
+
+    fn present(content: Option<Content>) -> DesiredState {
+        DesiredState::Present {
+            hash: "h".into(),
+            content,
+            publication_end_ms: 0,
+        }
+    }
+
+    #[test]
+    fn only_new_documents_are_written_and_unkept_ones_erased() {
+        let entries = [
+            entry("new", present(Some(Content::New("<doc/>".into())))),
+            entry("kept", present(Some(Content::Stored))),
+            entry("delivered", present(None)),
+            entry(
+                "withdrawn",
+                DesiredState::Absent {
+                    reason: "deleted".into(),
+                },
+            ),
+        ];
+        let refs: Vec<&Entry> = entries.iter().collect();
+        let (store, erase) = documents(&refs);
+        assert_eq!(store, [("new", "<doc/>")]);
+        assert_eq!(erase, ["delivered", "withdrawn"]);
+    }
+}
