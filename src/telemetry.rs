@@ -6,12 +6,15 @@
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::sync::watch;
 
 use crate::domain::ledger::{Op, StateLabel};
+use crate::engine::reconcile::ReconcileReport;
 use crate::store::Summary;
 
 pub const POSTINGS: &str = "eures_sync_postings";
@@ -25,6 +28,18 @@ pub const AUTH_FAILING: &str = "eures_sync_eures_auth_failing";
 pub const DEAD_LETTERS: &str = "eures_sync_dead_letters";
 pub const QUARANTINED_CHANGES: &str = "eures_sync_quarantined_changes_total";
 pub const LEADER: &str = "eures_sync_leader";
+pub const BUILD_INFO: &str = "eures_sync_build_info";
+pub const FEED_POLL_FAILURES: &str = "eures_sync_feed_poll_failures_total";
+pub const RECONCILE_RUNS: &str = "eures_sync_reconcile_runs_total";
+pub const RECONCILE_LAST_RUN: &str = "eures_sync_reconcile_last_run_timestamp_seconds";
+pub const RECONCILE_DURATION: &str = "eures_sync_reconcile_last_run_duration_seconds";
+pub const RECONCILE_DIFFERENCES: &str = "eures_sync_reconcile_differences_total";
+
+/// The package version, for `eures_sync_build_info{version}`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git commit the binary was built from (`build.rs`); "unknown" for a
+/// build without git.
+pub const COMMIT: &str = env!("EURES_SYNC_BUILD_COMMIT");
 
 /// Installs the tracing subscriber: text on a terminal, JSON otherwise
 /// (`format` = auto | json | text), always to stderr so `--json` stdout
@@ -70,6 +85,9 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
         // workers); the handle then renders only what this one saw.
         let _ = metrics::set_global_recorder(recorder);
         describe();
+        gauge!(BUILD_INFO, "version" => VERSION, "commit" => COMMIT).set(1.0);
+        // Counters an alert compares over time exist from the start, at 0.
+        counter!(FEED_POLL_FAILURES).increment(0);
         handle
     })
 }
@@ -104,15 +122,165 @@ fn describe() {
         LEADER,
         "1 while this worker leads (ingests, expires, reconciles)"
     );
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the labels name the version and git commit running"
+    );
+    describe_counter!(
+        FEED_POLL_FAILURES,
+        "JobAG feed polls that failed (unreachable, refused, unreadable page, ledger write)"
+    );
+    describe_counter!(
+        RECONCILE_RUNS,
+        "Reconcile runs by result: ok, partial (EURES listing unreadable), failed"
+    );
+    describe_gauge!(
+        RECONCILE_LAST_RUN,
+        metrics::Unit::Seconds,
+        "When the last reconcile run finished (ok or partial)"
+    );
+    describe_gauge!(
+        RECONCILE_DURATION,
+        metrics::Unit::Seconds,
+        "How long the last reconcile run took"
+    );
+    describe_counter!(
+        RECONCILE_DIFFERENCES,
+        "Differences reconcile found between source, ledger and EURES, by kind"
+    );
+    process_collector().describe();
+}
+
+/// Resident memory, CPU time, open files, start time and threads of this
+/// process (`process_*`, the names Prometheus' own client libraries use).
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+/// Reads the process metrics afresh; called on every scrape.
+pub fn collect_process() {
+    process_collector().collect();
 }
 
 pub fn record_delivery(op: Op, outcome: &'static str, elapsed: Duration) {
     counter!(DELIVERIES, "op" => op.as_str(), "outcome" => outcome).increment(1);
     histogram!(DELIVERY_DURATION).record(elapsed.as_secs_f64());
+    DELIVERY_TALLY.add(op, outcome);
+}
+
+/// The values of `outcome` on [`DELIVERIES`], in the totals line's order.
+pub const OUTCOMES: [&str; 6] = [
+    "ok",
+    "superseded",
+    "rejected",
+    "auth",
+    "throttled",
+    "transient",
+];
+const OPS: [Op; 3] = [Op::Create, Op::Update, Op::Delete];
+
+/// Delivery attempts since the last totals line, by operation and outcome.
+/// A successful attempt logs at DEBUG only: at INFO a backfill would write
+/// a line per posting, so INFO gets these totals once a minute instead.
+#[derive(Debug, Default)]
+pub struct DeliveryTally {
+    counts: [[AtomicU64; OUTCOMES.len()]; OPS.len()],
+}
+
+static DELIVERY_TALLY: DeliveryTally = DeliveryTally {
+    counts: [const { [const { AtomicU64::new(0) }; OUTCOMES.len()] }; OPS.len()],
+};
+
+impl DeliveryTally {
+    pub fn add(&self, op: Op, outcome: &str) {
+        let row = OPS.iter().position(|o| *o == op);
+        let column = OUTCOMES.iter().position(|o| *o == outcome);
+        if let (Some(row), Some(column)) = (row, column) {
+            self.counts[row][column].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The counts so far, by operation then outcome; starts again from zero.
+    fn take(&self) -> [[u64; OUTCOMES.len()]; OPS.len()] {
+        self.counts
+            .each_ref()
+            .map(|row| row.each_ref().map(|c| c.swap(0, Ordering::Relaxed)))
+    }
+
+    /// Logs one INFO line of totals every `every` when something was
+    /// attempted, and what is left when `stop` turns true.
+    pub async fn log_totals(&self, every: Duration, mut stop: watch::Receiver<bool>) {
+        let mut since = tokio::time::Instant::now();
+        loop {
+            let stopping = tokio::select! {
+                _ = tokio::time::sleep_until(since + every) => false,
+                changed = stop.changed() => changed.is_err() || *stop.borrow(),
+            };
+            let now = tokio::time::Instant::now();
+            self.log_line(now - since);
+            since = now;
+            if stopping {
+                return;
+            }
+        }
+    }
+
+    fn log_line(&self, period: Duration) {
+        let counts = self.take();
+        let by_outcome: [u64; OUTCOMES.len()] =
+            std::array::from_fn(|i| counts.iter().map(|row| row[i]).sum());
+        let [create, update, delete] = counts.map(|row| row.iter().sum::<u64>());
+        if create + update + delete == 0 {
+            return;
+        }
+        let [ok, superseded, rejected, auth, throttled, transient] = by_outcome;
+        tracing::info!(
+            period_s = period.as_secs(),
+            create,
+            update,
+            delete,
+            ok,
+            superseded,
+            rejected,
+            auth,
+            throttled,
+            transient,
+            "delivery totals"
+        );
+    }
+}
+
+/// The worker's totals line (see [`DeliveryTally`]), until `stop`.
+pub async fn log_delivery_totals(stop: watch::Receiver<bool>) {
+    DELIVERY_TALLY
+        .log_totals(Duration::from_secs(60), stop)
+        .await;
 }
 
 pub fn record_propagation(seconds: f64) {
     histogram!(PROPAGATION).record(seconds.max(0.0));
+}
+
+pub fn record_feed_poll_failure() {
+    counter!(FEED_POLL_FAILURES).increment(1);
+}
+
+/// One reconcile run's end: `Some((result, report))` when it ran to the end,
+/// `result` being "ok", or "partial" when the EURES listing could not be
+/// read to the end (nothing was judged on the EURES side); `None` when it
+/// failed.
+pub fn record_reconcile(run: Option<(&'static str, &ReconcileReport)>) {
+    let Some((result, report)) = run else {
+        counter!(RECONCILE_RUNS, "result" => "failed").increment(1);
+        return;
+    };
+    counter!(RECONCILE_RUNS, "result" => result).increment(1);
+    for (kind, n) in &report.differences {
+        counter!(RECONCILE_DIFFERENCES, "kind" => *kind).increment(*n);
+    }
+    gauge!(RECONCILE_LAST_RUN).set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+    gauge!(RECONCILE_DURATION).set(report.elapsed_ms as f64 / 1000.0);
 }
 
 pub fn record_quarantined(n: usize) {
@@ -139,5 +307,95 @@ pub fn publish_summary(s: &Summary) {
     gauge!(DEAD_LETTERS).set(s.dead_letters as f64);
     if let Some(ms) = s.last_source_poll_ms {
         gauge!(LAST_POLL).set(ms as f64 / 1000.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Log lines written while the returned guard lives, as JSON values.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn lines(&self) -> Vec<serde_json::Value> {
+            let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+            text.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn totals_are_logged_once_a_period_and_at_stop() {
+        const EVERY: Duration = Duration::from_secs(2);
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        static TALLY: DeliveryTally = DeliveryTally {
+            counts: [const { [const { AtomicU64::new(0) }; OUTCOMES.len()] }; OPS.len()],
+        };
+        let (stop, stopped) = watch::channel(false);
+        let totals = tokio::spawn(TALLY.log_totals(EVERY, stopped));
+        for _ in 0..3 {
+            TALLY.add(Op::Create, "ok");
+        }
+        TALLY.add(Op::Delete, "transient");
+        TALLY.add(Op::Delete, "ok");
+        tokio::time::sleep(EVERY / 4).await;
+        assert!(
+            captured.lines().is_empty(),
+            "a line before the period ended"
+        );
+        tokio::time::sleep(EVERY).await;
+        let lines = captured.lines();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["level"], "INFO");
+        let f = &lines[0]["fields"];
+        assert_eq!(f["message"], "delivery totals");
+        assert_eq!(
+            (&f["create"], &f["update"], &f["delete"]),
+            (&3.into(), &0.into(), &2.into())
+        );
+        assert_eq!(
+            (&f["ok"], &f["transient"], &f["rejected"]),
+            (&4.into(), &1.into(), &0.into())
+        );
+        assert_eq!(f["period_s"], 2);
+
+        // A quiet period writes nothing.
+        tokio::time::sleep(EVERY).await;
+        assert_eq!(captured.lines().len(), 1);
+
+        // What the last part of a period saw is written at stop.
+        TALLY.add(Op::Update, "rejected");
+        TALLY.add(Op::Update, "not-an-outcome");
+        stop.send(true).unwrap();
+        totals.await.unwrap();
+        let lines = captured.lines();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        let f = &lines[1]["fields"];
+        assert_eq!((&f["update"], &f["rejected"]), (&1.into(), &1.into()));
+        assert_eq!((&f["create"], &f["ok"]), (&0.into(), &0.into()));
     }
 }

@@ -266,8 +266,13 @@ impl Worker {
         let label = outcome.label();
         tracing::Span::current().record("outcome", label);
         crate::telemetry::record_delivery(op.op, label, elapsed);
-        tracing::info!(posting = %op.id, version = op.version, op = op.op.as_str(), outcome = label,
-            elapsed_ms = elapsed.as_millis() as u64, "delivery attempt");
+        if outcome.is_done() {
+            tracing::debug!(posting = %op.id, version = op.version, op = op.op.as_str(), outcome = label,
+                elapsed_ms = elapsed.as_millis() as u64, "delivery attempt");
+        } else {
+            tracing::info!(posting = %op.id, version = op.version, op = op.op.as_str(), outcome = label,
+                elapsed_ms = elapsed.as_millis() as u64, "delivery attempt");
+        }
         match &outcome {
             Outcome::Auth => self.health.set_auth_failing(true),
             other => {

@@ -412,6 +412,7 @@ impl Worker {
                     self.settings.poll_interval
                 }
                 Err(e) => {
+                    crate::telemetry::record_feed_poll_failure();
                     failures = failures.saturating_add(1);
                     let wait = self
                         .settings
@@ -475,16 +476,24 @@ impl Worker {
         let ingest = tokio::spawn(self.clone().ingest_loop(stop.clone()));
         let expiry = tokio::spawn(self.clone().expiry_loop(stop.clone()));
         let reconcile = tokio::spawn(self.clone().reconcile_loop(stop.clone()));
+        // The totals stop after the delivery loop has drained, so the last
+        // line counts the requests that finished during the drain.
+        let (totals_stop, totals_stopped) = watch::channel(false);
         let deliver = match self.settings.mode {
-            Mode::Push => Some(tokio::spawn(self.clone().deliver_loop(stop.clone()))),
+            Mode::Push => Some((
+                tokio::spawn(self.clone().deliver_loop(stop.clone())),
+                tokio::spawn(crate::telemetry::log_delivery_totals(totals_stopped)),
+            )),
             Mode::Pull => None,
         };
         let _ = ingest.await;
         let _ = expiry.await;
         let _ = lead.await;
         let _ = reconcile.await;
-        if let Some(d) = deliver {
+        if let Some((d, totals)) = deliver {
             let _ = d.await;
+            let _ = totals_stop.send(true);
+            let _ = totals.await;
         }
         self.store.release_all(&self.settings.owner).await?;
         tracing::info!("worker stopped");

@@ -93,14 +93,24 @@ impl Worker {
         let started = std::time::Instant::now();
         let run = now_ms();
         let mut report = ReconcileReport::default();
-        self.source_passes(run, repair, on_diff, progress, &mut report)
-            .await?;
-        if self.settings.mode == Mode::Push {
-            self.remote_passes(run, repair, on_diff, progress, &mut report)
+        let passes = async {
+            self.source_passes(run, repair, on_diff, progress, &mut report)
                 .await?;
+            if self.settings.mode == Mode::Push {
+                self.remote_passes(run, repair, on_diff, progress, &mut report)
+                    .await?;
+            }
+            anyhow::Ok(())
         }
+        .await;
         self.wake.notify_one();
         report.elapsed_ms = started.elapsed().as_millis() as u64;
+        if let Err(e) = passes {
+            crate::telemetry::record_reconcile(None);
+            return Err(e);
+        }
+        let partial = self.settings.mode == Mode::Push && !report.listing_complete;
+        crate::telemetry::record_reconcile(Some((if partial { "partial" } else { "ok" }, &report)));
         tracing::info!(
             differences = report.differences.values().sum::<u64>(),
             source_postings = report.source_postings,

@@ -47,6 +47,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         Err(e) => tracing::warn!(error = %e, "metrics: reading the ledger summary failed"),
     }
     crate::telemetry::set_auth_failing(state.health.auth_failing.load(Ordering::SeqCst));
+    crate::telemetry::collect_process();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         handle.render(),
