@@ -1,6 +1,7 @@
 //! The operator's command line (SPEC 4.4): argument parsing and dispatch.
 //! Each command acts through the database, so it works while a worker runs.
 
+mod backup;
 mod demo;
 mod inspect;
 mod ops;
@@ -45,6 +46,13 @@ pub enum Command {
     },
     /// Apply database migrations.
     Migrate,
+    /// Copy the SQLite ledger to PATH, consistently, while a worker runs
+    /// (a new file; checked before it gets its name). A PostgreSQL ledger
+    /// is backed up with pg_dump.
+    Backup {
+        /// Where the copy goes; must not exist.
+        path: PathBuf,
+    },
     /// Counts by state, backlog, oldest pending age, last poll, quarantined items.
     Status {
         /// One JSON document on stdout.
@@ -157,6 +165,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     println!("migrations applied");
                     Ok(())
                 }
+                Command::Backup { path } => backup::run(&config, &path).await,
                 Command::Status { json } => inspect::status(&config, json).await,
                 Command::Inspect { id, json } => inspect::inspect(&config, &id, json).await,
                 Command::Resync {

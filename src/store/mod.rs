@@ -14,6 +14,7 @@
 //! (`tx.rs`), the SQL both accept (`sql.rs`) and the flat row form (`row.rs`).
 
 mod backend;
+pub mod backup;
 pub mod exchange;
 pub mod postgres;
 mod row;
