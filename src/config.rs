@@ -514,7 +514,48 @@ fn check_http_url(key: &'static str, value: &str) -> Result<(), ConfigError> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err(ConfigError::invalid(key, "not a URL (no host)"));
     }
+    if url.scheme() == "http" && !url.host().is_some_and(|h| is_loopback_url_host(&h)) {
+        return Err(ConfigError::invalid(key, PLAIN_HTTP_REFUSED));
+    }
     Ok(())
+}
+
+/// Why an `http://` base URL to another machine is refused: tokens and
+/// postings would cross the network in clear.
+pub const PLAIN_HTTP_REFUSED: &str =
+    "http:// only to a loopback host (localhost, 127.0.0.1, ::1); use https://";
+
+/// Whether `host` (a database host, or a URL's host text) names this
+/// machine over its loopback interface: `localhost`, `127.0.0.0/8` or
+/// `::1` (IPv4-mapped included). Any other name counts as remote even when
+/// it resolves to a local address: the decision must not depend on DNS.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.eq_ignore_ascii_case("localhost") || host.eq_ignore_ascii_case("localhost.") {
+        return true;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(std::net::IpAddr::V6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+/// [`is_loopback_host`] of a parsed URL's host.
+pub fn is_loopback_url_host(host: &url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(name) => is_loopback_host(name),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
 }
 
 /// Reads one token: the environment variable first (blank counts as unset),
@@ -857,6 +898,43 @@ mod tests {
         for (toml, want) in cases {
             assert_eq!(err_of(toml), want, "for {toml:?}");
         }
+    }
+
+    #[test]
+    fn plain_http_only_to_a_loopback_host() {
+        for key in ["jobag", "eures"] {
+            for remote in [
+                "http://jobag.example",
+                "http://10.0.0.1:8080",
+                "http://[2001:db8::1]/",
+                "http://localhost.example",
+                "http://127.0.0.1.example",
+            ] {
+                assert_eq!(
+                    err_of(&format!("[{key}]\nbase_url = \"{remote}\"")),
+                    format!("{key}.base_url: {PLAIN_HTTP_REFUSED}"),
+                    "{remote}"
+                );
+            }
+            for fine in [
+                "http://localhost:8081",
+                "http://LOCALHOST",
+                "http://127.0.0.1:1",
+                "http://127.8.9.10:1/root",
+                "http://[::1]:8082",
+                "http://[::ffff:127.0.0.1]:8082",
+                "https://jobag.example",
+                "https://10.0.0.1:8443/root",
+            ] {
+                from_toml(&format!("[{key}]\nbase_url = \"{fine}\""))
+                    .unwrap_or_else(|e| panic!("{fine}: {e}"));
+            }
+        }
+        assert!(is_loopback_host("[::1]"));
+        assert!(is_loopback_host("127.0.0.1"));
+        assert!(!is_loopback_host("0.0.0.0"));
+        assert!(!is_loopback_host("db.example"));
+        assert!(!is_loopback_host("/var/run/postgresql"));
     }
 
     #[test]

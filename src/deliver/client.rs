@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::classify::{Outcome, classify_delete, classify_get, classify_put, parse_retry_after};
+use crate::config::{PLAIN_HTTP_REFUSED, is_loopback_url_host};
 
 /// Largest response body read for an error message; more is cut off.
 pub const MAX_ERROR_BODY: usize = 1024 * 1024;
@@ -375,6 +376,9 @@ pub(crate) fn parse_base(base_url: &str) -> Result<Url, String> {
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err("not a URL (no host)".to_owned());
+    }
+    if url.scheme() == "http" && !url.host().is_some_and(|h| is_loopback_url_host(&h)) {
+        return Err(PLAIN_HTTP_REFUSED.to_owned());
     }
     if url.path_segments_mut().is_err() {
         return Err("cannot carry a path".to_owned());
@@ -905,12 +909,25 @@ mod tests {
 
     #[test]
     fn setup_errors_are_one_line_and_name_the_cause() {
-        for bad in ["", "nope", "ftp://x", "mailto:a@b"] {
+        for bad in [
+            "",
+            "nope",
+            "ftp://x",
+            "mailto:a@b",
+            "http://x",
+            "http://10.1.2.3",
+        ] {
             let e = EuresClient::new(bad, None, TIMEOUT, 1, None).unwrap_err();
             assert!(e.to_string().starts_with("eures.base_url: "), "{e}");
         }
+        let e = EuresClient::new("http://eures.example", None, TIMEOUT, 1, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("eures.base_url: {PLAIN_HTTP_REFUSED}")
+        );
+        EuresClient::new("https://eures.example", None, TIMEOUT, 1, None).unwrap();
         let e = EuresClient::new(
-            "http://x",
+            "http://localhost",
             Some(SecretString::from("bad\ntoken")),
             TIMEOUT,
             1,
@@ -921,10 +938,10 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("ca.pem");
-        let e = EuresClient::new("http://x", None, TIMEOUT, 1, Some(&missing)).unwrap_err();
+        let e = EuresClient::new("http://localhost", None, TIMEOUT, 1, Some(&missing)).unwrap_err();
         assert!(e.to_string().starts_with("tls.extra_ca_file: "), "{e}");
         std::fs::write(&missing, "not a cert").unwrap();
-        let e = EuresClient::new("http://x", None, TIMEOUT, 1, Some(&missing)).unwrap_err();
+        let e = EuresClient::new("http://localhost", None, TIMEOUT, 1, Some(&missing)).unwrap_err();
         assert!(e.to_string().contains("ca.pem"), "{e}");
     }
 
@@ -943,7 +960,7 @@ mod tests {
     #[test]
     fn debug_hides_the_token() {
         let c = EuresClient::new(
-            "http://x",
+            "http://localhost",
             Some(SecretString::from("s3cr3t")),
             TIMEOUT,
             1,

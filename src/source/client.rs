@@ -871,13 +871,19 @@ mod tests {
     fn setup_errors_and_debug() {
         let e = JobagClient::new("nope", None, TIMEOUT, None).unwrap_err();
         assert!(e.to_string().starts_with("jobag.base_url: "), "{e}");
-        let e = JobagClient::new("http://x", Some("a\nb".into()), TIMEOUT, None).unwrap_err();
+        let e = JobagClient::new("http://jobag.example", None, TIMEOUT, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("jobag.base_url: {}", crate::config::PLAIN_HTTP_REFUSED)
+        );
+        let e =
+            JobagClient::new("http://localhost", Some("a\nb".into()), TIMEOUT, None).unwrap_err();
         assert!(matches!(e, SetupError::Token { client: "jobag" }));
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
-        let e = JobagClient::new("http://x", None, TIMEOUT, Some(&ca)).unwrap_err();
+        let e = JobagClient::new("http://localhost", None, TIMEOUT, Some(&ca)).unwrap_err();
         assert!(e.to_string().starts_with("tls.extra_ca_file: "), "{e}");
-        let c = JobagClient::new("http://x", Some("s3cr3t".into()), TIMEOUT, None).unwrap();
+        let c = JobagClient::new("http://localhost", Some("s3cr3t".into()), TIMEOUT, None).unwrap();
         assert!(!format!("{c:?}").contains("s3cr3t"));
     }
 }
