@@ -191,12 +191,21 @@ impl Default for ReconcileConfig {
 pub struct HttpConfig {
     /// Metrics, health and (pull mode) the Input API.
     pub listen: SocketAddr,
+    /// Pull mode: the Input API on an address of its own, so `/metrics`
+    /// need not face EURES. Written `""` (none: the Input API shares
+    /// `listen`) or `host:port`.
+    #[serde(
+        deserialize_with = "optional_addr",
+        serialize_with = "write_optional_addr"
+    )]
+    pub input_api_listen: Option<SocketAddr>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            input_api_listen: None,
         }
     }
 }
@@ -368,6 +377,17 @@ impl Config {
         // Pull mode's token may come from the file or the environment; its
         // presence is checked where it is read (`run`), not here.
 
+        if self
+            .http
+            .input_api_listen
+            .is_some_and(|a| a == self.http.listen && a.port() != 0)
+        {
+            return Err(ConfigError::invalid(
+                "http.input_api_listen",
+                "must differ from http.listen (leave it empty to share that address)",
+            ));
+        }
+
         if self.retention.audit_days == 0 {
             return Err(ConfigError::invalid(
                 "retention.audit_days",
@@ -499,6 +519,28 @@ fn lenient_string<'de, D: serde::Deserializer<'de>>(de: D) -> Result<String, D::
         }
     }
     de.deserialize_any(V)
+}
+
+/// `""` (or nothing) is none, anything else must be a socket address.
+fn optional_addr<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = lenient_string(de)?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom("not a socket address: write host:port, e.g. 0.0.0.0:9465")
+    })
+}
+
+fn write_optional_addr<S: serde::Serializer>(
+    addr: &Option<SocketAddr>,
+    ser: S,
+) -> Result<S::Ok, S::Error> {
+    match addr {
+        Some(addr) => ser.collect_str(addr),
+        None => ser.serialize_str(""),
+    }
 }
 
 fn non_empty_path(s: &str) -> Option<&Path> {
@@ -710,6 +752,7 @@ mod tests {
         assert_eq!(c.eures.input_api_token_file, "");
         assert_eq!(c.reconcile.interval_s, 3600);
         assert_eq!(c.http.listen.to_string(), "127.0.0.1:9464");
+        assert_eq!(c.http.input_api_listen, None);
         assert_eq!(c.retention.audit_days, 400);
         assert_eq!(c.log.format, LogFormat::Auto);
         assert_eq!(c.log.level, "info");
@@ -898,6 +941,38 @@ mod tests {
         for (toml, want) in cases {
             assert_eq!(err_of(toml), want, "for {toml:?}");
         }
+    }
+
+    #[test]
+    fn input_api_listen_is_empty_or_an_address_of_its_own() {
+        let c = from_toml("[http]\ninput_api_listen = \"0.0.0.0:9465\"").unwrap();
+        assert_eq!(
+            c.http.input_api_listen,
+            Some("0.0.0.0:9465".parse().unwrap())
+        );
+        let c = from_toml_env(
+            "[http]\ninput_api_listen = \"0.0.0.0:9465\"",
+            vec![("EURES_SYNC__HTTP__INPUT_API_LISTEN", "\"\"")],
+        )
+        .unwrap();
+        assert_eq!(c.http.input_api_listen, None, "the environment empties it");
+        let c = from_toml_env(
+            "",
+            vec![("EURES_SYNC__HTTP__INPUT_API_LISTEN", "[::1]:9465")],
+        )
+        .unwrap();
+        assert_eq!(c.http.input_api_listen, Some("[::1]:9465".parse().unwrap()));
+        let e = err_of("[http]\ninput_api_listen = \"everywhere\"");
+        assert!(
+            e.starts_with("http.input_api_listen: not a socket address"),
+            "{e}"
+        );
+        assert_eq!(
+            err_of("[http]\nlisten = \"127.0.0.1:9464\"\ninput_api_listen = \"127.0.0.1:9464\""),
+            "http.input_api_listen: must differ from http.listen (leave it empty to share that address)"
+        );
+        // Port 0 asks for any free port, twice: two different addresses.
+        from_toml("[http]\nlisten = \"127.0.0.1:0\"\ninput_api_listen = \"127.0.0.1:0\"").unwrap();
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub const RECONCILE_RUNS: &str = "eures_sync_reconcile_runs_total";
 pub const RECONCILE_LAST_RUN: &str = "eures_sync_reconcile_last_run_timestamp_seconds";
 pub const RECONCILE_DURATION: &str = "eures_sync_reconcile_last_run_duration_seconds";
 pub const RECONCILE_DIFFERENCES: &str = "eures_sync_reconcile_differences_total";
+pub const INPUT_API_REFUSED: &str = "eures_sync_input_api_refused_total";
+pub const HTTP_CONNECTIONS_CUT: &str = "eures_sync_http_connections_cut_total";
 
 /// The package version, for `eures_sync_build_info{version}`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -147,6 +149,14 @@ fn describe() {
     describe_counter!(
         RECONCILE_DIFFERENCES,
         "Differences reconcile found between source, ledger and EURES, by kind"
+    );
+    describe_counter!(
+        INPUT_API_REFUSED,
+        "Input API requests refused, by status (401 token, 413 body too large, 400 malformed)"
+    );
+    describe_counter!(
+        HTTP_CONNECTIONS_CUT,
+        "Connections the listener closed because a client overran a limit, by reason"
     );
     process_collector().describe();
 }
@@ -289,6 +299,23 @@ pub fn record_quarantined(n: usize) {
 
 pub fn set_leader(leading: bool) {
     gauge!(LEADER).set(if leading { 1.0 } else { 0.0 });
+}
+
+/// One Input API request refused with `status` (400, 401 or 413): counted,
+/// not logged, so a client hammering the API cannot flood the log.
+pub fn input_api_refused(status: u16) {
+    let label = match status {
+        400 => "400",
+        401 => "401",
+        413 => "413",
+        _ => "other",
+    };
+    counter!(INPUT_API_REFUSED, "status" => label).increment(1);
+}
+
+/// A connection the listener cut off (`head_timeout`, `idle_timeout`).
+pub fn http_connection_cut(reason: &'static str) {
+    counter!(HTTP_CONNECTIONS_CUT, "reason" => reason).increment(1);
 }
 
 pub fn set_auth_failing(failing: bool) {

@@ -7,19 +7,46 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::engine::Worker;
-use crate::http::{AppState, serve};
+use crate::http::{AppState, Limits, serve, serve_router};
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = crate::store::connect(&config.database.url).await?;
     store.migrate().await.context("applying migrations")?;
     let worker = Arc::new(Worker::from_config(&config, store.clone())?);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let input_api = input_api(&config).await?;
+    // The Input API apart from /metrics when an address is given for it.
+    let (shared, apart) = match (config.http.input_api_listen, input_api) {
+        (Some(listen), Some(api)) => (None, Some((listen, api))),
+        (Some(_), None) => {
+            tracing::warn!(
+                "http.input_api_listen is set but eures.mode is push: nothing is served there"
+            );
+            (None, None)
+        }
+        (None, api) => (api, None),
+    };
     let state = AppState {
         store,
         health: worker.health.clone(),
-        input_api: input_api(&config).await?,
+        input_api: shared,
     };
     let (addr, http) = serve(config.http.listen, state, stop_rx.clone()).await?;
+    let api_http = match apart {
+        Some((listen, api)) => {
+            let (addr, task) = serve_router(
+                "http.input_api_listen",
+                listen,
+                crate::http::input_api::router(api),
+                Limits::default(),
+                stop_rx.clone(),
+            )
+            .await?;
+            tracing::info!(input_api_listen = %addr, "serving the Input API on its own address");
+            Some(task)
+        }
+        None => None,
+    };
     tracing::info!(listen = %addr, mode = %config.eures.mode, "eures-sync running");
     let running = tokio::spawn(worker.run(stop_rx));
     wait_for_signal().await?;
@@ -27,6 +54,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     running.await.context("worker task")??;
     let _ = http.await;
+    if let Some(task) = api_http {
+        let _ = task.await;
+    }
     Ok(())
 }
 

@@ -47,8 +47,10 @@ pub const CONTENT_FORMAT_VERSION: &str = "1.3";
 const PAGE_ROWS: i64 = 1_000;
 /// References per details query: bounds the documents held at once.
 const DETAILS_CHUNK: usize = 100;
-/// Largest getDetails body read: 1,000 references fit many times over.
-const MAX_BODY_BYTES: usize = 1 << 20;
+/// Largest getDetails body read. 1,000 references of JobAG's longest ids
+/// (128 characters, quoted, with a comma) take 131,002 bytes; twice that
+/// leaves room for any whitespace a client pretty-prints with.
+pub const MAX_DETAILS_BODY: usize = 256 * 1024;
 
 /// What the Input API needs: the ledger's exchange view and the token.
 #[derive(Clone)]
@@ -89,13 +91,21 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// The Input API routes, each behind the bearer-token check.
+/// The Input API routes, each behind the bearer-token check, then its body
+/// limit.
 pub fn router(api: InputApi) -> Router {
+    let limit = |max: usize| middleware::from_fn_with_state(max, limit_body);
     Router::new()
-        .route(&format!("{BASE}/ping"), get(ping))
-        .route(&format!("{BASE}/getAll"), get(get_all))
-        .route(&format!("{BASE}/getChanges/{{ts}}"), get(get_changes))
-        .route(&format!("{BASE}/getDetails"), post(get_details))
+        .route(&format!("{BASE}/ping"), get(ping).layer(limit(0)))
+        .route(&format!("{BASE}/getAll"), get(get_all).layer(limit(0)))
+        .route(
+            &format!("{BASE}/getChanges/{{ts}}"),
+            get(get_changes).layer(limit(0)),
+        )
+        .route(
+            &format!("{BASE}/getDetails"),
+            post(get_details).layer(limit(MAX_DETAILS_BODY)),
+        )
         .route_layer(middleware::from_fn_with_state(api.clone(), require_token))
         .with_state(api)
 }
@@ -117,14 +127,38 @@ fn internal(e: &dyn std::fmt::Display) -> Response {
     )
 }
 
+/// A refusal the client caused: counted in a metric, never logged one line
+/// each (a client hammering the API must not flood the log).
+fn refused(status: StatusCode, message: impl Into<String>) -> Response {
+    crate::telemetry::input_api_refused(status.as_u16());
+    error(status, message)
+}
+
+fn too_large(max: usize) -> Response {
+    refused(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body may hold at most {max} bytes here"),
+    )
+}
+
+/// Refuses a body larger than the route needs before reading any of it,
+/// when the client announces its length (a body without one is bounded
+/// where it is read).
+async fn limit_body(State(max): State<usize>, req: Request, next: Next) -> Response {
+    let max_len = u64::try_from(max).unwrap_or(u64::MAX);
+    if super::declared_length(&req).is_some_and(|n| n > max_len) {
+        return too_large(max);
+    }
+    next.run(req).await
+}
+
 async fn require_token(State(api): State<InputApi>, req: Request, next: Next) -> Response {
-    let refused = match bearer(req.headers()) {
+    let why = match bearer(req.headers()) {
         Some(token) if api.accepts(token) => return next.run(req).await,
         Some(_) => "the bearer token is not valid",
         None => "a bearer token is required (Authorization: Bearer <token>)",
     };
-    tracing::warn!(path = %req.uri().path(), "input api: request refused: {refused}");
-    let mut response = error(StatusCode::UNAUTHORIZED, refused);
+    let mut response = refused(StatusCode::UNAUTHORIZED, why);
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"eures-input-api\""),
@@ -160,7 +194,7 @@ async fn get_all(State(api): State<InputApi>) -> Response {
 
 async fn get_changes(State(api): State<InputApi>, Path(ts): Path<String>) -> Response {
     let Some(since_ms) = parse_timestamp(&ts) else {
-        return error(
+        return refused(
             StatusCode::BAD_REQUEST,
             "the timestamp must be a non-negative integer: epoch milliseconds UTC",
         );
@@ -191,7 +225,14 @@ fn parse_timestamp(s: &str) -> Option<i64> {
 async fn get_details(State(api): State<InputApi>, body: Body) -> Response {
     let references = match read_references(body).await {
         Ok(r) => r,
-        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+        Err(BadDetails::TooLarge) => return too_large(MAX_DETAILS_BODY),
+        Err(BadDetails::Malformed(why)) => return refused(StatusCode::BAD_REQUEST, why),
+        Err(BadDetails::Unreadable) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read",
+            );
+        }
     };
     let details = Details {
         store: api.store.clone(),
@@ -203,34 +244,59 @@ async fn get_details(State(api): State<InputApi>, body: Body) -> Response {
     streamed(details.into_stream()).await
 }
 
+/// Why a getDetails body is refused.
+#[derive(Debug)]
+enum BadDetails {
+    /// Longer than [`MAX_DETAILS_BODY`] (413).
+    TooLarge,
+    /// Not what the call takes (400).
+    Malformed(String),
+    /// The client broke off while sending it.
+    Unreadable,
+}
+
+/// Reads at most `max` bytes of `body`: a body that announced no length is
+/// cut off as soon as it passes the bound, never buffered whole.
+async fn read_bounded(body: Body, max: usize) -> Result<Vec<u8>, BadDetails> {
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| BadDetails::Unreadable)?;
+        if bytes.len() + chunk.len() > max {
+            return Err(BadDetails::TooLarge);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
 /// The getDetails body: a JSON array of at most [`MAX_DETAILS`] strings,
 /// de-duplicated in order (the answer is an object keyed by reference).
-async fn read_references(body: Body) -> Result<Vec<String>, String> {
-    let too_many =
-        || format!("getDetails takes at most {MAX_DETAILS} references per call; split the request");
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| {
-            format!(
-                "the request body could not be read within 1 MiB; {}",
-                too_many()
-            )
-        })?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("the body must be a JSON array of references: {e}"))?;
+async fn read_references(body: Body) -> Result<Vec<String>, BadDetails> {
+    let too_many = || {
+        BadDetails::Malformed(format!(
+            "getDetails takes at most {MAX_DETAILS} references per call; split the request"
+        ))
+    };
+    let bytes = read_bounded(body, MAX_DETAILS_BODY).await?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        BadDetails::Malformed(format!("the body must be a JSON array of references: {e}"))
+    })?;
     let serde_json::Value::Array(items) = value else {
-        return Err("the body must be a JSON array of references".into());
+        return Err(BadDetails::Malformed(
+            "the body must be a JSON array of references".into(),
+        ));
     };
     if items.len() > MAX_DETAILS {
-        return Err(format!("{} (got {})", too_many(), items.len()));
+        return Err(too_many());
     }
     let mut seen = HashSet::with_capacity(items.len());
     let mut references = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
         let serde_json::Value::String(reference) = item else {
-            return Err(format!(
+            return Err(BadDetails::Malformed(format!(
                 "every reference must be a JSON string; item {index} is not"
-            ));
+            )));
         };
         if seen.insert(reference.clone()) {
             references.push(reference);
