@@ -394,6 +394,46 @@ async fn open_connections_are_capped() {
     served.stop().await;
 }
 
+/// A handler that has not answered within the request timeout is answered
+/// 503 by the listener; the connection stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_does_not_answer_in_time_gets_503() {
+    let app = axum::Router::new()
+        .route(
+            "/slow",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "late"
+            }),
+        )
+        .route("/fast", axum::routing::get(|| async { "ok" }));
+    let limits = Limits {
+        request_timeout: Duration::from_millis(500),
+        ..short()
+    };
+    let served = Served::start(app, limits).await;
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let response = http
+        .get(format!("http://{}/slow", served.addr))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 503);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(450) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    let response = http
+        .get(format!("http://{}/fast", served.addr))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 200);
+    served.stop().await;
+}
+
 /// A response whose status line came within 2 s of sending only the head.
 async fn answer_to_head_only(addr: SocketAddr, head: &str) -> u16 {
     let mut tcp = TcpStream::connect(addr).await.expect("connect");
