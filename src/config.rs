@@ -70,7 +70,7 @@ impl ConfigError {
 /// The whole configuration. Holds no secret: tokens live in files (or
 /// environment variables) read on demand by [`Config::jobag_token`] and friends.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub database: DatabaseConfig,
     pub jobag: JobagConfig,
@@ -84,7 +84,7 @@ pub struct Config {
 
 /// `[database]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite://...` (embedded, single worker) or `postgres://...` (many
     /// workers). A password belongs in the environment override, not the file.
@@ -102,7 +102,7 @@ impl Default for DatabaseConfig {
 
 /// `[jobag]`: the source feed (SPEC 4.1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct JobagConfig {
     /// Root of the JobAG API; `/api/v1/postings...` is appended.
     #[serde(deserialize_with = "lenient_string")]
@@ -132,7 +132,7 @@ pub use crate::domain::ledger::Mode;
 
 /// `[eures]`: the target (SPEC 4.2, 4.3).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct EuresConfig {
     pub mode: Mode,
     /// Root of the push endpoint; `/api/v1/job-vacancies...` is appended.
@@ -173,7 +173,7 @@ impl Default for EuresConfig {
 
 /// `[reconcile]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ReconcileConfig {
     /// Seconds between periodic reconcile passes; 0 = only on demand.
     pub interval_s: u64,
@@ -187,7 +187,7 @@ impl Default for ReconcileConfig {
 
 /// `[http]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// Metrics, health and (pull mode) the Input API.
     pub listen: SocketAddr,
@@ -212,7 +212,7 @@ impl Default for HttpConfig {
 
 /// `[retention]` (SPEC 6)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RetentionConfig {
     /// Audit rows and tombstones older than this are purged.
     pub audit_days: u32,
@@ -237,7 +237,7 @@ pub enum LogFormat {
 
 /// `[log]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     pub format: LogFormat,
     /// A `tracing` filter (`info`, `eures_sync=debug,info`); `RUST_LOG` is
@@ -257,7 +257,7 @@ impl Default for LogConfig {
 
 /// `[tls]`
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM bundle of extra root certificates trusted next to the system
     /// roots (a private CA in front of JobAG or the EURES gateway). Empty
@@ -394,9 +394,7 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        if self.log.level.trim().is_empty() {
-            return Err(ConfigError::invalid("log.level", "must not be empty"));
-        }
+        check_log_filter(&self.log.level).map_err(|why| ConfigError::invalid("log.level", why))?;
         Ok(())
     }
 
@@ -543,6 +541,41 @@ fn write_optional_addr<S: serde::Serializer>(
     }
 }
 
+/// The levels a `log.level` directive may name.
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// `log.level` is a `tracing` filter: comma-separated directives, each a
+/// level or `target=level`. A bare word that is not a level parses as a
+/// target to log at every level, which is how `inof` would silence the
+/// worker: refuse it, so a typo never turns the logs off.
+fn check_log_filter(filter: &str) -> Result<(), String> {
+    const WHAT: &str = "must be a level (trace, debug, info, warn, error, off) or \
+                        comma-separated target=level directives";
+    let directives: Vec<&str> = filter
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Err(WHAT.to_owned());
+    }
+    for directive in &directives {
+        let level = directive.rsplit_once('=').map_or(*directive, |(_, l)| l);
+        if !LOG_LEVELS
+            .iter()
+            .any(|l| l.eq_ignore_ascii_case(level.trim()))
+        {
+            let hint = closest(&level.trim().to_ascii_lowercase(), &LOG_LEVELS)
+                .map(|l| format!(" (did you mean `{l}`?)"))
+                .unwrap_or_default();
+            return Err(format!("{WHAT}{hint}"));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map(drop)
+        .map_err(|_| WHAT.to_owned())
+}
+
 fn non_empty_path(s: &str) -> Option<&Path> {
     let s = s.trim();
     (!s.is_empty()).then(|| Path::new(s))
@@ -637,22 +670,107 @@ fn read_token(
 }
 
 /// Turns figment's error into one line naming the key and where the value
-/// came from (file or environment variable).
+/// came from (file or environment variable). The value itself is never
+/// quoted (it may be a password inside a URL), and Rust's type names are
+/// replaced by what an operator should write.
 fn figment_error(err: figment::Error) -> ConfigError {
-    let key = err.path.join(".");
-    let origin = err
+    let from_env = err
         .metadata
         .as_ref()
-        .map(|md| match &md.source {
+        .is_some_and(|md| md.name.contains(ENV_PREFIX));
+    let mut path = err.path.clone();
+    let why = match &err.kind {
+        figment::error::Kind::UnknownField(field, expected) => {
+            // figment's path already ends with the field; not always.
+            if path.last() != Some(field) {
+                path.push(field.clone());
+            }
+            let what = if path.len() == 1 { "section" } else { "key" };
+            match closest(field, expected) {
+                Some(known) => format!("unknown {what} (did you mean `{known}`?)"),
+                None => format!("unknown {what}"),
+            }
+        }
+        figment::error::Kind::InvalidType(actual, expected)
+        | figment::error::Kind::InvalidValue(actual, expected) => format!(
+            "wrong value: found {}, expected {}",
+            kind_of(actual),
+            plain_expectation(expected)
+        ),
+        figment::error::Kind::UnknownVariant(found, expected) => {
+            let choices = expected.join(", ");
+            match closest(found, expected) {
+                Some(known) => format!("unknown choice (did you mean `{known}`? one of {choices})"),
+                None => format!("unknown choice (one of {choices})"),
+            }
+        }
+        kind => one_line(&kind.to_string()),
+    };
+    let key = path.join(".");
+    let origin = match &err.metadata {
+        Some(_) if from_env && !path.is_empty() => {
+            format!(" (environment variable {})", env_var_name(&path))
+        }
+        Some(md) => match &md.source {
             Some(source) => format!(" (in {} {source})", md.name),
             None => format!(" (in {})", md.name),
-        })
-        .unwrap_or_default();
-    let why = one_line(&err.kind.to_string());
+        },
+        None => String::new(),
+    };
     if key.is_empty() {
         ConfigError::Parse(format!("config: {why}{origin}"))
     } else {
         ConfigError::Parse(format!("{key}: {why}{origin}"))
+    }
+}
+
+/// The known name nearest to a misspelt one, if it is near enough to be
+/// the likely intent.
+fn closest(unknown: &str, known: &[&'static str]) -> Option<&'static str> {
+    known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(unknown, k), *k))
+        .filter(|(distance, k)| *distance <= (k.len() / 3).max(2))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, k)| k)
+}
+
+/// `EURES_SYNC__JOBAG__BASE_URL` for the path `jobag.base_url`;
+/// `EURES_SYNC__JOBAG__*` for a whole section.
+fn env_var_name(path: &[String]) -> String {
+    let upper: Vec<String> = path.iter().map(|p| p.to_ascii_uppercase()).collect();
+    let section = if path.len() == 1 { "__*" } else { "" };
+    format!("{ENV_PREFIX}{}{section}", upper.join("__"))
+}
+
+/// What kind of value was found, without the value.
+fn kind_of(actual: &figment::error::Actual) -> &'static str {
+    use figment::error::Actual;
+    match actual {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) => "a number",
+        Actual::Float(_) => "a decimal number",
+        Actual::Char(_) | Actual::Str(_) => "text",
+        Actual::Bytes(_) => "bytes",
+        Actual::Unit => "nothing",
+        Actual::Option => "an optional value",
+        Actual::Seq => "a list",
+        Actual::NewtypeStruct => "a value",
+        Actual::Map => "a table",
+        Actual::Enum | Actual::UnitVariant | Actual::NewtypeVariant => "a choice",
+        Actual::TupleVariant | Actual::StructVariant => "a choice",
+        Actual::Other(_) => "another kind of value",
+    }
+}
+
+/// serde's expectation (`u32`, `usize`, `a string`) in an operator's words.
+fn plain_expectation(expected: &str) -> String {
+    match expected.trim() {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number (0 or more)".to_owned(),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".to_owned(),
+        "f32" | "f64" => "a number".to_owned(),
+        "a boolean" | "bool" => "true or false".to_owned(),
+        other => one_line(other),
     }
 }
 
@@ -678,7 +796,8 @@ mod tests {
 
     impl Provider for FakeEnv {
         fn metadata(&self) -> Metadata {
-            Metadata::named("fake environment")
+            // What the real provider says, so errors word it the same way.
+            Env::prefixed(ENV_PREFIX).split("__").metadata()
         }
 
         fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
@@ -936,7 +1055,11 @@ mod tests {
                 "[retention]\naudit_days = 0",
                 "retention.audit_days: must be at least 1",
             ),
-            ("[log]\nlevel = \"\"", "log.level: must not be empty"),
+            (
+                "[log]\nlevel = \"\"",
+                "log.level: must be a level (trace, debug, info, warn, error, off) or \
+                 comma-separated target=level directives",
+            ),
         ];
         for (toml, want) in cases {
             assert_eq!(err_of(toml), want, "for {toml:?}");
@@ -1026,9 +1149,66 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_are_ignored() {
-        // Forward compatibility: a newer file must not stop an older binary.
-        from_toml("[eures]\nsomething_new = 1\n[future]\nx = 2").unwrap();
+    fn unknown_keys_and_sections_are_errors_naming_them() {
+        let e = err_of("[eures]\nconcurency = 4\n");
+        assert!(
+            e.starts_with("eures.concurency: unknown key (did you mean `concurrency`?)"),
+            "{e}"
+        );
+        let e = err_of("[databse]\nurl = \"sqlite://x.db\"\n");
+        assert!(
+            e.starts_with("databse: unknown section (did you mean `database`?)"),
+            "{e}"
+        );
+        let e = err_of("[future]\nx = 2\n");
+        assert!(e.starts_with("future: unknown section"), "{e}");
+        assert!(!e.contains("did you mean"), "{e}");
+        let e = from_toml_env("", vec![("EURES_SYNC__EURES__CONCURENCY", "4")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with("(environment variable EURES_SYNC__EURES__CONCURENCY)"),
+            "{e}"
+        );
+        let e = from_toml_env("", vec![("EURES_SYNC__DATABSE__URL", "sqlite://x.db")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("databse: unknown section"), "{e}");
+        assert!(
+            e.ends_with("(environment variable EURES_SYNC__DATABSE__*)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wrong_values_are_described_not_quoted() {
+        let e = err_of("[eures]\nconcurrency = \"forty\"\n");
+        assert!(
+            e.starts_with("eures.concurrency: wrong value: found text, expected a whole number"),
+            "{e}"
+        );
+        assert!(!e.contains("forty") && !e.contains("usize"), "{e}");
+        let e = err_of("[eures]\nmode = \"pul\"\n");
+        assert!(
+            e.starts_with("eures.mode: unknown choice (did you mean `pull`? one of push, pull)"),
+            "{e}"
+        );
+        let e = err_of("[database]\nurl = [\"postgres://u:hunter2@db/x\"]\n");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn log_level_must_parse_as_levels() {
+        for good in ["info", "WARN", "eures_sync=debug,info", "info,sqlx=off"] {
+            from_toml(&format!("[log]\nlevel = \"{good}\"\n")).unwrap();
+        }
+        let e = err_of("[log]\nlevel = \"inof\"\n");
+        assert!(e.starts_with("log.level: must be a level"), "{e}");
+        assert!(e.ends_with("(did you mean `info`?)"), "{e}");
+        for bad in ["", "eures_sync", "eures_sync=loud", "info,,="] {
+            let e = err_of(&format!("[log]\nlevel = \"{bad}\"\n"));
+            assert!(e.starts_with("log.level: "), "{bad}: {e}");
+        }
     }
 
     #[test]
