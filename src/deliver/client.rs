@@ -760,7 +760,7 @@ mod tests {
         assert_eq!(
             c.put(&v).await.outcome,
             Outcome::Rejected {
-                errors: "content: missing ApplicationCloseDate".to_owned()
+                errors: "HTTP 422: fields content".to_owned()
             }
         );
         assert_eq!(

@@ -319,7 +319,7 @@ pub fn parse_change(item: &Value) -> ParsedChange {
                     } else {
                         field
                     },
-                    why: strip_serde_location(&why),
+                    why: without_values(&strip_serde_location(&why)),
                 }
             }
         }
@@ -341,6 +341,58 @@ pub(crate) fn valid_id(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && s != "."
         && s != ".."
+}
+
+/// serde's error text with the offending value taken out: a reason is
+/// logged, kept in the ledger and shown by `status` and `inspect`, and the
+/// value may be a name or an email (SPEC 6). `invalid type: string
+/// "Karoline Birkedal", expected struct Employer` becomes `wrong type,
+/// expected an object`.
+fn without_values(why: &str) -> String {
+    let expected = |rest: &str| {
+        rest.rfind(", expected ")
+            .map(|i| plain_expectation(&rest[i + ", expected ".len()..]))
+    };
+    let described = |kind: &str, rest: &str| match expected(rest) {
+        Some(e) => format!("{kind}, expected {e}"),
+        None => kind.to_owned(),
+    };
+    if let Some(rest) = why.strip_prefix("invalid type: ") {
+        described("wrong type", rest)
+    } else if let Some(rest) = why.strip_prefix("invalid value: ") {
+        described("invalid value", rest)
+    } else if let Some(rest) = why.strip_prefix("invalid length ") {
+        described("wrong length", rest)
+    } else if let Some(rest) = why.strip_prefix("unknown variant ") {
+        described("unknown value", rest)
+    } else if why.starts_with("missing field `") || why.starts_with("unknown field `") {
+        // Field names come from our own types, never from the posting.
+        why.split(", expected").next().unwrap_or(why).to_owned()
+    } else if why.contains(['"', '`', '\'']) {
+        // A message that quotes something may quote the value.
+        "cannot be read".to_owned()
+    } else {
+        why.to_owned()
+    }
+}
+
+/// serde's description of a type, in the words of the feed's JSON.
+fn plain_expectation(expected: &str) -> String {
+    let e = expected.trim();
+    if e.starts_with("struct ") || e == "a map" {
+        "an object".to_owned()
+    } else if e.starts_with("a sequence") || e.starts_with("tuple") {
+        "a list".to_owned()
+    } else if matches!(
+        e,
+        "u8" | "u16" | "u32" | "u64" | "usize" | "i32" | "i64" | "isize"
+    ) {
+        "a whole number".to_owned()
+    } else if matches!(e, "f32" | "f64") {
+        "a number".to_owned()
+    } else {
+        e.to_owned()
+    }
 }
 
 /// serde_json appends " at line X column Y", meaningless for a `Value`.
@@ -392,6 +444,50 @@ mod tests {
             parse_change(&json!({"id": "../etc", "version": 1})),
             ParsedChange::Quarantined { .. }
         ));
+    }
+
+    #[test]
+    fn a_reason_names_the_field_and_the_problem_never_the_value() {
+        let reason = |v: Value| match change(v).body {
+            ChangeBody::Unreadable { field, why } => format!("{field}: {why}"),
+            other => panic!("{other:?}"),
+        };
+        let base = |k: &str, v: Value| {
+            let mut item = json!({"id": "a", "version": 2, "updated_at": "2026-11-20T10:15:00Z"});
+            item[k] = v;
+            item
+        };
+        let cases = [
+            (
+                base("employer", json!("Karoline Birkedal")),
+                "employer: wrong type, expected an object",
+            ),
+            (
+                base("title", json!(["Karoline Birkedal"])),
+                "title: wrong type, expected a string",
+            ),
+            (
+                base("status", json!("Karoline Birkedal")),
+                "status: unknown value, expected one of",
+            ),
+            (
+                base("contact", json!({"email": {"Karoline": 1}})),
+                "contact.email: wrong type, expected a string",
+            ),
+            (
+                base("locations", json!("karoline@example.dk")),
+                "locations: wrong type, expected a list",
+            ),
+            (
+                base("start_date", json!("Karoline Birkedal")),
+                "start_date: ",
+            ),
+        ];
+        for (item, expected) in cases {
+            let r = reason(item);
+            assert!(r.starts_with(expected), "{r}");
+            assert!(!r.contains("Karoline") && !r.contains("karoline"), "{r}");
+        }
     }
 
     #[test]
