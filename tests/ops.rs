@@ -438,3 +438,138 @@ async fn metrics_health_readiness_and_logs_without_personal_data(backend: Backen
     }
     assert!(log.contains(&id(1)), "logs name posting ids");
 }
+
+/// Read-only commands (SPEC 4.6) never create a ledger or migrate one: a
+/// missing ledger, or one behind this binary's migrations, is an error that
+/// names the URL and what to run, and the file system is left as it was.
+#[tokio::test]
+async fn read_only_commands_never_create_or_migrate_a_ledger() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger = dir.path().join("nested").join("ledger.db");
+    let url = format!("sqlite://{}?mode=rwc", ledger.display());
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, format!("[database]\nurl = \"{url}\"\n")).expect("config");
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_eures-sync"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .current_dir(dir.path())
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE")
+            .output()
+            .expect("run eures-sync")
+    };
+    let read_only: [&[&str]; 7] = [
+        &["status"],
+        &["status", "--json"],
+        &["inspect", "p-1"],
+        &["export", "--posting", "p-1"],
+        &["dead-letters", "list"],
+        &["reconcile", "--dry-run"],
+        &["resync", "--all", "--dry-run"],
+    ];
+    for args in read_only {
+        let out = cli(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&url) && stderr.contains("eures-sync migrate"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            !ledger.exists() && !ledger.parent().unwrap().exists(),
+            "{args:?} created it"
+        );
+    }
+    assert!(
+        !dir.path().join("data").exists(),
+        "a default ledger appeared"
+    );
+
+    let out = cli(&["migrate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A ledger behind this binary's migrations is not migrated by a reader.
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("ledger");
+    let newest: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .expect("versions");
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1")
+        .bind(newest)
+        .execute(&pool)
+        .await
+        .expect("forget the newest migration");
+    pool.close().await;
+    let out = cli(&["status"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("behind this binary") && stderr.contains("eures-sync migrate"),
+        "{stderr}"
+    );
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("ledger");
+    let still: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE version = $1")
+        .bind(newest)
+        .fetch_one(&pool)
+        .await
+        .expect("versions");
+    assert_eq!(still, 0, "status applied a migration");
+}
+
+/// One worker a SQLite ledger: a second `run` on the same file is refused
+/// at once with one line naming the process that holds it, and the first
+/// runs on undisturbed.
+#[tokio::test]
+async fn a_second_worker_on_one_sqlite_ledger_is_refused() {
+    let env = env_with_token(Backend::Sqlite).await;
+    let agent = Agent::start(&env);
+    let out = Command::new(env!("CARGO_BIN_EXE_eures-sync"))
+        .args(["run", "--config"])
+        .arg(&agent.config)
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .output()
+        .expect("run eures-sync");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "in use by another worker (process {})",
+            agent.child.id()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert_eq!(agent.get("/healthz").await.0, 200);
+    let log = agent.stop();
+    let start = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "starting")
+        .unwrap_or_else(|| panic!("no start line: {log}"));
+    assert_eq!(start["fields"]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        start["fields"]["commit"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
+    );
+    assert_eq!(start["fields"]["mode"], "push");
+    assert!(
+        start["fields"]["database"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sqlite://")),
+        "{start}"
+    );
+}

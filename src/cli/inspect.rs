@@ -13,8 +13,7 @@ fn iso(ms: Option<i64>) -> Value {
 }
 
 pub async fn status(config: &Config, json_out: bool) -> anyhow::Result<()> {
-    let store = crate::store::connect(&config.database.url).await?;
-    store.migrate().await?;
+    let store = crate::store::open_existing(&config.database.url).await?;
     let s = store.summary(now_ms()).await?;
     let quarantined = store.quarantined(100).await?;
     let doc = json!({
@@ -97,8 +96,7 @@ pub fn entry_json(e: &Entry) -> Value {
 }
 
 pub async fn inspect(config: &Config, id: &str, json_out: bool) -> anyhow::Result<()> {
-    let store = crate::store::connect(&config.database.url).await?;
-    store.migrate().await?;
+    let store = crate::store::open_existing(&config.database.url).await?;
     let Some(entry) = store.get(id).await? else {
         anyhow::bail!("unknown posting id {id}");
     };

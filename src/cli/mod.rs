@@ -158,7 +158,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             };
             crate::telemetry::init_logs(config.log.format, level);
             match command {
-                Command::Run => run::run(config).await,
+                Command::Run => run::run(config, cli.config.as_deref()).await,
                 Command::Migrate => {
                     let store = crate::store::connect(&config.database.url).await?;
                     store.migrate().await?;

@@ -14,9 +14,16 @@ use crate::config::Config;
 use crate::engine::{Worker, now_ms};
 use crate::store::{AuditOf, AuditRow, Repair, Store};
 
-async fn open(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Worker)> {
-    let store = crate::store::connect(&config.database.url).await?;
-    store.migrate().await.context("applying migrations")?;
+/// The ledger and a worker over it; a dry run opens an existing ledger
+/// only, never creating or migrating one.
+async fn open(config: &Config, dry_run: bool) -> anyhow::Result<(Arc<dyn Store>, Worker)> {
+    let store = if dry_run {
+        crate::store::open_existing(&config.database.url).await?
+    } else {
+        let store = crate::store::connect(&config.database.url).await?;
+        store.migrate().await.context("applying migrations")?;
+        store
+    };
     let worker = Worker::from_config(config, store.clone())?;
     Ok((store, worker))
 }
@@ -48,7 +55,7 @@ pub enum ResyncTarget {
 }
 
 pub async fn resync(config: &Config, target: ResyncTarget, dry_run: bool) -> anyhow::Result<()> {
-    let (store, worker) = open(config).await?;
+    let (store, worker) = open(config, dry_run).await?;
     match target {
         ResyncTarget::Postings(ids) => {
             for id in &ids {
@@ -151,7 +158,7 @@ async fn resync_one(
 }
 
 pub async fn reconcile(config: &Config, dry_run: bool) -> anyhow::Result<()> {
-    let (_store, worker) = open(config).await?;
+    let (_store, worker) = open(config, dry_run).await?;
     let bar = progress("reconcile");
     let repair = if dry_run {
         Repair::DryRun
@@ -199,8 +206,7 @@ pub async fn reconcile(config: &Config, dry_run: bool) -> anyhow::Result<()> {
 }
 
 pub async fn dead_letters_list(config: &Config, json_out: bool) -> anyhow::Result<()> {
-    let store = crate::store::connect(&config.database.url).await?;
-    store.migrate().await?;
+    let store = crate::store::open_existing(&config.database.url).await?;
     let mut after: Option<String> = None;
     let mut rows = Vec::new();
     loop {
@@ -287,8 +293,7 @@ pub async fn export(
     posting: Option<String>,
     employer: Option<String>,
 ) -> anyhow::Result<()> {
-    let store = crate::store::connect(&config.database.url).await?;
-    store.migrate().await?;
+    let store = crate::store::open_existing(&config.database.url).await?;
     let doc = match (posting, employer) {
         (Some(id), _) => {
             let entry = store.get(&id).await?;

@@ -1,5 +1,7 @@
 //! `eures-sync run`: the worker and its HTTP listener until a signal.
 
+use std::io::{Read, Seek, Write};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -9,7 +11,17 @@ use crate::config::Config;
 use crate::engine::Worker;
 use crate::http::{AppState, Limits, serve, serve_router};
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(config: Config, config_path: Option<&Path>) -> anyhow::Result<()> {
+    let _one_worker = hold_sqlite_ledger(&config.database.url)?;
+    tracing::info!(
+        version = crate::telemetry::VERSION,
+        commit = crate::telemetry::COMMIT,
+        config = %config_path.unwrap_or(Path::new(crate::config::DEFAULT_CONFIG_PATH)).display(),
+        config_found = config_path.is_some() || Path::new(crate::config::DEFAULT_CONFIG_PATH).is_file(),
+        database = %crate::store::display_url(&config.database.url),
+        mode = %config.eures.mode,
+        "starting"
+    );
     let store = crate::store::connect(&config.database.url).await?;
     store.migrate().await.context("applying migrations")?;
     let worker = Arc::new(Worker::from_config(&config, store.clone())?);
@@ -58,6 +70,66 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let _ = task.await;
     }
     Ok(())
+}
+
+/// One worker a SQLite ledger: `run` holds an exclusive lock on
+/// `<ledger>.lock` (with its process id inside) for as long as it runs, so
+/// a second worker on the same file is refused with one line naming the
+/// process that holds it. The kernel drops the lock when the process ends,
+/// however it ends.
+fn hold_sqlite_ledger(url: &str) -> anyhow::Result<Option<std::fs::File>> {
+    use std::str::FromStr;
+    if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
+        return Ok(None);
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+        .map_err(|e| anyhow::anyhow!("database.url: {e}"))?;
+    let mut path = options.get_filename().as_os_str().to_owned();
+    path.push(".lock");
+    let path = std::path::PathBuf::from(path);
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?
+    };
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)?;
+            file.rewind()?;
+            write!(file, "{}", std::process::id())?;
+            file.flush()?;
+            Ok(Some(file))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            anyhow::bail!(
+                "the SQLite ledger {} is in use by another worker (process {}): one worker \
+                 a SQLite ledger; use PostgreSQL for several",
+                options.get_filename().display(),
+                holder.trim()
+            )
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
 }
 
 /// The EURES Input API in pull mode (SPEC 4.3), `None` in push mode.

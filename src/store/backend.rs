@@ -82,6 +82,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
         chrono::Utc::now().timestamp_millis()
     }
     async fn migrate(&self) -> Result<()>;
+    async fn pending_migrations(&self) -> Result<Vec<(i64, String)>>;
     /// Waits until every ledger write already under way has committed (see
     /// `ExchangeStore::barrier`).
     async fn barrier(&self) -> Result<()>;
@@ -170,6 +171,10 @@ where
 {
     async fn migrate(&self) -> Result<()> {
         Backend::migrate(self).await
+    }
+
+    async fn pending_migrations(&self) -> Result<Vec<(i64, String)>> {
+        Backend::pending_migrations(self).await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -46,6 +46,9 @@ pub enum StoreError {
     Corrupt { id: String, why: String },
     #[error("database url: {0}")]
     Url(String),
+    /// A read-only command found no ledger, or one it must not migrate.
+    #[error("{0}")]
+    NotReady(String),
     /// Another process inserted a record this transaction found missing;
     /// the transaction is retried (it then finds and locks the record).
     #[error("ledger row {0}: written concurrently by another process")]
@@ -184,6 +187,9 @@ pub struct Completion<'a> {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> Result<()>;
+    /// The migrations this binary knows that the ledger has not applied
+    /// (version and description), without applying any.
+    async fn pending_migrations(&self) -> Result<Vec<(i64, String)>>;
     /// Cheap round trip for readiness.
     async fn ping(&self) -> Result<()>;
 
@@ -415,6 +421,49 @@ pub struct Diff {
     pub detail: String,
 }
 
+/// Opens an existing ledger for a command that only reads (SPEC 4.6): it
+/// never creates a database or runs a migration. A missing SQLite file,
+/// or a ledger behind this binary's migrations, is an error naming the URL
+/// (password hidden) and what to run.
+pub async fn open_existing(url: &str) -> Result<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
+        Arc::new(SqliteStore::open_existing(url).await?)
+    } else {
+        connect(url).await?
+    };
+    let pending = store.pending_migrations().await?;
+    if let Some((version, description)) = pending.first() {
+        return Err(StoreError::NotReady(format!(
+            "the ledger at {} is behind this binary: {} migration(s) pending, from {version} \
+             ({description}); run `eures-sync migrate` (stop the workers first)",
+            display_url(url),
+            pending.len()
+        )));
+    }
+    Ok(store)
+}
+
+/// A database URL fit for messages: any password replaced by `***`.
+pub fn display_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "(an unreadable database URL)".to_owned(),
+    }
+}
+
+/// Which of `known` the ledger has not applied, given the versions it has.
+fn not_applied(known: &sqlx::migrate::Migrator, applied: &[i64]) -> Vec<(i64, String)> {
+    known
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+        .map(|m| (m.version, m.description.to_string()))
+        .collect()
+}
+
 /// Opens the store a database URL names (`sqlite:` or `postgres:`).
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
@@ -425,5 +474,27 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
         Err(StoreError::Url(
             "database.url must start with sqlite: or postgres:".into(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::display_url;
+
+    #[test]
+    fn a_url_for_messages_never_carries_the_password() {
+        assert_eq!(
+            display_url("postgres://eures:Sekret-Pw-1@db.example:6432/ledger?sslmode=verify-full"),
+            "postgres://eures:***@db.example:6432/ledger?sslmode=verify-full"
+        );
+        assert_eq!(
+            display_url("postgres://eures@db.example/ledger"),
+            "postgres://eures@db.example/ledger"
+        );
+        assert_eq!(
+            display_url("sqlite://data/eures-sync.db?mode=rwc"),
+            "sqlite://data/eures-sync.db?mode=rwc"
+        );
+        assert!(!display_url("postgres://a:b c@/x").contains("b c"));
     }
 }

@@ -430,6 +430,24 @@ impl Backend for PgStore {
         Ok(())
     }
 
+    async fn pending_migrations(&self) -> Result<Vec<(i64, String)>> {
+        let has_table: bool =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                .fetch_one(&self.pool)
+                .await?;
+        let applied: Vec<i64> = if has_table {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?
+        } else {
+            Vec::new()
+        };
+        Ok(super::not_applied(
+            &sqlx::migrate!("migrations/postgres"),
+            &applied,
+        ))
+    }
+
     async fn lead(&self, owner: &str, ttl: Duration) -> Result<bool> {
         let held: Option<(String,)> = sqlx::query_as(LEAD)
             .bind(LEADER_ROLE)

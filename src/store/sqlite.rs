@@ -102,12 +102,22 @@ fn wall_clock() -> i64 {
 impl SqliteStore {
     /// Opens (creating when missing) the database named by a `sqlite:` URL.
     pub async fn connect(url: &str) -> Result<SqliteStore> {
+        Self::open(url, true).await
+    }
+
+    /// Opens the database named by a `sqlite:` URL only if it exists: a
+    /// read-only command must not leave an empty ledger behind.
+    pub async fn open_existing(url: &str) -> Result<SqliteStore> {
+        Self::open(url, false).await
+    }
+
+    async fn open(url: &str, create: bool) -> Result<SqliteStore> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Url(e.to_string()))?
-            .create_if_missing(true)
+            .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(30))
+            .busy_timeout(BUSY_TIMEOUT)
             // 1 MiB of page cache per connection (SQLite's default is 2):
             // the ledger is read by key and in index order, never scanned hot.
             .pragma("cache_size", "-1024")
@@ -123,14 +133,20 @@ impl SqliteStore {
             // Fewer prepared statements kept per connection than sqlx's 100:
             // the ledger uses a few dozen, and each holds its own memory.
             .statement_cache_capacity(48)
+            // Erased means gone from disk (SPEC 6): deleted rows and freed
+            // pages are overwritten with zeros, not merely unlinked.
+            .pragma("secure_delete", "on")
             .foreign_keys(true);
-        if let Some(dir) = options.get_filename().parent()
-            && !dir.as_os_str().is_empty()
-            && !dir.exists()
-        {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Url(format!("cannot create {}: {e}", Path::new(dir).display()))
-            })?;
+        if !(url.contains(":memory:") || url.contains("mode=memory")) {
+            let file = options.get_filename();
+            if !create && !file.exists() {
+                return Err(StoreError::NotReady(format!(
+                    "no ledger at {url} ({} does not exist); run `eures-sync migrate` to create \
+                     one, or point database.url at the worker's ledger",
+                    file.display()
+                )));
+            }
+            owner_only(file, create)?;
         }
         // One writer at a time anyway, on a connection of its own; one more
         // serves the reads, which are single short statements (a third
@@ -163,6 +179,60 @@ impl SqliteStore {
     }
 }
 
+/// Makes the ledger readable by its owner only (SPEC 6): a folder it
+/// creates gets 0700, the file is created 0600 (SQLite gives its WAL and
+/// shared-memory files the database file's mode), and an existing file
+/// that others could read is narrowed to 0600.
+fn owner_only(file: &Path, create: bool) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let failed = |what: &str, path: &Path, e: std::io::Error| {
+        StoreError::Url(format!("cannot {what} {}: {e}", path.display()))
+    };
+    if let Some(dir) = file.parent()
+        && create
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| failed("create", dir, e))?;
+    }
+    if create {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(file)
+            .map_err(|e| failed("create", file, e))?;
+    }
+    for path in [
+        file.to_path_buf(),
+        wal_sibling(file, "-wal"),
+        wal_sibling(file, "-shm"),
+    ] {
+        if let Ok(meta) = std::fs::metadata(&path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| failed("restrict", &path, e))?;
+        }
+    }
+    Ok(())
+}
+
+fn wal_sibling(file: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
+}
+
+/// How long a statement waits for another connection's lock (an operator's
+/// command writing while the worker runs).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// WAL pages (4 KiB each) after which a committing writer checkpoints:
 /// see [`checkpoint_behind`].
 const WAL_BACKSTOP_PAGES: &str = "4000";
@@ -189,14 +259,63 @@ fn checkpoint_behind(pool: SqlitePool, alive: std::sync::Weak<()>) {
             if alive.strong_count() == 0 {
                 return;
             }
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&pool)
-                .await
-            {
-                tracing::debug!(error = %e, "checkpointing the WAL failed; trying again");
+            match checkpoint(&pool, "PRAGMA wal_checkpoint(PASSIVE)").await {
+                // Everything copied back: empty the WAL, so frames holding
+                // erased content do not linger in it (SPEC 6).
+                Ok(Checkpoint {
+                    busy: false,
+                    log,
+                    copied,
+                }) if log > 0 && copied == log => {
+                    if let Err(e) = truncate_wal(&pool).await {
+                        tracing::debug!(error = %e, "truncating the WAL failed; trying again");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "checkpointing the WAL failed; trying again")
+                }
             }
         }
     });
+}
+
+/// What `PRAGMA wal_checkpoint` answered.
+struct Checkpoint {
+    busy: bool,
+    log: i64,
+    copied: i64,
+}
+
+async fn checkpoint(
+    conn: impl sqlx::SqliteExecutor<'_>,
+    pragma: &'static str,
+) -> std::result::Result<Checkpoint, sqlx::Error> {
+    let (busy, log, copied): (i64, i64, i64) = sqlx::query_as(pragma).fetch_one(conn).await?;
+    Ok(Checkpoint {
+        busy: busy != 0,
+        log,
+        copied,
+    })
+}
+
+/// A TRUNCATE checkpoint waits for readers and writers through the busy
+/// handler; this one must never stall the read connection behind a
+/// writer's transaction, so it gives up at once instead and the next tick
+/// tries again.
+async fn truncate_wal(pool: &SqlitePool) -> std::result::Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("PRAGMA busy_timeout = 0")
+        .execute(&mut *conn)
+        .await?;
+    let done = checkpoint(&mut *conn, "PRAGMA wal_checkpoint(TRUNCATE)").await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "PRAGMA busy_timeout = {}",
+        BUSY_TIMEOUT.as_millis()
+    )))
+    .execute(&mut *conn)
+    .await?;
+    done.map(drop)
 }
 
 /// Whether an idle connection may be handed out. On some errors (a full
@@ -319,6 +438,26 @@ impl Backend for SqliteStore {
         Ok(())
     }
 
+    async fn pending_migrations(&self) -> Result<Vec<(i64, String)>> {
+        let has_table: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' \
+               AND name = '_sqlx_migrations')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let applied: Vec<i64> = if has_table {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?
+        } else {
+            Vec::new()
+        };
+        Ok(super::not_applied(
+            &sqlx::migrate!("migrations/sqlite"),
+            &applied,
+        ))
+    }
+
     /// One writer at a time: taking the write lock waits for the transaction
     /// holding it, and WAL readers started after this commit see everything
     /// it wrote (and every later writer stamps a later time).
@@ -438,5 +577,91 @@ mod tests {
             "the database file still holds {} bytes after 2 s",
             std::fs::metadata(&file).unwrap().len()
         );
+    }
+
+    #[tokio::test]
+    async fn the_ledger_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("new");
+        let file = folder.join("l.db");
+        let store = SqliteStore::connect(&format!("sqlite://{}?mode=rwc", file.display()))
+            .await
+            .unwrap();
+        let mut tx = store.begin(Commit::Durable).await.unwrap();
+        sqlx::query("CREATE TABLE t (x TEXT)")
+            .execute(&mut *tx.0)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&folder), 0o700);
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(mode(&wal_sibling(&file, "-shm")), 0o600);
+        drop(store);
+
+        // A ledger that others could read is narrowed when opened.
+        let old = dir.path().join("old.db");
+        std::fs::write(&old, b"").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        SqliteStore::connect(&format!("sqlite://{}?mode=rwc", old.display()))
+            .await
+            .unwrap();
+        assert_eq!(mode(&old), 0o600);
+    }
+
+    #[tokio::test]
+    async fn deleted_content_leaves_neither_the_file_nor_the_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("l.db");
+        let store = SqliteStore::connect(&format!("sqlite://{}?mode=rwc", file.display()))
+            .await
+            .unwrap();
+        let secret = "Karoline Birkedal <karoline@example.dk>";
+        let mut tx = store.begin(Commit::Durable).await.unwrap();
+        sqlx::query("CREATE TABLE t (x TEXT)")
+            .execute(&mut *tx.0)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO t SELECT $1 || printf('%.500c', 'x') FROM (SELECT 1 UNION SELECT 2)",
+        )
+        .bind(secret)
+        .execute(&mut *tx.0)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let on_disk = || {
+            let mut found = false;
+            for entry in std::fs::read_dir(dir.path()).unwrap() {
+                let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+                found |= bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            }
+            found
+        };
+        // The check can see the content while it is stored.
+        let mut seen = false;
+        for _ in 0..100 {
+            seen = on_disk();
+            if seen {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(seen, "the content never reached the disk");
+
+        let mut tx = store.begin(Commit::Durable).await.unwrap();
+        sqlx::query("DELETE FROM t")
+            .execute(&mut *tx.0)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        for _ in 0..150 {
+            if !on_disk() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("deleted content still on disk 3 s after the delete");
     }
 }
