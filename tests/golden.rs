@@ -15,12 +15,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use eures_sync::domain::posting::{ChangeBody, ParsedChange, PostingFields, parse_change};
-use eures_sync::domain::render::{HR_NS, OA_NS, content_hash, render};
+use eures_sync::domain::render::{DocumentSettings, HR_NS, OA_NS, content_hash, render};
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
-
-const PARTY_ID: &str = "STAR-DK";
 
 /// Invalid inputs and the JobAG field each must be refused for.
 const INVALID: [(&str, &str); 9] = [
@@ -89,7 +87,7 @@ fn load(path: &Path) -> (String, serde_json::Value, PostingFields) {
 
 fn render_file(path: &Path) -> Result<String, eures_sync::domain::render::Invalid> {
     let (id, _, fields) = load(path);
-    render(&id, &fields, PARTY_ID)
+    render(&id, &fields, &DocumentSettings::default())
 }
 
 #[test]
