@@ -343,3 +343,32 @@ fn rendering_twice_gives_the_same_bytes_and_hash() {
         assert_eq!(content_hash(&a), content_hash(&b));
     }
 }
+
+#[test]
+fn hostile_markup_never_passes_and_ordinary_formatting_is_kept() {
+    for json in golden_inputs() {
+        let xml = render_file(&json).unwrap_or_else(|e| panic!("{}: {e}", json.display()));
+        let lower = xml.to_ascii_lowercase();
+        for hostile in [
+            "<script",
+            "<style",
+            "<iframe",
+            "<img",
+            "javascript:",
+            "onclick",
+            "onmouseover",
+            "onerror",
+            "<!--",
+        ] {
+            assert!(!lower.contains(hostile), "{}: {hostile}", json.display());
+        }
+    }
+    let ordinary = golden_dir().join("16-ordinary-danish-formatting.json");
+    let (_, value, _) = load(&ordinary);
+    let description = value["description"].as_str().expect("description");
+    let xml = render_file(&ordinary).expect("renders");
+    assert!(
+        xml.contains(&format!("<![CDATA[{description}]]>")),
+        "ordinary formatting passes byte for byte"
+    );
+}

@@ -7,7 +7,8 @@
 use chrono::NaiveDate;
 
 use super::address::{Address, eures_addresses};
-use super::text::{clean_html, clean_line, strip_forbidden};
+use super::html::formatted;
+use super::text::{clean_line, strip_forbidden};
 use super::{DocumentSettings, Invalid};
 use crate::domain::codes::{
     DRIVING_LICENCE_CLASSES, cefr_valid, esco_occupation_uri, isco_concept_code, isco_valid,
@@ -181,7 +182,7 @@ pub(crate) fn build(
         .as_ref()
         .map(qualifications)
         .unwrap_or_default();
-    let description = clean_html(fields.description.as_deref())
+    let description = formatted(fields.description.as_deref())
         .ok_or_else(|| invalid("description", "missing or empty"))?;
     if description.len() > MAX_DESCRIPTION_BYTES {
         return Err(invalid(
@@ -256,7 +257,7 @@ fn application(application: Option<&Application>) -> Option<String> {
     let application = application?;
     let url = clean_line(application.url.as_deref()).filter(|u| plausible_url(u));
     let email = clean_line(application.email.as_deref()).filter(|e| plausible_email(e));
-    let instructions = clean_html(application.instructions.as_deref());
+    let instructions = formatted(application.instructions.as_deref());
     let parts: Vec<String> = [url, email, instructions].into_iter().flatten().collect();
     (!parts.is_empty()).then(|| parts.join("\n"))
 }
