@@ -8,6 +8,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use eures_sync::domain::eligibility::evaluate;
 use eures_sync::domain::ledger::{Incoming, Mode, apply_change};
 use eures_sync::domain::posting::{ParsedChange, parse_change};
+use eures_sync::domain::render::DocumentSettings;
 use eures_sync::sim::jobag::sample_posting;
 use serde_json::{Value, json};
 
@@ -55,7 +56,13 @@ fn hot_paths(c: &mut Criterion) {
     let mut group = c.benchmark_group("render");
     group.throughput(Throughput::Elements(1));
     group.bench_function("evaluate + render one PositionOpening", |b| {
-        b.iter(|| black_box(evaluate(black_box(&changes[0]), now, "STAR-DK")))
+        b.iter(|| {
+            black_box(evaluate(
+                black_box(&changes[0]),
+                now,
+                &DocumentSettings::default(),
+            ))
+        })
     });
     group.finish();
 
@@ -66,7 +73,7 @@ fn hot_paths(c: &mut Criterion) {
             version: c.version,
             updated_at_ms: Some(0),
             employer_cvr: None,
-            desired: evaluate(c, now, "STAR-DK"),
+            desired: evaluate(c, now, &DocumentSettings::default()),
         })
         .collect();
     let mut group = c.benchmark_group("plan");

@@ -17,6 +17,9 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::codes::NaceRevision;
+use crate::domain::render::DocumentSettings;
+
 /// The file read when no `--config` is given, relative to the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
 
@@ -114,6 +117,10 @@ pub struct JobagConfig {
     pub poll_interval_ms: u64,
     /// `limit` asked per feed or snapshot page.
     pub page_size: u32,
+    /// The NACE revision of `employer.nace`: `"2"` (Danish DB07) or `"2.1"`
+    /// (DB25). It decides the section letter EURES gets.
+    #[serde(deserialize_with = "lenient_string")]
+    pub nace_revision: String,
 }
 
 impl Default for JobagConfig {
@@ -123,6 +130,7 @@ impl Default for JobagConfig {
             token_file: String::new(),
             poll_interval_ms: 1000,
             page_size: 500,
+            nace_revision: "2".to_owned(),
         }
     }
 }
@@ -352,6 +360,13 @@ impl Config {
             ));
         }
 
+        if NaceRevision::parse(&self.jobag.nace_revision).is_none() {
+            return Err(ConfigError::invalid(
+                "jobag.nace_revision",
+                "must be \"2\" or \"2.1\"",
+            ));
+        }
+
         check_http_url("eures.base_url", &self.eures.base_url)?;
         if self.eures.party_id.trim().is_empty() {
             return Err(ConfigError::invalid("eures.party_id", "must not be empty"));
@@ -396,6 +411,16 @@ impl Config {
         }
         check_log_filter(&self.log.level).map_err(|why| ConfigError::invalid("log.level", why))?;
         Ok(())
+    }
+
+    /// What the rendered documents depend on: `eures.party_id` and
+    /// `jobag.nace_revision` (validated when loaded; an unvalidated value
+    /// falls back to the default revision).
+    pub fn document_settings(&self) -> DocumentSettings {
+        DocumentSettings {
+            party_id: self.eures.party_id.clone(),
+            nace_revision: NaceRevision::parse(&self.jobag.nace_revision).unwrap_or_default(),
+        }
     }
 
     /// The JobAG bearer token: `EURES_SYNC_JOBAG_TOKEN`, else the content of
@@ -1029,6 +1054,14 @@ mod tests {
             (
                 "[jobag]\npage_size = 5001",
                 "jobag.page_size: must be between 1 and 5000",
+            ),
+            (
+                "[jobag]\nnace_revision = \"3\"",
+                "jobag.nace_revision: must be \"2\" or \"2.1\"",
+            ),
+            (
+                "[jobag]\nnace_revision = \"\"",
+                "jobag.nace_revision: must be \"2\" or \"2.1\"",
             ),
             ("[eures]\nbase_url = \"\"", "eures.base_url: not a URL"),
             (

@@ -48,11 +48,7 @@ pub const COMMIT: &str = env!("EURES_SYNC_BUILD_COMMIT");
 /// stays one document.
 pub fn init_logs(format: crate::config::LogFormat, level: &str) {
     use crate::config::LogFormat;
-    use tracing_subscriber::EnvFilter;
-    // sqlx logs every statement at debug: keep it at warn unless asked for.
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(format!("{level},sqlx=warn")))
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref(), level);
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,
@@ -66,6 +62,30 @@ pub fn init_logs(format: crate::config::LogFormat, level: &str) {
     } else {
         builder.try_init()
     };
+}
+
+/// Log targets that quote the text they parse at debug and trace level (the
+/// HTML parser behind the description sanitizer prints every character it
+/// reads): held at `error` whatever `RUST_LOG` or `log.level` say, so a
+/// description never reaches a log line.
+pub const QUOTING_TARGETS: [&str; 3] = ["html5ever", "markup5ever", "ammonia"];
+
+/// The log filter: `rust_log` (the `RUST_LOG` variable) when it parses,
+/// else `level` with sqlx at `warn` (it logs every statement at debug); the
+/// [`QUOTING_TARGETS`] at `error` in every case.
+pub fn log_filter(rust_log: Option<&str>, level: &str) -> tracing_subscriber::EnvFilter {
+    use tracing_subscriber::EnvFilter;
+    let mut filter = rust_log
+        .filter(|directives| !directives.trim().is_empty())
+        .and_then(|directives| EnvFilter::try_new(directives).ok())
+        .or_else(|| EnvFilter::try_new(format!("{level},sqlx=warn")).ok())
+        .unwrap_or_else(|| EnvFilter::new("info,sqlx=warn"));
+    for target in QUOTING_TARGETS {
+        if let Ok(directive) = format!("{target}=error").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    filter
 }
 
 /// The process-wide Prometheus recorder (installed once).

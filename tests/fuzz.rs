@@ -7,6 +7,7 @@
 use chrono::Utc;
 use eures_sync::domain::eligibility::{Desired, evaluate};
 use eures_sync::domain::posting::{ParsedChange, parse_change};
+use eures_sync::domain::render::DocumentSettings;
 use eures_sync::sim::eures::check_position_opening;
 use eures_sync::sim::jobag::sample_posting;
 use proptest::prelude::*;
@@ -112,12 +113,12 @@ proptest! {
         let now = Utc::now();
         match parse_change(&p) {
             ParsedChange::Quarantined { reason, .. } => prop_assert!(!reason.is_empty()),
-            ParsedChange::Change(change) => match evaluate(&change, now, "STAR-DK") {
+            ParsedChange::Change(change) => match evaluate(&change, now, &DocumentSettings::default()) {
                 Desired::Present { content, hash, .. } => {
                     if let Err(why) = check_position_opening(&content) {
                         return Err(TestCaseError::fail(format!("EURES would reject: {why}\n{content}")));
                     }
-                    let again = evaluate(&change, now, "STAR-DK");
+                    let again = evaluate(&change, now, &DocumentSettings::default());
                     let same = matches!(again, Desired::Present { hash: ref h, .. } if *h == hash);
                     prop_assert!(same, "not byte-stable");
                 }
@@ -141,7 +142,7 @@ fn oversize_and_deep_input_are_refused_with_a_reason() {
     let ParsedChange::Change(change) = parse_change(&p) else {
         panic!("quarantined")
     };
-    match evaluate(&change, Utc::now(), "STAR-DK") {
+    match evaluate(&change, Utc::now(), &DocumentSettings::default()) {
         Desired::Absent(reason) => assert!(
             reason.to_string().starts_with("invalid: description"),
             "{reason}"
@@ -160,7 +161,7 @@ fn oversize_and_deep_input_are_refused_with_a_reason() {
     let ParsedChange::Change(change) = parse_change(&p) else {
         panic!("quarantined")
     };
-    let reason = match evaluate(&change, Utc::now(), "STAR-DK") {
+    let reason = match evaluate(&change, Utc::now(), &DocumentSettings::default()) {
         Desired::Absent(r) => r.to_string(),
         Desired::Present { .. } => panic!("accepted"),
     };

@@ -15,12 +15,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use eures_sync::domain::posting::{ChangeBody, ParsedChange, PostingFields, parse_change};
-use eures_sync::domain::render::{HR_NS, OA_NS, content_hash, render};
+use eures_sync::domain::render::{DocumentSettings, HR_NS, OA_NS, content_hash, render};
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
-
-const PARTY_ID: &str = "STAR-DK";
 
 /// Invalid inputs and the JobAG field each must be refused for.
 const INVALID: [(&str, &str); 9] = [
@@ -89,7 +87,7 @@ fn load(path: &Path) -> (String, serde_json::Value, PostingFields) {
 
 fn render_file(path: &Path) -> Result<String, eures_sync::domain::render::Invalid> {
     let (id, _, fields) = load(path);
-    render(&id, &fields, PARTY_ID)
+    render(&id, &fields, &DocumentSettings::default())
 }
 
 #[test]
@@ -344,4 +342,33 @@ fn rendering_twice_gives_the_same_bytes_and_hash() {
         assert_eq!(a, b, "{}", json.display());
         assert_eq!(content_hash(&a), content_hash(&b));
     }
+}
+
+#[test]
+fn hostile_markup_never_passes_and_ordinary_formatting_is_kept() {
+    for json in golden_inputs() {
+        let xml = render_file(&json).unwrap_or_else(|e| panic!("{}: {e}", json.display()));
+        let lower = xml.to_ascii_lowercase();
+        for hostile in [
+            "<script",
+            "<style",
+            "<iframe",
+            "<img",
+            "javascript:",
+            "onclick",
+            "onmouseover",
+            "onerror",
+            "<!--",
+        ] {
+            assert!(!lower.contains(hostile), "{}: {hostile}", json.display());
+        }
+    }
+    let ordinary = golden_dir().join("16-ordinary-danish-formatting.json");
+    let (_, value, _) = load(&ordinary);
+    let description = value["description"].as_str().expect("description");
+    let xml = render_file(&ordinary).expect("renders");
+    assert!(
+        xml.contains(&format!("<![CDATA[{description}]]>")),
+        "ordinary formatting passes byte for byte"
+    );
 }

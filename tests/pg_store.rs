@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use common::PgDb;
 use eures_sync::domain::ledger::{AttemptResult, Delivered, Incoming, Mode, Op, RetryLimits};
+use eures_sync::domain::render::DocumentSettings;
 use eures_sync::engine::ingest::evaluate_page;
 use eures_sync::sim::jobag::{sample_id, sample_posting};
 use eures_sync::store::{Completion, Ctx, IngestBatch, Store};
@@ -39,7 +40,13 @@ fn change(i: u64, version: u64, patch: Value) -> Incoming {
     for (k, v) in patch.as_object().expect("object") {
         p[k] = v.clone();
     }
-    let (mut changes, quarantined) = evaluate_page(&[p], "test", 0, chrono::Utc::now(), "STAR-DK");
+    let (mut changes, quarantined) = evaluate_page(
+        &[p],
+        "test",
+        0,
+        chrono::Utc::now(),
+        &DocumentSettings::default(),
+    );
     assert!(quarantined.is_empty());
     changes.pop().expect("one change")
 }

@@ -13,6 +13,7 @@ use eures_sync::config::Config;
 use eures_sync::deliver::{EuresClient, VacancyPut};
 use eures_sync::domain::eligibility::{Desired, evaluate};
 use eures_sync::domain::posting::{ParsedChange, parse_change};
+use eures_sync::domain::render::DocumentSettings;
 use eures_sync::engine::Worker;
 use eures_sync::sim::eures::{EuresOptions, EuresSim};
 use eures_sync::sim::jobag::{JobagOptions, JobagSim, sample_posting};
@@ -177,7 +178,7 @@ async fn ceiling(postings: u64, concurrency: usize) -> anyhow::Result<(f64, Spen
             p["version"] = json!(1);
             p["updated_at"] = json!("2026-11-20T10:00:00Z");
             match parse_change(&p) {
-                ParsedChange::Change(c) => match evaluate(&c, now, "STAR-DK") {
+                ParsedChange::Change(c) => match evaluate(&c, now, &DocumentSettings::default()) {
                     Desired::Present { content, .. } => Some((c.id, content)),
                     Desired::Absent(_) => None,
                 },

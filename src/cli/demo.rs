@@ -236,7 +236,11 @@ fn consistent(jobag: &JobagSim, eures: &EuresSim) -> bool {
         };
         let present = match crate::domain::posting::parse_change(&p) {
             crate::domain::posting::ParsedChange::Change(c) => matches!(
-                crate::domain::eligibility::evaluate(&c, now, "STAR-DK"),
+                crate::domain::eligibility::evaluate(
+                    &c,
+                    now,
+                    &crate::domain::render::DocumentSettings::default()
+                ),
                 crate::domain::eligibility::Desired::Present { .. }
             ),
             _ => false,

@@ -54,35 +54,91 @@ pub fn nuts_matches_country(nuts: &str, eures_country_code: &str) -> bool {
         && nuts[2..].iter().all(u8::is_ascii_alphanumeric)
 }
 
-/// The NACE rev. 2 section letter of a division (`62` → `J`), from the
-/// division ranges of NACE rev. 2. `None` for a number that is not a rev. 2
-/// division (`04`, `34`, `40`, ...).
-pub fn nace_section(division: u8) -> Option<char> {
-    // (first division, last division, section) of NACE rev. 2.
-    const SECTIONS: [(u8, u8, char); 21] = [
-        (1, 3, 'A'),
-        (5, 9, 'B'),
-        (10, 33, 'C'),
-        (35, 35, 'D'),
-        (36, 39, 'E'),
-        (41, 43, 'F'),
-        (45, 47, 'G'),
-        (49, 53, 'H'),
-        (55, 56, 'I'),
-        (58, 63, 'J'),
-        (64, 66, 'K'),
-        (68, 68, 'L'),
-        (69, 75, 'M'),
-        (77, 82, 'N'),
-        (84, 84, 'O'),
-        (85, 85, 'P'),
-        (86, 88, 'Q'),
-        (90, 93, 'R'),
-        (94, 96, 'S'),
-        (97, 98, 'T'),
-        (99, 99, 'U'),
-    ];
-    SECTIONS
+/// The NACE revision JobAG's codes come from (`jobag.nace_revision`): the
+/// section letter of a division depends on it, because Rev. 2.1 moved the
+/// section boundaries from division 58 on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NaceRevision {
+    /// NACE Rev. 2 (Danish DB07).
+    #[default]
+    Rev2,
+    /// NACE Rev. 2.1 (Danish DB25).
+    Rev2_1,
+}
+
+impl NaceRevision {
+    /// The configuration value: `"2"` or `"2.1"`.
+    pub fn parse(value: &str) -> Option<NaceRevision> {
+        match value.trim() {
+            "2" => Some(NaceRevision::Rev2),
+            "2.1" => Some(NaceRevision::Rev2_1),
+            _ => None,
+        }
+    }
+
+    /// `(first division, last division, section)` of this revision.
+    fn sections(self) -> &'static [(u8, u8, char)] {
+        match self {
+            NaceRevision::Rev2 => &[
+                (1, 3, 'A'),
+                (5, 9, 'B'),
+                (10, 33, 'C'),
+                (35, 35, 'D'),
+                (36, 39, 'E'),
+                (41, 43, 'F'),
+                (45, 47, 'G'),
+                (49, 53, 'H'),
+                (55, 56, 'I'),
+                (58, 63, 'J'),
+                (64, 66, 'K'),
+                (68, 68, 'L'),
+                (69, 75, 'M'),
+                (77, 82, 'N'),
+                (84, 84, 'O'),
+                (85, 85, 'P'),
+                (86, 88, 'Q'),
+                (90, 93, 'R'),
+                (94, 96, 'S'),
+                (97, 98, 'T'),
+                (99, 99, 'U'),
+            ],
+            // Rev. 2.1 folds division 45 into 46 and 47, splits J into
+            // publishing and broadcasting (J) and telecommunication and
+            // computing (K), and shifts every later section by one letter.
+            NaceRevision::Rev2_1 => &[
+                (1, 3, 'A'),
+                (5, 9, 'B'),
+                (10, 33, 'C'),
+                (35, 35, 'D'),
+                (36, 39, 'E'),
+                (41, 43, 'F'),
+                (46, 47, 'G'),
+                (49, 53, 'H'),
+                (55, 56, 'I'),
+                (58, 60, 'J'),
+                (61, 63, 'K'),
+                (64, 66, 'L'),
+                (68, 68, 'M'),
+                (69, 75, 'N'),
+                (77, 82, 'O'),
+                (84, 84, 'P'),
+                (85, 85, 'Q'),
+                (86, 88, 'R'),
+                (90, 93, 'S'),
+                (94, 96, 'T'),
+                (97, 98, 'U'),
+                (99, 99, 'V'),
+            ],
+        }
+    }
+}
+
+/// The section letter of a division (`62` → `J` in Rev. 2, `K` in Rev.
+/// 2.1). `None` for a number that is not a division of that revision (`04`,
+/// `34`, `40`, and `45` in Rev. 2.1, ...).
+pub fn nace_section(division: u8, revision: NaceRevision) -> Option<char> {
+    revision
+        .sections()
         .iter()
         .find(|(first, last, _)| (*first..=*last).contains(&division))
         .map(|(_, _, section)| *section)
@@ -133,31 +189,32 @@ fn is_nace_rev2_class(digits: &[u8; 4]) -> bool {
     })
 }
 
-/// Maps a NACE **rev. 2** class to the form EURES wants: the section letter,
-/// the two-digit division, `.` the group digit, `.` the class digit
-/// (`62.01` → `J62.0.1`, `43.21` → `F43.2.1`, `01.11` → `A01.1.1`).
+/// Maps a NACE class to the form EURES wants (BR-COM-20): the section
+/// letter of `revision`, the division **without a leading zero**, `.` the
+/// group digit, `.` the class digit (`62.01` → `J62.0.1`, `01.13` →
+/// `A1.1.3`, `08.12` → `B8.1.2`).
 ///
-/// Accepts `62.01` and `6201` (trimmed). The code must be a class that exists
-/// in NACE rev. 2 (the full class list is embedded): an unknown division
-/// (`04.00`), an unknown class (`62.07`), a group or division alone, or any
-/// other shape gives `None`; nothing is guessed. The section letters follow
-/// the rev. 2 division ranges; NACE rev. 2.1 moves the boundaries from
-/// division 58 on and is not what this maps.
-pub fn nace_to_eures(nace: &str) -> Option<String> {
+/// Accepts `62.01` and `6201` (trimmed). The division must exist in
+/// `revision`. For Rev. 2 the class must be one of its 615 classes (the list
+/// is embedded); for Rev. 2.1, whose class list is not embedded, a class of a
+/// Rev. 2.1 division is taken as given. Any other shape, a group or division
+/// alone, gives `None`: nothing is guessed.
+pub fn nace_to_eures(nace: &str, revision: NaceRevision) -> Option<String> {
     let code = nace.trim().as_bytes();
     let digits: [u8; 4] = match code {
         [a, b, b'.', c, d] | [a, b, c, d] => [*a, *b, *c, *d],
         _ => return None,
     };
-    if !digits.iter().all(u8::is_ascii_digit) || !is_nace_rev2_class(&digits) {
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    if revision == NaceRevision::Rev2 && !is_nace_rev2_class(&digits) {
         return None;
     }
     let division = (digits[0] - b'0') * 10 + (digits[1] - b'0');
-    let section = nace_section(division)?;
+    let section = nace_section(division, revision)?;
     Some(format!(
-        "{section}{}{}.{}.{}",
-        char::from(digits[0]),
-        char::from(digits[1]),
+        "{section}{division}.{}.{}",
         char::from(digits[2]),
         char::from(digits[3])
     ))
@@ -170,34 +227,35 @@ pub fn isco_valid(code: &str) -> bool {
 }
 
 /// The canonical form of an ESCO occupation URI, or `None` when `uri` is not
-/// one. Accepted (trimmed, scheme case-insensitive):
-/// - `http(s)://data.europa.eu/esco/occupation/<uuid>` (UUID in 8-4-4-4-12
-///   hex), canonically `http://` with a lowercase UUID;
-/// - the ISCO concept URIs ESCO publishes, `http(s)://data.europa.eu/esco/isco/C2512`,
-///   written with `C` or `c` in the wild, canonically `http://` and `C`,
-///   four digits only (shorter ISCO groups are not occupations).
-pub fn esco_uri_canonical(uri: &str) -> Option<String> {
+/// one: `http(s)://data.europa.eu/esco/occupation/<uuid>` (trimmed, scheme
+/// case-insensitive, UUID in 8-4-4-4-12 hex), canonically `http://` with a
+/// lowercase UUID. The `ESCO_Occupations` list holds these only (BR-COM-29).
+pub fn esco_occupation_uri(uri: &str) -> Option<String> {
+    let uuid = esco_path(uri)?.strip_prefix("occupation/")?;
+    is_uuid(uuid).then(|| {
+        format!(
+            "http://data.europa.eu/esco/occupation/{}",
+            uuid.to_ascii_lowercase()
+        )
+    })
+}
+
+/// The ISCO-08 code an ESCO ISCO concept URI names
+/// (`http(s)://data.europa.eu/esco/isco/C2512` → `2512`, written with `C` or
+/// `c` in the wild), four digits only: shorter ISCO groups are not
+/// occupations. `None` for anything else.
+pub fn isco_concept_code(uri: &str) -> Option<String> {
+    let isco = esco_path(uri)?.strip_prefix("isco/")?;
+    let digits = isco.strip_prefix('C').or_else(|| isco.strip_prefix('c'))?;
+    isco_valid(digits).then(|| digits.to_string())
+}
+
+/// What follows `http(s)://data.europa.eu/esco/` in `uri` (trimmed).
+fn esco_path(uri: &str) -> Option<&str> {
     let uri = uri.trim();
     let rest = strip_prefix_ignore_case(uri, "http://")
         .or_else(|| strip_prefix_ignore_case(uri, "https://"))?;
-    let rest = rest.strip_prefix("data.europa.eu/esco/")?;
-    if let Some(uuid) = rest.strip_prefix("occupation/") {
-        return is_uuid(uuid).then(|| {
-            format!(
-                "http://data.europa.eu/esco/occupation/{}",
-                uuid.to_ascii_lowercase()
-            )
-        });
-    }
-    let isco = rest.strip_prefix("isco/")?;
-    let digits = isco.strip_prefix('C').or_else(|| isco.strip_prefix('c'))?;
-    isco_valid(digits).then(|| format!("http://data.europa.eu/esco/isco/C{digits}"))
-}
-
-/// Whether `uri` is an ESCO occupation URI or an ESCO ISCO concept URI; see
-/// [`esco_uri_canonical`] for the accepted forms.
-pub fn esco_uri_valid(uri: &str) -> bool {
-    esco_uri_canonical(uri).is_some()
+    rest.strip_prefix("data.europa.eu/esco/")
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -300,30 +358,107 @@ mod tests {
 
     #[test]
     fn nace_mapping_table() {
-        for (nace, eures) in [
-            ("62.01", Some("J62.0.1")),
-            ("43.21", Some("F43.2.1")),
-            ("01.11", Some("A01.1.1")),
-            ("99.00", Some("U99.0.0")),
-            ("04.00", None),
-            ("6201", Some("J62.0.1")),
-            (" 86.10 ", Some("Q86.1.0")),
-            ("33.17", Some("C33.1.7")),
-            ("09.10", Some("B09.1.0")),
-            ("35.11", Some("D35.1.1")),
-            ("68.20", Some("L68.2.0")),
-            ("84.11", Some("O84.1.1")),
-            ("97.00", Some("T97.0.0")),
-            ("62.07", None),
-            ("62.0", None),
-            ("62", None),
-            ("62.011", None),
-            ("6a.01", None),
-            ("62,01", None),
-            ("J62.0.1", None),
-            ("", None),
+        use NaceRevision::{Rev2, Rev2_1};
+        for (nace, revision, eures) in [
+            ("62.01", Rev2, Some("J62.0.1")),
+            ("62.01", Rev2_1, Some("K62.0.1")),
+            ("43.21", Rev2, Some("F43.2.1")),
+            ("01.13", Rev2, Some("A1.1.3")),
+            ("08.12", Rev2, Some("B8.1.2")),
+            ("08.12", Rev2_1, Some("B8.1.2")),
+            ("01.11", Rev2, Some("A1.1.1")),
+            ("99.00", Rev2, Some("U99.0.0")),
+            ("99.00", Rev2_1, Some("V99.0.0")),
+            ("58.11", Rev2_1, Some("J58.1.1")),
+            ("64.19", Rev2_1, Some("L64.1.9")),
+            ("45.20", Rev2, Some("G45.2.0")),
+            ("45.20", Rev2_1, None),
+            ("04.00", Rev2, None),
+            ("04.00", Rev2_1, None),
+            ("6201", Rev2, Some("J62.0.1")),
+            (" 86.10 ", Rev2, Some("Q86.1.0")),
+            ("33.17", Rev2, Some("C33.1.7")),
+            ("09.10", Rev2, Some("B9.1.0")),
+            ("35.11", Rev2, Some("D35.1.1")),
+            ("68.20", Rev2, Some("L68.2.0")),
+            ("84.11", Rev2, Some("O84.1.1")),
+            ("97.00", Rev2, Some("T97.0.0")),
+            ("62.07", Rev2, None),
+            ("62.0", Rev2, None),
+            ("62", Rev2_1, None),
+            ("62.011", Rev2, None),
+            ("6a.01", Rev2_1, None),
+            ("62,01", Rev2, None),
+            ("J62.0.1", Rev2, None),
+            ("", Rev2_1, None),
         ] {
-            assert_eq!(nace_to_eures(nace).as_deref(), eures, "{nace:?}");
+            assert_eq!(
+                nace_to_eures(nace, revision).as_deref(),
+                eures,
+                "{nace:?} {revision:?}"
+            );
+        }
+    }
+
+    /// Division by division, written out from the two classifications'
+    /// section tables rather than derived from the code's ranges: the
+    /// character at index `d` is the section of division `d`, `-` for none.
+    #[test]
+    fn nace_sections_division_by_division() {
+        let rev2 = concat!(
+            "-AAA-BBBBB",
+            "CCCCCCCCCC",
+            "CCCCCCCCCC",
+            "CCCC-DEEEE",
+            "-FFF-GGG-H",
+            "HHHH-II-JJ",
+            "JJJJKKK-LM",
+            "MMMMMM-NNN",
+            "NNN-OPQQQ-",
+            "RRRRSSSTTU",
+        );
+        let rev2_1 = concat!(
+            "-AAA-BBBBB",
+            "CCCCCCCCCC",
+            "CCCCCCCCCC",
+            "CCCC-DEEEE",
+            "-FFF--GG-H",
+            "HHHH-II-JJ",
+            "JKKKLLL-MN",
+            "NNNNNN-OOO",
+            "OOO-PQRRR-",
+            "SSSSTTTUUV",
+        );
+        for (revision, table) in [(NaceRevision::Rev2, rev2), (NaceRevision::Rev2_1, rev2_1)] {
+            assert_eq!(table.len(), 100);
+            for (division, want) in table.chars().enumerate() {
+                let division = u8::try_from(division).expect("below 100");
+                let want = (want != '-').then_some(want);
+                assert_eq!(
+                    nace_section(division, revision),
+                    want,
+                    "{revision:?} division {division:02}"
+                );
+                // The whole mapping agrees: a class of that division gets
+                // the letter and the division without a leading zero.
+                let class = format!("{division:02}.00");
+                let mapped = nace_to_eures(&class, revision);
+                if revision == NaceRevision::Rev2_1 {
+                    assert_eq!(
+                        mapped,
+                        want.map(|s| format!("{s}{division}.0.0")),
+                        "{class}"
+                    );
+                } else if let Some(mapped) = mapped {
+                    assert_eq!(Some(mapped), want.map(|s| format!("{s}{division}.0.0")));
+                }
+            }
+            assert_eq!(nace_section(100, revision), None);
+        }
+        assert_eq!(NaceRevision::parse("2"), Some(NaceRevision::Rev2));
+        assert_eq!(NaceRevision::parse(" 2.1 "), Some(NaceRevision::Rev2_1));
+        for bad in ["", "1.1", "2.0", "rev2", "21"] {
+            assert_eq!(NaceRevision::parse(bad), None, "{bad:?}");
         }
     }
 
@@ -335,13 +470,13 @@ mod tests {
             assert!(rest.starts_with(':') && rest.len() > 1, "{entry}");
             assert!(group.bytes().all(|b| b.is_ascii_digit()), "{entry}");
             let division: u8 = group[..2].parse().expect("digits");
-            assert!(nace_section(division).is_some(), "{entry}");
+            assert!(
+                nace_section(division, NaceRevision::Rev2).is_some(),
+                "{entry}"
+            );
             classes += rest.len() - 1;
         }
         assert_eq!(classes, 615);
-        for division in [0, 4, 34, 40, 44, 48, 54, 57, 67, 76, 83, 89, 100] {
-            assert_eq!(nace_section(division), None, "{division}");
-        }
     }
 
     #[test]
@@ -356,9 +491,9 @@ mod tests {
     #[test]
     fn esco_uris() {
         let occ = "http://data.europa.eu/esco/occupation/f2b15a0e-e65a-438a-affb-29b9d50b77d1";
-        assert_eq!(esco_uri_canonical(occ).as_deref(), Some(occ));
+        assert_eq!(esco_occupation_uri(occ).as_deref(), Some(occ));
         assert_eq!(
-            esco_uri_canonical(
+            esco_occupation_uri(
                 "HTTPS://data.europa.eu/esco/occupation/F2B15A0E-E65A-438A-AFFB-29B9D50B77D1"
             )
             .as_deref(),
@@ -367,15 +502,12 @@ mod tests {
         for isco in [
             "http://data.europa.eu/esco/isco/C2512",
             "http://data.europa.eu/esco/isco/c2512",
-            "https://data.europa.eu/esco/isco/C2512",
+            " https://data.europa.eu/esco/isco/C2512",
         ] {
-            assert_eq!(
-                esco_uri_canonical(isco).as_deref(),
-                Some("http://data.europa.eu/esco/isco/C2512"),
-                "{isco}"
-            );
-            assert!(esco_uri_valid(isco));
+            assert_eq!(isco_concept_code(isco).as_deref(), Some("2512"), "{isco}");
+            assert_eq!(esco_occupation_uri(isco), None, "{isco}");
         }
+        assert_eq!(isco_concept_code(occ), None);
         for bad in [
             "http://data.europa.eu/esco/isco/C251",
             "http://data.europa.eu/esco/isco/2512",
@@ -386,7 +518,8 @@ mod tests {
             "http://example.com/esco/isco/C2512",
             "",
         ] {
-            assert!(!esco_uri_valid(bad), "{bad}");
+            assert_eq!(esco_occupation_uri(bad), None, "{bad}");
+            assert_eq!(isco_concept_code(bad), None, "{bad}");
         }
     }
 

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::codes::is_eures_country;
 use super::posting::{Change, ChangeBody, Origin, PostingFields, Status};
-use super::render::{content_hash, render};
+use super::render::{DocumentSettings, content_hash, render};
 
 /// What EURES should hold for one posting version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,13 +70,13 @@ pub fn is_invalid_reason(reason: &str) -> bool {
 }
 
 /// Computes the desired state of `change` at `now`.
-pub fn evaluate(change: &Change, now: DateTime<Utc>, party_id: &str) -> Desired {
+pub fn evaluate(change: &Change, now: DateTime<Utc>, document: &DocumentSettings) -> Desired {
     match &change.body {
         ChangeBody::Deleted => Desired::Absent(AbsentReason::Deleted),
         ChangeBody::Unreadable { field, why } => Desired::Absent(AbsentReason::invalid(field, why)),
         ChangeBody::Live(fields) => match check_rules(fields, now) {
             Err(reason) => Desired::Absent(reason),
-            Ok(publication_end) => match render(&change.id, fields, party_id) {
+            Ok(publication_end) => match render(&change.id, fields, document) {
                 Ok(content) => Desired::Present {
                     hash: content_hash(&content),
                     content,
@@ -151,7 +151,7 @@ mod tests {
 
     fn eval(v: Value) -> Desired {
         match parse_change(&v) {
-            ParsedChange::Change(c) => evaluate(&c, now(), "STAR-DK"),
+            ParsedChange::Change(c) => evaluate(&c, now(), &DocumentSettings::default()),
             q => panic!("quarantined: {q:?}"),
         }
     }

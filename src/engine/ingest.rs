@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::domain::eligibility::evaluate;
 use crate::domain::ledger::Incoming;
 use crate::domain::posting::{ParsedChange, parse_change, valid_id};
+use crate::domain::render::DocumentSettings;
 use crate::source::{FeedItem, Unreadable};
 use crate::store::QuarantineItem;
 
@@ -19,9 +20,9 @@ pub fn evaluate_page(
     position: &str,
     first: usize,
     now: DateTime<Utc>,
-    party_id: &str,
+    document: &DocumentSettings,
 ) -> (Vec<Incoming>, Vec<QuarantineItem>) {
-    evaluate_all(items.iter().map(Ok), position, first, now, party_id)
+    evaluate_all(items.iter().map(Ok), position, first, now, document)
 }
 
 /// [`evaluate_page`] for a page as the feed client reads it: an item that
@@ -31,13 +32,13 @@ pub fn evaluate_feed_page(
     position: &str,
     first: usize,
     now: DateTime<Utc>,
-    party_id: &str,
+    document: &DocumentSettings,
 ) -> (Vec<Incoming>, Vec<QuarantineItem>) {
     let items = items.iter().map(|item| match item {
         FeedItem::Json(value) => Ok(value),
         FeedItem::Unreadable(why) => Err(why),
     });
-    evaluate_all(items, position, first, now, party_id)
+    evaluate_all(items, position, first, now, document)
 }
 
 fn evaluate_all<'a, I>(
@@ -45,7 +46,7 @@ fn evaluate_all<'a, I>(
     position: &str,
     first: usize,
     now: DateTime<Utc>,
-    party_id: &str,
+    document: &DocumentSettings,
 ) -> (Vec<Incoming>, Vec<QuarantineItem>)
 where
     I: Iterator<Item = Result<&'a Value, &'a Unreadable>> + Clone,
@@ -81,7 +82,7 @@ where
                 {
                     continue;
                 }
-                let desired = evaluate(&change, now, party_id);
+                let desired = evaluate(&change, now, document);
                 if let crate::domain::eligibility::Desired::Absent(reason) = &desired
                     && matches!(reason, crate::domain::eligibility::AbsentReason::Invalid(_))
                 {
@@ -121,7 +122,8 @@ mod tests {
             json!({"version": 3}),
             json!({"id": "b", "version": 2, "updated_at": "2026-11-20T10:00:00Z", "status": 7}),
         ];
-        let (incoming, quarantined) = evaluate_page(&items, "c42", 0, Utc::now(), "STAR-DK");
+        let (incoming, quarantined) =
+            evaluate_page(&items, "c42", 0, Utc::now(), &DocumentSettings::default());
         assert_eq!(incoming.len(), 2);
         assert_eq!(quarantined.len(), 2);
         assert_eq!(quarantined[0].feed_position, "after=c42 index=1");
@@ -142,7 +144,8 @@ mod tests {
             }),
             FeedItem::Json(json!({"id": "c", "version": 1, "deleted": true})),
         ];
-        let (incoming, quarantined) = evaluate_feed_page(&items, "c7", 10, Utc::now(), "STAR-DK");
+        let (incoming, quarantined) =
+            evaluate_feed_page(&items, "c7", 10, Utc::now(), &DocumentSettings::default());
         let ids: Vec<_> = incoming.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(ids, ["a", "c"]);
         let q: Vec<_> = quarantined
@@ -175,7 +178,7 @@ mod tests {
             json!({"id": "a", "version": 3, "deleted": true}),
             json!({"id": "a", "version": 2, "deleted": true}),
         ];
-        let (incoming, _) = evaluate_page(&items, "", 0, Utc::now(), "STAR-DK");
+        let (incoming, _) = evaluate_page(&items, "", 0, Utc::now(), &DocumentSettings::default());
         assert_eq!(incoming.len(), 1);
         assert_eq!(incoming[0].version, 3);
     }

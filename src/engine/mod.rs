@@ -25,6 +25,7 @@ use tokio::sync::{Notify, watch};
 use crate::deliver::{EuresClient, RetryPolicy};
 use crate::domain::eligibility::{AbsentReason, Desired};
 use crate::domain::ledger::{Entry, Incoming, Mode};
+use crate::domain::render::DocumentSettings;
 use crate::source::{JobagClient, SourceError};
 use crate::store::{Ctx, IngestBatch, IngestStats, QuarantineItem, Store};
 
@@ -41,7 +42,8 @@ pub fn now_ms() -> i64 {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub mode: Mode,
-    pub party_id: String,
+    /// What the rendered document depends on besides the posting.
+    pub document: DocumentSettings,
     pub page_size: u32,
     pub poll_interval: Duration,
     pub concurrency: usize,
@@ -139,7 +141,7 @@ impl Worker {
             eures,
             settings: Settings {
                 mode: config.eures.mode,
-                party_id: config.eures.party_id.clone(),
+                document: config.document_settings(),
                 page_size: config.jobag.page_size,
                 poll_interval: config.poll_interval(),
                 concurrency: config.eures.concurrency,
@@ -211,7 +213,7 @@ impl Worker {
                 &position,
                 first,
                 chrono::Utc::now(),
-                &self.settings.party_id,
+                &self.settings.document,
             );
             first += chunk.len();
             drop(chunk);
@@ -255,7 +257,7 @@ impl Worker {
                     "reread",
                     0,
                     now,
-                    &self.settings.party_id,
+                    &self.settings.document,
                 );
                 if let Some(q) = quarantined.into_iter().next() {
                     return Err(UnusablePosting {

@@ -219,7 +219,7 @@ impl Worker {
             "snapshot",
             0,
             chrono::Utc::now(),
-            &self.settings.party_id,
+            &self.settings.document,
         );
         if !quarantined.is_empty() {
             tracing::warn!(

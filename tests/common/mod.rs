@@ -17,6 +17,7 @@ use eures_sync::config::Config;
 use eures_sync::deliver::RetryPolicy;
 use eures_sync::domain::eligibility::{Desired, evaluate};
 use eures_sync::domain::posting::{ParsedChange, parse_change};
+use eures_sync::domain::render::DocumentSettings;
 use eures_sync::engine::Worker;
 use eures_sync::sim::eures::{EuresOptions, EuresSim};
 use eures_sync::sim::jobag::{JobagOptions, JobagSim};
@@ -320,7 +321,8 @@ impl Env {
                 continue;
             };
             if let ParsedChange::Change(c) = parse_change(&p)
-                && let Desired::Present { hash, .. } = evaluate(&c, now, "STAR-DK")
+                && let Desired::Present { hash, .. } =
+                    evaluate(&c, now, &DocumentSettings::default())
             {
                 out.insert(id, hash);
             }

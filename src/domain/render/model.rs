@@ -6,12 +6,13 @@
 
 use chrono::NaiveDate;
 
-use super::Invalid;
 use super::address::{Address, eures_addresses};
-use super::text::{clean_html, clean_line, strip_forbidden};
+use super::html::formatted;
+use super::text::{clean_line, strip_forbidden};
+use super::{DocumentSettings, Invalid};
 use crate::domain::codes::{
-    DRIVING_LICENCE_CLASSES, cefr_valid, esco_uri_canonical, isco_valid, iso639_1_valid,
-    nace_to_eures,
+    DRIVING_LICENCE_CLASSES, cefr_valid, esco_occupation_uri, isco_concept_code, isco_valid,
+    iso639_1_valid, nace_to_eures,
 };
 use crate::domain::posting::{
     Application, EmploymentType, PostingFields, Requirements, Salary, WorkingTime,
@@ -57,7 +58,8 @@ pub(crate) struct Organization {
     pub name: String,
     /// The CVR number as given (cleaned).
     pub legal_id: Option<String>,
-    /// NACE rev. 2 in EURES form (`J62.0.1`).
+    /// NACE in EURES form (`J62.0.1`), section letter of the configured
+    /// revision.
     pub industry: Option<String>,
 }
 
@@ -66,13 +68,15 @@ pub(crate) struct Organization {
 pub(crate) enum JobCategory {
     /// Four-digit ISCO-08 code.
     Isco(String),
-    /// Canonical ESCO URI (occupation or ISCO concept).
+    /// Canonical ESCO occupation URI (never an ISCO concept: those travel
+    /// as `Isco`).
     Esco(String),
 }
 
 impl JobCategory {
     /// The code list attributes of `JobCategoryCode` (and of the experience's
-    /// `CategoryCode`), in writing order.
+    /// `CategoryCode`), in writing order: all three, or EURES rejects the
+    /// document (BR-COM-55).
     pub fn list_attributes(&self) -> &'static [(&'static str, &'static str)] {
         match self {
             JobCategory::Isco(_) => &[
@@ -83,6 +87,7 @@ impl JobCategory {
             JobCategory::Esco(_) => &[
                 ("listName", "ESCO_Occupations"),
                 ("listVersionID", "ESCOv1"),
+                ("listURI", "https://ec.europa.eu/esco/portal"),
             ],
         }
     }
@@ -143,10 +148,14 @@ fn invalid(field: &str, why: &str) -> Invalid {
 
 /// Validates and normalises `fields` into the document for posting `id`.
 /// The first failure, in document order, is returned.
-pub(crate) fn build(id: &str, fields: &PostingFields, party_id: &str) -> Result<Document, Invalid> {
+pub(crate) fn build(
+    id: &str,
+    fields: &PostingFields,
+    settings: &DocumentSettings,
+) -> Result<Document, Invalid> {
     let id = clean_line(Some(id)).ok_or_else(|| invalid("id", "missing"))?;
     let party_id =
-        clean_line(Some(party_id)).ok_or_else(|| invalid("eures.party_id", "missing"))?;
+        clean_line(Some(&settings.party_id)).ok_or_else(|| invalid("eures.party_id", "missing"))?;
     let language = language(fields.language.as_deref())?;
     let application = application(fields.application.as_ref())
         .ok_or_else(|| invalid("application", "needs a url, an email or instructions"))?;
@@ -165,7 +174,7 @@ pub(crate) fn build(id: &str, fields: &PostingFields, party_id: &str) -> Result<
         legal_id: clean_line(employer.and_then(|e| e.cvr.as_deref())),
         industry: employer
             .and_then(|e| e.nace.as_deref())
-            .and_then(nace_to_eures),
+            .and_then(|nace| nace_to_eures(nace, settings.nace_revision)),
     };
     let category = category(fields)?;
     let qualifications = fields
@@ -173,7 +182,7 @@ pub(crate) fn build(id: &str, fields: &PostingFields, party_id: &str) -> Result<
         .as_ref()
         .map(qualifications)
         .unwrap_or_default();
-    let description = clean_html(fields.description.as_deref())
+    let description = formatted(fields.description.as_deref())
         .ok_or_else(|| invalid("description", "missing or empty"))?;
     if description.len() > MAX_DESCRIPTION_BYTES {
         return Err(invalid(
@@ -248,7 +257,7 @@ fn application(application: Option<&Application>) -> Option<String> {
     let application = application?;
     let url = clean_line(application.url.as_deref()).filter(|u| plausible_url(u));
     let email = clean_line(application.email.as_deref()).filter(|e| plausible_email(e));
-    let instructions = clean_html(application.instructions.as_deref());
+    let instructions = formatted(application.instructions.as_deref());
     let parts: Vec<String> = [url, email, instructions].into_iter().flatten().collect();
     (!parts.is_empty()).then(|| parts.join("\n"))
 }
@@ -276,25 +285,40 @@ fn plausible_email(email: &str) -> bool {
     }
 }
 
-/// ESCO when a valid ESCO URI is given (canonical form), else ISCO-08 when a
-/// four-digit code is given; neither is invalid.
+/// The occupation in the code list EURES accepts (BR-COM-29): an ESCO
+/// occupation URI goes in `ESCO_Occupations`; an ESCO URI naming an ISCO
+/// concept (`.../esco/isco/C2512`) is that ISCO-08 code; else the four-digit
+/// `isco`. Any other `esco_uri` (a skill, a malformed URI) is ignored when
+/// `isco` is usable and makes the posting invalid when it is not.
 fn category(fields: &PostingFields) -> Result<JobCategory, Invalid> {
     let occupation = fields.occupation.as_ref();
-    let esco = occupation
+    let esco_uri = occupation
         .and_then(|o| o.esco_uri.as_deref())
-        .and_then(esco_uri_canonical)
-        .map(JobCategory::Esco);
+        .filter(|uri| !uri.trim().is_empty());
+    if let Some(uri) = esco_uri {
+        if let Some(occupation) = esco_occupation_uri(uri) {
+            return Ok(JobCategory::Esco(occupation));
+        }
+        if let Some(code) = isco_concept_code(uri) {
+            return Ok(JobCategory::Isco(code));
+        }
+    }
     let isco = occupation
         .and_then(|o| o.isco.as_deref())
         .map(str::trim)
         .filter(|code| isco_valid(code))
         .map(|code| JobCategory::Isco(code.to_string()));
-    esco.or(isco).ok_or_else(|| {
-        invalid(
+    match (isco, esco_uri) {
+        (Some(isco), _) => Ok(isco),
+        (None, Some(_)) => Err(invalid(
+            "occupation",
+            "esco_uri is neither an ESCO occupation nor an ISCO concept, and no four-digit ISCO-08 code",
+        )),
+        (None, None) => Err(invalid(
             "occupation",
             "needs a four-digit ISCO-08 code or an ESCO occupation URI",
-        )
-    })
+        )),
+    }
 }
 
 /// SPEC 5 mapping of `employment_type` to `PositionOfferingTypeCode`.
