@@ -133,8 +133,16 @@ pub enum Delivered {
 /// Retry bookkeeping of the operation currently due.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Retry {
-    /// Failed attempts of the current operation (reset when desired moves).
+    /// Failed attempts of the current operation in a row (reset when
+    /// desired moves): how long the next backoff is.
     pub attempts: u32,
+    /// The failures among them that count toward `eures.max_attempts`:
+    /// those while EURES answered other requests (SPEC 4.2). A failure
+    /// during a portal-wide outage says nothing about the document.
+    pub strikes: u32,
+    /// When the last attempt's outcome was recorded (epoch ms): a failure
+    /// counts only if EURES answered another request since then.
+    pub last_attempt_ms: Option<i64>,
     /// Not before this instant (epoch ms).
     pub next_attempt_at_ms: i64,
     /// Last failure, one line, no personal data.
@@ -276,6 +284,7 @@ impl Entry {
         }
         if changed {
             self.retry.attempts = 0;
+            self.retry.strikes = 0;
             self.retry.dead = false;
             self.retry.last_error = None;
             self.retry.next_attempt_at_ms = now_ms;
@@ -390,6 +399,7 @@ pub fn apply_change(
         entry.retry.forced = true;
         entry.retry.dead = false;
         entry.retry.attempts = 0;
+        entry.retry.strikes = 0;
         entry.retry.next_attempt_at_ms = now_ms;
     }
     entry.settle(mode, now_ms);
@@ -488,13 +498,21 @@ pub enum AttemptResult {
     Throttled {
         retry_after: Option<Duration>,
     },
+    /// No clear answer (timeout, dropped connection, 5xx) while EURES
+    /// answered other requests: this document may be what breaks it.
     Transient(String),
+    /// No clear answer, and EURES answered no other request since the
+    /// posting's previous attempt: the portal is down, not this document.
+    /// It backs off like any failure and never counts toward the dead
+    /// letters (SPEC 4.2).
+    Unavailable(String),
 }
 
 /// Limits applied to failed attempts.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryLimits {
-    /// Creates/updates give up (dead letter) after this many failures.
+    /// Creates/updates give up (dead letter) after this many failures in a
+    /// row that count (see [`Retry::strikes`]).
     pub max_attempts: u32,
 }
 
@@ -522,6 +540,7 @@ pub fn apply_outcome(
             }
         };
     let delay_ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2);
+    entry.retry.last_attempt_ms = Some(now_ms);
     match result {
         AttemptResult::Done => {
             entry.delivered = match (sent.op, &sent.hash) {
@@ -536,35 +555,48 @@ pub fn apply_outcome(
             }
             if still_current {
                 entry.retry.attempts = 0;
+                entry.retry.strikes = 0;
                 entry.retry.last_error = None;
                 entry.retry.next_attempt_at_ms = now_ms;
             }
         }
         failure => {
-            let (why, counts, wait) = match failure {
+            // (why, backs off, counts toward max_attempts, wait)
+            let (why, backs_off, counts, wait) = match failure {
                 AttemptResult::Superseded => (
                     "superseded: EURES holds a newer version".to_string(),
                     true,
+                    true,
                     backoff,
                 ),
-                AttemptResult::Rejected(why) => (format!("rejected: {why}"), true, backoff),
+                AttemptResult::Rejected(why) => (format!("rejected: {why}"), true, true, backoff),
                 AttemptResult::Auth => (
                     "auth: EURES refused the credentials".to_string(),
+                    false,
                     false,
                     Duration::ZERO,
                 ),
                 AttemptResult::Throttled { retry_after } => (
                     "throttled: EURES answered 429".to_string(),
                     false,
+                    false,
                     retry_after.unwrap_or(backoff),
                 ),
-                AttemptResult::Transient(why) => (format!("transient: {why}"), true, backoff),
+                AttemptResult::Transient(why) => (format!("transient: {why}"), true, true, backoff),
+                AttemptResult::Unavailable(why) => (
+                    format!("transient: {why} (EURES answers nothing)"),
+                    true,
+                    false,
+                    backoff,
+                ),
                 AttemptResult::Done => unreachable!("handled above"),
             };
             entry.retry.last_error = Some(why);
             if matches!(
                 failure,
-                AttemptResult::Transient(_) | AttemptResult::Superseded
+                AttemptResult::Transient(_)
+                    | AttemptResult::Unavailable(_)
+                    | AttemptResult::Superseded
             ) {
                 // The request may have been applied, or EURES holds something
                 // we did not send: stop believing anything.
@@ -572,11 +604,14 @@ pub fn apply_outcome(
             }
             if still_current {
                 let upsert = sent.op != Op::Delete;
-                if counts {
+                if backs_off {
                     entry.retry.attempts = entry.retry.attempts.saturating_add(1);
                 }
+                if counts {
+                    entry.retry.strikes = entry.retry.strikes.saturating_add(1);
+                }
                 let rejected = matches!(failure, AttemptResult::Rejected(_));
-                if upsert && (rejected || entry.retry.attempts >= limits.max_attempts) {
+                if upsert && (rejected || entry.retry.strikes >= limits.max_attempts) {
                     entry.retry.dead = true;
                     entry.retry.forced = false;
                 }
@@ -593,6 +628,7 @@ pub fn revive(current: &Entry, now_ms: i64, mode: Mode) -> Entry {
     let mut entry = current.clone();
     entry.retry.dead = false;
     entry.retry.attempts = 0;
+    entry.retry.strikes = 0;
     entry.retry.next_attempt_at_ms = now_ms;
     entry.settle(mode, now_ms);
     entry
@@ -826,6 +862,47 @@ mod tests {
         assert!(!w.retry.dead);
         assert_eq!(w.due(), Some(Op::Delete));
         assert_eq!(w.retry.attempts, 10);
+    }
+
+    #[test]
+    fn an_outage_never_dead_letters_a_document_failing_alone_does() {
+        let create = Sent {
+            op: Op::Create,
+            version: 1,
+            hash: Some("h1".into()),
+        };
+        let fail = |e: &Entry, result: AttemptResult, at: i64| {
+            apply_outcome(
+                e,
+                &create,
+                &result,
+                at,
+                LIMITS,
+                Duration::from_millis(5),
+                PUSH,
+            )
+        };
+        let mut e = apply_change(None, incoming(1, present("h1")), 0, PUSH, false).unwrap();
+        for i in 0..50 {
+            e = fail(&e, AttemptResult::Unavailable("HTTP 503".into()), 10 + i);
+        }
+        assert!(!e.retry.dead, "an outage sends nothing to dead letters");
+        assert_eq!(e.due(), Some(Op::Create));
+        assert_eq!(e.retry.attempts, 50, "the backoff still grows");
+        assert_eq!(e.retry.strikes, 0);
+        assert_eq!(e.retry.last_attempt_ms, Some(59));
+        // Failures while EURES answers others count, from where they are.
+        for i in 0..2 {
+            e = fail(&e, AttemptResult::Transient("HTTP 500".into()), 100 + i);
+        }
+        assert!(!e.retry.dead);
+        e = fail(&e, AttemptResult::Unavailable("HTTP 503".into()), 200);
+        assert!(!e.retry.dead, "an outage in between adds no strike");
+        e = fail(&e, AttemptResult::Transient("HTTP 500".into()), 300);
+        assert!(e.retry.dead, "the third strike dead-letters");
+        // A delivery resets the count.
+        let revived = deliver(&revive(&e, 400, PUSH), 401);
+        assert_eq!((revived.retry.attempts, revived.retry.strikes), (0, 0));
     }
 
     #[test]

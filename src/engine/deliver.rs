@@ -43,7 +43,10 @@ const IDLE_POLL: Duration = Duration::from_millis(250);
 /// Auth failures: probe at most this often (SPEC 4.2).
 const AUTH_PROBE_EVERY_MS: i64 = 1000;
 
-fn to_attempt_result(outcome: &Outcome) -> AttemptResult {
+/// What an attempt's outcome means for the posting. `portal_answered`:
+/// EURES gave some request a clear answer since the posting's previous
+/// attempt, so a failure without an answer may be this document's fault.
+fn to_attempt_result(outcome: &Outcome, portal_answered: bool) -> AttemptResult {
     match outcome {
         Outcome::Done => AttemptResult::Done,
         Outcome::Superseded => AttemptResult::Superseded,
@@ -52,8 +55,18 @@ fn to_attempt_result(outcome: &Outcome) -> AttemptResult {
         Outcome::Throttled { retry_after } => AttemptResult::Throttled {
             retry_after: *retry_after,
         },
-        Outcome::Transient { why } => AttemptResult::Transient(why.clone()),
+        Outcome::Transient { why } if portal_answered => AttemptResult::Transient(why.clone()),
+        Outcome::Transient { why } => AttemptResult::Unavailable(why.clone()),
     }
+}
+
+/// Whether EURES answered the request clearly (whatever it said): the
+/// portal works, so a failure elsewhere is that request's own.
+fn answered(outcome: &Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::Done | Outcome::Superseded | Outcome::Rejected { .. }
+    )
 }
 
 impl Worker {
@@ -236,6 +249,7 @@ impl Worker {
         let Some(eures) = &self.eures else {
             return;
         };
+        let started_ms = now_ms();
         let attempt = match op.op {
             Op::Delete => eures.delete(&op.id, op.version).await,
             Op::Create | Op::Update => {
@@ -294,7 +308,16 @@ impl Worker {
         {
             crate::telemetry::record_propagation((now_ms() - updated) as f64 / 1000.0);
         }
-        let result = to_attempt_result(&outcome);
+        if answered(&outcome) {
+            self.health
+                .eures_answered_ms
+                .fetch_max(now_ms(), Ordering::SeqCst);
+        }
+        // Strictly after: an answer stamped in the same millisecond as the
+        // previous attempt's end may be that attempt's own.
+        let since = op.last_attempt_ms.unwrap_or(started_ms);
+        let portal_answered = self.health.eures_answered_ms.load(Ordering::SeqCst) > since;
+        let result = to_attempt_result(&outcome, portal_answered);
         let backoff = self
             .settings
             .retry

@@ -72,6 +72,10 @@ pub struct Health {
     pub last_probe_ms: AtomicI64,
     /// This worker leads: it ingests, expires and reconciles.
     pub leading: AtomicBool,
+    /// When EURES last gave a clear answer to a request of ours (epoch ms):
+    /// a failure counts toward the dead letters only if EURES answered
+    /// something since the posting's previous attempt (SPEC 4.2).
+    pub eures_answered_ms: AtomicI64,
 }
 
 impl Health {

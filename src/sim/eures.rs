@@ -201,6 +201,8 @@ struct Shared {
     token: RwLock<Option<String>>,
     /// Whether to append [`RequestRecord`]s.
     record_requests: AtomicBool,
+    /// Per-reference behaviours of real gateways (see [`Quirks`]).
+    quirks: Mutex<Quirks>,
 }
 
 /// What the portal holds.
@@ -281,6 +283,7 @@ impl EuresSim {
             rng: Mutex::new(rng),
             token: RwLock::new(opts.token),
             record_requests: AtomicBool::new(opts.record_requests),
+            quirks: Mutex::new(Quirks::default()),
         });
         let handler_state = shared.clone();
         let server =
@@ -660,6 +663,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> HandlerResult {
         Fate::DropBefore => return Err(DropConnection),
         Fate::Normal | Fate::DropAfter => {}
     }
+    if let Some(resp) = quirk_answer(&shared, &route) {
+        return t.answer(resp);
+    }
 
     let (resp, applied) = match route {
         Route::Put(reference) => {
@@ -1017,6 +1023,43 @@ fn check_root(e: &BytesStart<'_>, ns_is_hr: bool) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+// --- Per-reference behaviours of real gateways: a document the portal
+// keeps failing on while every other request passes. ---
+
+/// What a gateway does to some references only.
+#[derive(Default)]
+struct Quirks {
+    /// References whose PUT and DELETE are answered with this status,
+    /// nothing applied (a document that breaks the portal).
+    failing: HashMap<String, u16>,
+}
+
+impl EuresSim {
+    /// Answers every PUT and DELETE of `reference` with `status` (nothing
+    /// applied) while every other request is served; `None` ends it.
+    pub fn fail_reference(&self, reference: &str, status: Option<u16>) {
+        let mut quirks = lock(&self.shared.quirks);
+        match status {
+            Some(s) => quirks.failing.insert(reference.to_owned(), s),
+            None => quirks.failing.remove(reference),
+        };
+    }
+}
+
+/// The answer a quirk gives instead of the operation, if any.
+fn quirk_answer(shared: &Shared, route: &Route) -> Option<Response<Body>> {
+    let (Route::Put(reference) | Route::Delete(reference)) = route else {
+        return None;
+    };
+    let code = *lock(&shared.quirks).failing.get(reference)?;
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    Some(error_body(
+        status,
+        "",
+        "simulated failure of this reference",
+    ))
 }
 
 #[cfg(test)]

@@ -132,6 +132,8 @@ pub struct Claimed {
     pub employer_cvr: Option<String>,
     pub source_updated_at_ms: Option<i64>,
     pub attempts: u32,
+    /// When the posting's previous attempt ended (epoch ms), if it had one.
+    pub last_attempt_ms: Option<i64>,
 }
 
 /// Counts for `status` and the metrics.

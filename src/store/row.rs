@@ -14,7 +14,7 @@ pub(crate) const COLUMNS: &str = "id, employer_cvr, source_version, source_updat
     desired_present, desired_hash, publication_end_ms, absent_reason, \
     delivered_state, delivered_version, delivered_hash, attempts, next_attempt_at_ms, \
     last_error, dead, forced, due_since_ms, created_ms, modified_ms, closed_ms, active, \
-    due_op, due_rank, state, last_change_ms";
+    due_op, due_rank, state, last_change_ms, strikes, last_attempt_ms";
 
 /// What reads a record on its own, outside a write transaction: [`COLUMNS`]
 /// and whether it has a document (without reading the document). A write
@@ -58,6 +58,8 @@ pub(crate) struct FlatEntry {
     pub due_rank: Option<i64>,
     pub state: String,
     pub last_change_ms: i64,
+    pub strikes: i64,
+    pub last_attempt_ms: Option<i64>,
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -116,6 +118,8 @@ impl FlatEntry {
             due_rank: due.map(Op::rank),
             state: e.state().as_str().to_string(),
             last_change_ms: e.last_change_ms,
+            strikes: i64::from(e.retry.strikes),
+            last_attempt_ms: e.retry.last_attempt_ms,
         }
     }
 
@@ -158,6 +162,8 @@ impl FlatEntry {
             delivered,
             retry: Retry {
                 attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
+                strikes: u32::try_from(self.strikes).unwrap_or(u32::MAX),
+                last_attempt_ms: self.last_attempt_ms,
                 next_attempt_at_ms: self.next_attempt_at_ms,
                 last_error: self.last_error,
                 dead: self.dead,
@@ -222,7 +228,8 @@ impl Leased {
 pub(crate) const CLAIM_COLUMNS: &str = "id, due_op, \
     CASE WHEN due_op = 'delete' AND delivered_version > source_version \
          THEN delivered_version ELSE source_version END AS source_version, \
-    desired_hash, created_ms, modified_ms, employer_cvr, source_updated_at_ms, attempts";
+    desired_hash, created_ms, modified_ms, employer_cvr, source_updated_at_ms, attempts, \
+    last_attempt_ms";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct FlatClaim {
@@ -235,6 +242,7 @@ pub(crate) struct FlatClaim {
     pub employer_cvr: Option<String>,
     pub source_updated_at_ms: Option<i64>,
     pub attempts: i64,
+    pub last_attempt_ms: Option<i64>,
 }
 
 /// A claimed row with what orders it: `RETURNING` keeps no order.
@@ -274,6 +282,7 @@ impl FlatClaim {
             employer_cvr: self.employer_cvr,
             source_updated_at_ms: self.source_updated_at_ms,
             attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
+            last_attempt_ms: self.last_attempt_ms,
         })
     }
 }

@@ -26,7 +26,7 @@ use crate::domain::ledger::{Content, DesiredState, Entry, Op};
 pub(crate) const CURSOR_KEY: &str = "feed_cursor";
 pub(crate) const LAST_POLL_KEY: &str = "last_source_poll_ms";
 
-/// Rows per multi-row write: 25 columns each, well under SQLite's 32,766
+/// Rows per multi-row write: 27 columns each, well under SQLite's 32,766
 /// and PostgreSQL's 65,535 bound parameters.
 const WRITE_CHUNK: usize = 500;
 
@@ -516,7 +516,9 @@ where
             .push_bind(f.due_op)
             .push_bind(f.due_rank)
             .push_bind(f.state)
-            .push_bind(f.last_change_ms);
+            .push_bind(f.last_change_ms)
+            .push_bind(f.strikes)
+            .push_bind(f.last_attempt_ms);
     });
     q.push(tail);
     q
