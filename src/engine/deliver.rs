@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::{Worker, now_ms};
-use crate::deliver::{Outcome, VacancyPut};
+use crate::deliver::{EuresClient, Outcome, VacancyPut};
 use crate::domain::ledger::{AttemptResult, Op, RetryLimits};
 use crate::store::{Claimed, Completion};
 
@@ -207,6 +207,7 @@ impl Worker {
             }
             let limits = RetryLimits {
                 max_attempts: self.settings.max_attempts,
+                verify_after: self.settings.verify_after,
             };
             let completions: Vec<Completion<'_>> = batch
                 .iter()
@@ -242,6 +243,72 @@ impl Worker {
         }
     }
 
+    /// What any answer of EURES tells the whole worker: credentials
+    /// refused or accepted again, a pause asked for, the portal working.
+    fn note_answer(&self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Auth => self.health.set_auth_failing(true),
+            other => {
+                if self.health.auth_failing.load(Ordering::SeqCst) {
+                    self.health.set_auth_failing(false);
+                }
+                if let Outcome::Throttled { retry_after } = other {
+                    let wait = retry_after.unwrap_or(Duration::from_secs(1));
+                    let until =
+                        now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(0));
+                    self.health
+                        .throttled_until_ms
+                        .fetch_max(until, Ordering::SeqCst);
+                }
+            }
+        }
+        if answered(outcome) {
+            self.health
+                .eures_answered_ms
+                .fetch_max(now_ms(), Ordering::SeqCst);
+        }
+    }
+
+    /// Looks whether EURES holds a copy it should not (SPEC 3.8) and
+    /// records what it found: nothing ends the doubt, a copy makes the
+    /// deletion due again.
+    async fn verify(&self, eures: &EuresClient, op: Claimed, finished: &mpsc::Sender<Finished>) {
+        let (result, label) = match eures.get_one(&op.id).await {
+            Ok(None) => (AttemptResult::Done, "absent"),
+            Ok(Some(copy)) => {
+                tracing::warn!(posting = %op.id, version = copy.source_version,
+                    "a deleted copy is on EURES again (a request in doubt landed late): deleting it again");
+                (
+                    AttemptResult::Found {
+                        version: copy.source_version,
+                        hash: copy.content_sha256.unwrap_or_default(),
+                    },
+                    "found",
+                )
+            }
+            Err(outcome) => {
+                self.note_answer(&outcome);
+                (to_attempt_result(&outcome, true), outcome.label())
+            }
+        };
+        if let AttemptResult::Done | AttemptResult::Found { .. } = result {
+            self.note_answer(&Outcome::Done);
+        }
+        crate::telemetry::record_verification(label);
+        let backoff = self
+            .settings
+            .retry
+            .next_delay(op.attempts, &mut rand::rng());
+        let _ = finished
+            .send(Finished {
+                claimed: op,
+                result,
+                label,
+                backoff,
+            })
+            .await;
+    }
+
     /// Performs one claimed operation and records its outcome.
     #[tracing::instrument(name = "delivery", skip_all,
         fields(posting = %op.id, version = op.version, op = op.op.as_str(), outcome = tracing::field::Empty))]
@@ -251,6 +318,7 @@ impl Worker {
         };
         let started_ms = now_ms();
         let attempt = match op.op {
+            Op::Verify => return self.verify(eures, op, finished).await,
             Op::Delete => eures.delete(&op.id, op.version).await,
             Op::Create | Op::Update => {
                 let Some(content) = op.content.as_deref() else {
@@ -287,31 +355,11 @@ impl Worker {
             tracing::info!(posting = %op.id, version = op.version, op = op.op.as_str(), outcome = label,
                 elapsed_ms = elapsed.as_millis() as u64, "delivery attempt");
         }
-        match &outcome {
-            Outcome::Auth => self.health.set_auth_failing(true),
-            other => {
-                if self.health.auth_failing.load(Ordering::SeqCst) {
-                    self.health.set_auth_failing(false);
-                }
-                if let Outcome::Throttled { retry_after } = other {
-                    let wait = retry_after.unwrap_or(Duration::from_secs(1));
-                    let until =
-                        now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(0));
-                    self.health
-                        .throttled_until_ms
-                        .fetch_max(until, Ordering::SeqCst);
-                }
-            }
-        }
+        self.note_answer(&outcome);
         if matches!(outcome, Outcome::Done)
             && let Some(updated) = op.source_updated_at_ms
         {
             crate::telemetry::record_propagation((now_ms() - updated) as f64 / 1000.0);
-        }
-        if answered(&outcome) {
-            self.health
-                .eures_answered_ms
-                .fetch_max(now_ms(), Ordering::SeqCst);
         }
         // Strictly after: an answer stamped in the same millisecond as the
         // previous attempt's end may be that attempt's own.

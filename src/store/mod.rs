@@ -166,7 +166,7 @@ impl Summary {
         match op {
             Op::Create => self.backlog_create,
             Op::Update => self.backlog_update,
-            Op::Delete => self.backlog_delete,
+            Op::Delete | Op::Verify => self.backlog_delete,
         }
     }
 }
