@@ -36,6 +36,7 @@ pub const RECONCILE_DURATION: &str = "eures_sync_reconcile_last_run_duration_sec
 pub const RECONCILE_DIFFERENCES: &str = "eures_sync_reconcile_differences_total";
 pub const INPUT_API_REFUSED: &str = "eures_sync_input_api_refused_total";
 pub const HTTP_CONNECTIONS_CUT: &str = "eures_sync_http_connections_cut_total";
+pub const VERIFICATIONS: &str = "eures_sync_verifications_total";
 
 /// The package version, for `eures_sync_build_info{version}`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -140,6 +141,10 @@ fn describe() {
         "Creates/updates parked after permanent rejection"
     );
     describe_counter!(QUARANTINED_CHANGES, "Feed items that could not be parsed");
+    describe_counter!(
+        VERIFICATIONS,
+        "Looks at EURES after a deletion that followed a request whose answer was lost, by outcome (found: the copy was there again)"
+    );
     describe_gauge!(
         LEADER,
         "1 while this worker leads (ingests, expires, reconciles)"
@@ -191,6 +196,12 @@ fn process_collector() -> &'static metrics_process::Collector {
 /// Reads the process metrics afresh; called on every scrape.
 pub fn collect_process() {
     process_collector().collect();
+}
+
+/// A verification of a deletion (SPEC 3.8): `absent`, `found`, or the
+/// outcome label of a failed look.
+pub fn record_verification(outcome: &'static str) {
+    counter!(VERIFICATIONS, "outcome" => outcome).increment(1);
 }
 
 pub fn record_delivery(op: Op, outcome: &'static str, elapsed: Duration) {

@@ -148,7 +148,10 @@ async fn a_lost_lease_leaves_the_record_to_its_new_holder() {
         claimed,
         result: &AttemptResult::Done,
         outcome_label: "ok",
-        limits: RetryLimits { max_attempts: 5 },
+        limits: RetryLimits {
+            max_attempts: 5,
+            verify_after: Duration::from_secs(7),
+        },
         backoff: Duration::ZERO,
     };
     a.complete("a", done(&stale), ctx())

@@ -92,6 +92,13 @@ impl Portal {
                 self.held = None;
                 AttemptResult::Done
             }
+            Op::Verify => match &self.held {
+                Some((version, hash)) => AttemptResult::Found {
+                    version: *version,
+                    hash: hash.clone(),
+                },
+                None => AttemptResult::Done,
+            },
         }
     }
 }
@@ -105,6 +112,7 @@ struct World {
 
 const LIMITS: RetryLimits = RetryLimits {
     max_attempts: 1_000,
+    verify_after: Duration::from_millis(7_000),
 };
 
 fn desired(doc: Option<u8>, ends_at: i64) -> Desired {

@@ -269,6 +269,39 @@ impl EuresClient {
         })
     }
 
+    /// `GET {base}/api/v1/job-vacancies/{reference}`: the copy the portal
+    /// holds of one reference, `None` when it holds none (`404`, `410`).
+    /// Any other failure is classified like the listing's.
+    pub async fn get_one(&self, reference: &str) -> Result<Option<ListedVacancy>, Outcome> {
+        // No URL can carry such a reference, so no copy was ever made.
+        let Some(url) = self.vacancy_url(reference) else {
+            return Ok(None);
+        };
+        let response = match self.authorized(self.http.get(url)).send().await {
+            Ok(r) => r,
+            Err(e) => return Err(Outcome::transient(describe_error(&e))),
+        };
+        let status = response.status().as_u16();
+        let retry_after = retry_after_of(&response);
+        let (body, err) = read_bounded(response, MAX_ERROR_BODY).await;
+        if matches!(status, 404 | 410) {
+            return Ok(None);
+        }
+        if !(200..300).contains(&status) {
+            return Err(classify_get(
+                status,
+                retry_after,
+                &String::from_utf8_lossy(&body),
+            ));
+        }
+        if let Some(why) = err {
+            return Err(Outcome::transient(format!("copy body: {why}")));
+        }
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| Outcome::transient(format!("bad copy: {}", json_error_summary(&e))))
+    }
+
     /// `{base}/api/v1/job-vacancies/{reference}`, the reference one
     /// percent-encoded path segment. `None` for `""`, `"."` and `".."`, which
     /// no URL can carry as a segment.

@@ -21,6 +21,10 @@ pub enum Op {
     Create,
     Update,
     Delete,
+    /// `GET` of the reference: a deletion followed a request whose answer
+    /// was lost, which EURES may still apply (SPEC 3.8). Finding the copy
+    /// makes the deletion due again.
+    Verify,
 }
 
 impl Op {
@@ -30,6 +34,7 @@ impl Op {
             Op::Create => "create",
             Op::Update => "update",
             Op::Delete => "delete",
+            Op::Verify => "verify",
         }
     }
 
@@ -38,6 +43,7 @@ impl Op {
             "create" => Some(Op::Create),
             "update" => Some(Op::Update),
             "delete" => Some(Op::Delete),
+            "verify" => Some(Op::Verify),
             _ => None,
         }
     }
@@ -45,7 +51,7 @@ impl Op {
     /// Deletions go first (SPEC 3.4): lower rank is claimed first.
     pub fn rank(self) -> i64 {
         match self {
-            Op::Delete => 0,
+            Op::Delete | Op::Verify => 0,
             Op::Create | Op::Update => 1,
         }
     }
@@ -133,8 +139,16 @@ pub enum Delivered {
 /// Retry bookkeeping of the operation currently due.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Retry {
-    /// Failed attempts of the current operation (reset when desired moves).
+    /// Failed attempts of the current operation in a row (reset when
+    /// desired moves): how long the next backoff is.
     pub attempts: u32,
+    /// The failures among them that count toward `eures.max_attempts`:
+    /// those while EURES answered other requests (SPEC 4.2). A failure
+    /// during a portal-wide outage says nothing about the document.
+    pub strikes: u32,
+    /// When the last attempt's outcome was recorded (epoch ms): a failure
+    /// counts only if EURES answered another request since then.
+    pub last_attempt_ms: Option<i64>,
     /// Not before this instant (epoch ms).
     pub next_attempt_at_ms: i64,
     /// Last failure, one line, no personal data.
@@ -175,6 +189,24 @@ pub struct Entry {
     /// When the agent last accepted a source fact for this posting (epoch
     /// ms): reconcile only judges records older than its own start.
     pub last_change_ms: i64,
+    /// What a request whose answer was lost may still do (SPEC 3.8).
+    pub doubt: Doubt,
+}
+
+/// A create or update whose answer was lost (timeout, dropped connection,
+/// 5xx, a worker gone with it in flight) may be applied by EURES or a
+/// gateway later, even after the deletion that followed it. Kept apart
+/// from `desired` and `retry`, so no change of mind resets it: only a
+/// verification that finds nothing ends it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Doubt {
+    /// Such a request was sent and never confirmed: the next deletion is
+    /// verified.
+    pub in_doubt: bool,
+    /// A deletion went out meanwhile: look (`GET`) at this instant (epoch
+    /// ms), whatever desired does until then; a copy found is deleted
+    /// again.
+    pub verify_at_ms: Option<i64>,
 }
 
 /// The exclusive state of a record for status and metrics (SPEC 4.5).
@@ -219,8 +251,13 @@ impl Entry {
             (DesiredState::Absent { .. }, Delivered::Present { .. }) => Some(Op::Delete),
             // A resync of a posting that was once wanted on EURES makes sure
             // it is gone; one never wanted has nothing to delete.
+            (DesiredState::Absent { .. }, Delivered::Absent)
+                if self.retry.forced && self.exchange.created_ms.is_some() =>
+            {
+                Some(Op::Delete)
+            }
             (DesiredState::Absent { .. }, Delivered::Absent) => {
-                (self.retry.forced && self.exchange.created_ms.is_some()).then_some(Op::Delete)
+                self.doubt.verify_at_ms.map(|_| Op::Verify)
             }
             (DesiredState::Present { .. }, Delivered::Unknown) => Some(Op::Create),
             (DesiredState::Absent { .. }, Delivered::Unknown) => Some(Op::Delete),
@@ -276,6 +313,7 @@ impl Entry {
         }
         if changed {
             self.retry.attempts = 0;
+            self.retry.strikes = 0;
             self.retry.dead = false;
             self.retry.last_error = None;
             self.retry.next_attempt_at_ms = now_ms;
@@ -298,6 +336,12 @@ impl Entry {
                 next_attempt_at_ms: now_ms,
                 ..Retry::default()
             };
+            self.doubt = Doubt::default();
+        }
+        if self.gap() == Some(Op::Verify)
+            && let Some(at) = self.doubt.verify_at_ms
+        {
+            self.retry.next_attempt_at_ms = self.retry.next_attempt_at_ms.max(at);
         }
         let needed = match mode {
             Mode::Pull => true,
@@ -377,6 +421,7 @@ pub fn apply_change(
             },
             exchange: Exchange::default(),
             last_change_ms: now_ms,
+            doubt: Doubt::default(),
         },
     };
     entry.source_version = incoming.version;
@@ -390,6 +435,7 @@ pub fn apply_change(
         entry.retry.forced = true;
         entry.retry.dead = false;
         entry.retry.attempts = 0;
+        entry.retry.strikes = 0;
         entry.retry.next_attempt_at_ms = now_ms;
     }
     entry.settle(mode, now_ms);
@@ -459,6 +505,7 @@ pub fn orphan(id: &str, listed_version: u64, listed_hash: &str, now_ms: i64, mod
         },
         exchange: Exchange::default(),
         last_change_ms: now_ms,
+        doubt: Doubt::default(),
     };
     entry.settle(mode, now_ms);
     entry
@@ -477,7 +524,10 @@ pub struct Sent {
 /// How an attempt ended, as the domain sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptResult {
+    /// For a verification: EURES holds no copy.
     Done,
+    /// A verification found a copy (version, content hash).
+    Found { version: u64, hash: String },
     /// EURES holds a newer version (409).
     Superseded,
     /// Permanently rejected content (400/422/413).
@@ -485,17 +535,26 @@ pub enum AttemptResult {
     /// Credentials refused: delivery pauses as a whole; not the item's fault.
     Auth,
     /// 429: not the item's fault.
-    Throttled {
-        retry_after: Option<Duration>,
-    },
+    Throttled { retry_after: Option<Duration> },
+    /// No clear answer (timeout, dropped connection, 5xx) while EURES
+    /// answered other requests: this document may be what breaks it.
     Transient(String),
+    /// No clear answer, and EURES answered no other request since the
+    /// posting's previous attempt: the portal is down, not this document.
+    /// It backs off like any failure and never counts toward the dead
+    /// letters (SPEC 4.2).
+    Unavailable(String),
 }
 
 /// Limits applied to failed attempts.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryLimits {
-    /// Creates/updates give up (dead letter) after this many failures.
+    /// Creates/updates give up (dead letter) after this many failures in a
+    /// row that count (see [`Retry::strikes`]).
     pub max_attempts: u32,
+    /// How long after a deletion that followed a request in doubt to
+    /// verify it: `eures.request_timeout_ms` + 5 s (SPEC 3.8).
+    pub verify_after: Duration,
 }
 
 /// Records the end of an attempt. `backoff` is the jittered delay to use if
@@ -520,10 +579,36 @@ pub fn apply_outcome(
             Op::Create | Op::Update => {
                 entry.source_version == sent.version && entry.desired.hash() == sent.hash.as_deref()
             }
+            Op::Verify => true,
         };
     let delay_ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2);
+    entry.retry.last_attempt_ms = Some(now_ms);
     match result {
+        AttemptResult::Done if sent.op == Op::Verify => {
+            if still_current {
+                entry.doubt = Doubt::default();
+                entry.retry.attempts = 0;
+                entry.retry.last_error = None;
+                entry.retry.next_attempt_at_ms = now_ms;
+            }
+        }
+        AttemptResult::Found { version, hash } => {
+            // The request in doubt landed after the deletion: the copy is
+            // there again, so the deletion is due again, now, and verified
+            // again after it.
+            entry.delivered = Delivered::Present {
+                version: *version,
+                hash: hash.clone(),
+            };
+            entry.doubt.verify_at_ms = None;
+            entry.retry.attempts = 0;
+            entry.retry.next_attempt_at_ms = now_ms;
+        }
         AttemptResult::Done => {
+            if sent.op == Op::Delete && entry.doubt.in_doubt {
+                entry.doubt.verify_at_ms =
+                    Some(now_ms.saturating_add(delay_ms(limits.verify_after)));
+            }
             entry.delivered = match (sent.op, &sent.hash) {
                 (Op::Delete, _) | (_, None) => Delivered::Absent,
                 (_, Some(hash)) => Delivered::Present {
@@ -536,47 +621,75 @@ pub fn apply_outcome(
             }
             if still_current {
                 entry.retry.attempts = 0;
+                entry.retry.strikes = 0;
                 entry.retry.last_error = None;
                 entry.retry.next_attempt_at_ms = now_ms;
             }
         }
         failure => {
-            let (why, counts, wait) = match failure {
+            // (why, backs off, counts toward max_attempts, wait)
+            let (why, backs_off, counts, wait) = match failure {
                 AttemptResult::Superseded => (
                     "superseded: EURES holds a newer version".to_string(),
                     true,
+                    true,
                     backoff,
                 ),
-                AttemptResult::Rejected(why) => (format!("rejected: {why}"), true, backoff),
+                AttemptResult::Rejected(why) => (format!("rejected: {why}"), true, true, backoff),
                 AttemptResult::Auth => (
                     "auth: EURES refused the credentials".to_string(),
+                    false,
                     false,
                     Duration::ZERO,
                 ),
                 AttemptResult::Throttled { retry_after } => (
                     "throttled: EURES answered 429".to_string(),
                     false,
+                    false,
                     retry_after.unwrap_or(backoff),
                 ),
-                AttemptResult::Transient(why) => (format!("transient: {why}"), true, backoff),
-                AttemptResult::Done => unreachable!("handled above"),
+                AttemptResult::Transient(why) => (format!("transient: {why}"), true, true, backoff),
+                AttemptResult::Unavailable(why) => (
+                    format!("transient: {why} (EURES answers nothing)"),
+                    true,
+                    false,
+                    backoff,
+                ),
+                AttemptResult::Done | AttemptResult::Found { .. } => {
+                    unreachable!("handled above")
+                }
             };
             entry.retry.last_error = Some(why);
             if matches!(
                 failure,
-                AttemptResult::Transient(_) | AttemptResult::Superseded
+                AttemptResult::Transient(_)
+                    | AttemptResult::Unavailable(_)
+                    | AttemptResult::Superseded
             ) {
                 // The request may have been applied, or EURES holds something
                 // we did not send: stop believing anything.
-                entry.delivered = Delivered::Unknown;
+                if sent.op != Op::Verify {
+                    entry.delivered = Delivered::Unknown;
+                }
+            }
+            if matches!(sent.op, Op::Create | Op::Update)
+                && matches!(
+                    failure,
+                    AttemptResult::Transient(_) | AttemptResult::Unavailable(_)
+                )
+            {
+                entry.doubt.in_doubt = true;
             }
             if still_current {
-                let upsert = sent.op != Op::Delete;
-                if counts {
+                let upsert = matches!(sent.op, Op::Create | Op::Update);
+                if backs_off {
                     entry.retry.attempts = entry.retry.attempts.saturating_add(1);
                 }
+                if counts {
+                    entry.retry.strikes = entry.retry.strikes.saturating_add(1);
+                }
                 let rejected = matches!(failure, AttemptResult::Rejected(_));
-                if upsert && (rejected || entry.retry.attempts >= limits.max_attempts) {
+                if upsert && (rejected || entry.retry.strikes >= limits.max_attempts) {
                     entry.retry.dead = true;
                     entry.retry.forced = false;
                 }
@@ -593,6 +706,7 @@ pub fn revive(current: &Entry, now_ms: i64, mode: Mode) -> Entry {
     let mut entry = current.clone();
     entry.retry.dead = false;
     entry.retry.attempts = 0;
+    entry.retry.strikes = 0;
     entry.retry.next_attempt_at_ms = now_ms;
     entry.settle(mode, now_ms);
     entry
@@ -607,6 +721,7 @@ pub fn abandon(current: &Entry, now_ms: i64, mode: Mode) -> Entry {
     let mut entry = current.clone();
     if mode == Mode::Push {
         entry.delivered = Delivered::Unknown;
+        entry.doubt.in_doubt = true;
     }
     entry.settle(mode, now_ms);
     entry
@@ -643,7 +758,10 @@ mod tests {
     use chrono::DateTime;
 
     const PUSH: Mode = Mode::Push;
-    const LIMITS: RetryLimits = RetryLimits { max_attempts: 3 };
+    const LIMITS: RetryLimits = RetryLimits {
+        max_attempts: 3,
+        verify_after: Duration::from_millis(7_000),
+    };
 
     fn present(hash: &str) -> Desired {
         Desired::Present {
@@ -826,6 +944,177 @@ mod tests {
         assert!(!w.retry.dead);
         assert_eq!(w.due(), Some(Op::Delete));
         assert_eq!(w.retry.attempts, 10);
+    }
+
+    #[test]
+    fn an_outage_never_dead_letters_a_document_failing_alone_does() {
+        let create = Sent {
+            op: Op::Create,
+            version: 1,
+            hash: Some("h1".into()),
+        };
+        let fail = |e: &Entry, result: AttemptResult, at: i64| {
+            apply_outcome(
+                e,
+                &create,
+                &result,
+                at,
+                LIMITS,
+                Duration::from_millis(5),
+                PUSH,
+            )
+        };
+        let mut e = apply_change(None, incoming(1, present("h1")), 0, PUSH, false).unwrap();
+        for i in 0..50 {
+            e = fail(&e, AttemptResult::Unavailable("HTTP 503".into()), 10 + i);
+        }
+        assert!(!e.retry.dead, "an outage sends nothing to dead letters");
+        assert_eq!(e.due(), Some(Op::Create));
+        assert_eq!(e.retry.attempts, 50, "the backoff still grows");
+        assert_eq!(e.retry.strikes, 0);
+        assert_eq!(e.retry.last_attempt_ms, Some(59));
+        // Failures while EURES answers others count, from where they are.
+        for i in 0..2 {
+            e = fail(&e, AttemptResult::Transient("HTTP 500".into()), 100 + i);
+        }
+        assert!(!e.retry.dead);
+        e = fail(&e, AttemptResult::Unavailable("HTTP 503".into()), 200);
+        assert!(!e.retry.dead, "an outage in between adds no strike");
+        e = fail(&e, AttemptResult::Transient("HTTP 500".into()), 300);
+        assert!(e.retry.dead, "the third strike dead-letters");
+        // A delivery resets the count.
+        let revived = deliver(&revive(&e, 400, PUSH), 401);
+        assert_eq!((revived.retry.attempts, revived.retry.strikes), (0, 0));
+    }
+
+    fn outcome(e: &Entry, op: Op, result: AttemptResult, now: i64) -> Entry {
+        let sent = Sent {
+            op,
+            version: e.source_version,
+            hash: e.desired.hash().map(str::to_string),
+        };
+        apply_outcome(
+            e,
+            &sent,
+            &result,
+            now,
+            LIMITS,
+            Duration::from_millis(5),
+            PUSH,
+        )
+    }
+
+    fn withdrawn(e: &Entry, version: u64, now: i64) -> Entry {
+        apply_change(
+            Some(e),
+            incoming(version, Desired::Absent(AbsentReason::NoConsent)),
+            now,
+            PUSH,
+            false,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_deletion_after_a_create_in_doubt_is_verified_and_repeated() {
+        let e = apply_change(None, incoming(1, present("h1")), 0, PUSH, false).unwrap();
+        let lost = outcome(
+            &e,
+            Op::Create,
+            AttemptResult::Transient("timeout".into()),
+            10,
+        );
+        assert!(lost.doubt.in_doubt);
+        let w = withdrawn(&lost, 2, 20);
+        assert_eq!(w.due(), Some(Op::Delete));
+        let deleted = outcome(&w, Op::Delete, AttemptResult::Done, 30);
+        assert_eq!(deleted.due(), Some(Op::Verify));
+        assert_eq!(deleted.state(), StateLabel::Pending);
+        let at = 30 + LIMITS.verify_after.as_millis() as i64;
+        assert_eq!(deleted.doubt.verify_at_ms, Some(at));
+        assert_eq!(deleted.retry.next_attempt_at_ms, at, "not before its time");
+        // The create landed after all: delete again, at once.
+        let found = outcome(
+            &deleted,
+            Op::Verify,
+            AttemptResult::Found {
+                version: 1,
+                hash: "h1".into(),
+            },
+            at,
+        );
+        assert_eq!(found.due(), Some(Op::Delete));
+        assert!(found.retry.next_attempt_at_ms <= at);
+        let again = outcome(&found, Op::Delete, AttemptResult::Done, at + 1);
+        assert_eq!(again.due(), Some(Op::Verify), "and verified again");
+        let later = again.doubt.verify_at_ms.unwrap();
+        let clear = outcome(&again, Op::Verify, AttemptResult::Done, later);
+        assert_eq!(clear.due(), None);
+        assert_eq!(clear.doubt, Doubt::default());
+        assert_eq!(clear.state(), StateLabel::Absent);
+        // A failed look is retried, never dead-lettered.
+        let mut failing = again.clone();
+        for i in 0..10 {
+            failing = outcome(
+                &failing,
+                Op::Verify,
+                AttemptResult::Unavailable("HTTP 503".into()),
+                later + i,
+            );
+        }
+        assert!(!failing.retry.dead);
+        assert_eq!(failing.due(), Some(Op::Verify));
+        // Without a request in doubt, a deletion needs no look.
+        let sure = deliver(&e, 5);
+        let gone = deliver(&withdrawn(&sure, 2, 6), 7);
+        assert_eq!(gone.due(), None);
+        assert_eq!(gone.doubt, Doubt::default());
+    }
+
+    #[test]
+    fn the_verification_time_survives_changes_of_mind() {
+        let e = apply_change(None, incoming(1, present("h1")), 0, PUSH, false).unwrap();
+        let lost = outcome(
+            &e,
+            Op::Create,
+            AttemptResult::Transient("timeout".into()),
+            10,
+        );
+        let deleted = outcome(
+            &withdrawn(&lost, 2, 20),
+            Op::Delete,
+            AttemptResult::Done,
+            30,
+        );
+        let at = deleted.doubt.verify_at_ms.expect("verification scheduled");
+        // Consent again: a create is due; withdrawn again before it is sent.
+        let back =
+            apply_change(Some(&deleted), incoming(3, present("h1")), 40, PUSH, false).unwrap();
+        assert_eq!(back.due(), Some(Op::Create));
+        let again = withdrawn(&back, 4, 50);
+        assert_eq!(again.due(), Some(Op::Verify), "still verified");
+        assert_eq!(again.retry.next_attempt_at_ms, at, "at the time first set");
+        // A worker dying with the create in flight leaves it in doubt too.
+        let abandoned = abandon(
+            &apply_change(None, incoming(1, present("h1")), 0, PUSH, false).unwrap(),
+            5,
+            PUSH,
+        );
+        assert!(abandoned.doubt.in_doubt);
+        let gone = outcome(
+            &withdrawn(&abandoned, 2, 6),
+            Op::Delete,
+            AttemptResult::Done,
+            7,
+        );
+        assert_eq!(gone.due(), Some(Op::Verify));
+        // Pull mode has no requests to doubt.
+        let pulled = abandon(
+            &apply_change(None, incoming(1, present("h1")), 0, Mode::Pull, false).unwrap(),
+            5,
+            Mode::Pull,
+        );
+        assert_eq!(pulled.doubt, Doubt::default());
     }
 
     #[test]

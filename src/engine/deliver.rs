@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::{Worker, now_ms};
-use crate::deliver::{Outcome, VacancyPut};
+use crate::deliver::{EuresClient, Outcome, VacancyPut};
 use crate::domain::ledger::{AttemptResult, Op, RetryLimits};
 use crate::store::{Claimed, Completion};
 
@@ -43,7 +43,10 @@ const IDLE_POLL: Duration = Duration::from_millis(250);
 /// Auth failures: probe at most this often (SPEC 4.2).
 const AUTH_PROBE_EVERY_MS: i64 = 1000;
 
-fn to_attempt_result(outcome: &Outcome) -> AttemptResult {
+/// What an attempt's outcome means for the posting. `portal_answered`:
+/// EURES gave some request a clear answer since the posting's previous
+/// attempt, so a failure without an answer may be this document's fault.
+fn to_attempt_result(outcome: &Outcome, portal_answered: bool) -> AttemptResult {
     match outcome {
         Outcome::Done => AttemptResult::Done,
         Outcome::Superseded => AttemptResult::Superseded,
@@ -52,8 +55,18 @@ fn to_attempt_result(outcome: &Outcome) -> AttemptResult {
         Outcome::Throttled { retry_after } => AttemptResult::Throttled {
             retry_after: *retry_after,
         },
-        Outcome::Transient { why } => AttemptResult::Transient(why.clone()),
+        Outcome::Transient { why } if portal_answered => AttemptResult::Transient(why.clone()),
+        Outcome::Transient { why } => AttemptResult::Unavailable(why.clone()),
     }
+}
+
+/// Whether EURES answered the request clearly (whatever it said): the
+/// portal works, so a failure elsewhere is that request's own.
+fn answered(outcome: &Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::Done | Outcome::Superseded | Outcome::Rejected { .. }
+    )
 }
 
 impl Worker {
@@ -194,6 +207,7 @@ impl Worker {
             }
             let limits = RetryLimits {
                 max_attempts: self.settings.max_attempts,
+                verify_after: self.settings.verify_after,
             };
             let completions: Vec<Completion<'_>> = batch
                 .iter()
@@ -229,6 +243,72 @@ impl Worker {
         }
     }
 
+    /// What any answer of EURES tells the whole worker: credentials
+    /// refused or accepted again, a pause asked for, the portal working.
+    fn note_answer(&self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Auth => self.health.set_auth_failing(true),
+            other => {
+                if self.health.auth_failing.load(Ordering::SeqCst) {
+                    self.health.set_auth_failing(false);
+                }
+                if let Outcome::Throttled { retry_after } = other {
+                    let wait = retry_after.unwrap_or(Duration::from_secs(1));
+                    let until =
+                        now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(0));
+                    self.health
+                        .throttled_until_ms
+                        .fetch_max(until, Ordering::SeqCst);
+                }
+            }
+        }
+        if answered(outcome) {
+            self.health
+                .eures_answered_ms
+                .fetch_max(now_ms(), Ordering::SeqCst);
+        }
+    }
+
+    /// Looks whether EURES holds a copy it should not (SPEC 3.8) and
+    /// records what it found: nothing ends the doubt, a copy makes the
+    /// deletion due again.
+    async fn verify(&self, eures: &EuresClient, op: Claimed, finished: &mpsc::Sender<Finished>) {
+        let (result, label) = match eures.get_one(&op.id).await {
+            Ok(None) => (AttemptResult::Done, "absent"),
+            Ok(Some(copy)) => {
+                tracing::warn!(posting = %op.id, version = copy.source_version,
+                    "a deleted copy is on EURES again (a request in doubt landed late): deleting it again");
+                (
+                    AttemptResult::Found {
+                        version: copy.source_version,
+                        hash: copy.content_sha256.unwrap_or_default(),
+                    },
+                    "found",
+                )
+            }
+            Err(outcome) => {
+                self.note_answer(&outcome);
+                (to_attempt_result(&outcome, true), outcome.label())
+            }
+        };
+        if let AttemptResult::Done | AttemptResult::Found { .. } = result {
+            self.note_answer(&Outcome::Done);
+        }
+        crate::telemetry::record_verification(label);
+        let backoff = self
+            .settings
+            .retry
+            .next_delay(op.attempts, &mut rand::rng());
+        let _ = finished
+            .send(Finished {
+                claimed: op,
+                result,
+                label,
+                backoff,
+            })
+            .await;
+    }
+
     /// Performs one claimed operation and records its outcome.
     #[tracing::instrument(name = "delivery", skip_all,
         fields(posting = %op.id, version = op.version, op = op.op.as_str(), outcome = tracing::field::Empty))]
@@ -236,7 +316,9 @@ impl Worker {
         let Some(eures) = &self.eures else {
             return;
         };
+        let started_ms = now_ms();
         let attempt = match op.op {
+            Op::Verify => return self.verify(eures, op, finished).await,
             Op::Delete => eures.delete(&op.id, op.version).await,
             Op::Create | Op::Update => {
                 let Some(content) = op.content.as_deref() else {
@@ -273,28 +355,17 @@ impl Worker {
             tracing::info!(posting = %op.id, version = op.version, op = op.op.as_str(), outcome = label,
                 elapsed_ms = elapsed.as_millis() as u64, "delivery attempt");
         }
-        match &outcome {
-            Outcome::Auth => self.health.set_auth_failing(true),
-            other => {
-                if self.health.auth_failing.load(Ordering::SeqCst) {
-                    self.health.set_auth_failing(false);
-                }
-                if let Outcome::Throttled { retry_after } = other {
-                    let wait = retry_after.unwrap_or(Duration::from_secs(1));
-                    let until =
-                        now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(0));
-                    self.health
-                        .throttled_until_ms
-                        .fetch_max(until, Ordering::SeqCst);
-                }
-            }
-        }
+        self.note_answer(&outcome);
         if matches!(outcome, Outcome::Done)
             && let Some(updated) = op.source_updated_at_ms
         {
             crate::telemetry::record_propagation((now_ms() - updated) as f64 / 1000.0);
         }
-        let result = to_attempt_result(&outcome);
+        // Strictly after: an answer stamped in the same millisecond as the
+        // previous attempt's end may be that attempt's own.
+        let since = op.last_attempt_ms.unwrap_or(started_ms);
+        let portal_answered = self.health.eures_answered_ms.load(Ordering::SeqCst) > since;
+        let result = to_attempt_result(&outcome, portal_answered);
         let backoff = self
             .settings
             .retry

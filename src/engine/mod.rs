@@ -58,7 +58,14 @@ pub struct Settings {
     /// How long leadership lasts without renewal: how soon a follower takes
     /// over from a leader that died.
     pub leader_ttl: Duration,
+    /// When to verify a deletion that followed a request in doubt:
+    /// `eures.request_timeout_ms` + 5 s (SPEC 3.8).
+    pub verify_after: Duration,
 }
+
+/// What SPEC 3.8 adds to the request timeout before a deletion that
+/// followed a request in doubt is verified.
+pub const VERIFY_MARGIN: Duration = Duration::from_secs(5);
 
 /// How long leadership lasts without renewal (several missed ticks).
 pub const LEADER_TTL: Duration = Duration::from_secs(5);
@@ -74,6 +81,10 @@ pub struct Health {
     pub last_probe_ms: AtomicI64,
     /// This worker leads: it ingests, expires and reconciles.
     pub leading: AtomicBool,
+    /// When EURES last gave a clear answer to a request of ours (epoch ms):
+    /// a failure counts toward the dead letters only if EURES answered
+    /// something since the posting's previous attempt (SPEC 4.2).
+    pub eures_answered_ms: AtomicI64,
 }
 
 impl Health {
@@ -154,6 +165,7 @@ impl Worker {
                 owner,
                 reconcile_interval: config.reconcile_interval(),
                 leader_ttl: LEADER_TTL,
+                verify_after: config.request_timeout() + VERIFY_MARGIN,
             },
             wake: Arc::new(Notify::new()),
             health: Arc::new(Health::default()),

@@ -201,6 +201,8 @@ struct Shared {
     token: RwLock<Option<String>>,
     /// Whether to append [`RequestRecord`]s.
     record_requests: AtomicBool,
+    /// Per-reference behaviours of real gateways (see [`Quirks`]).
+    quirks: Mutex<Quirks>,
 }
 
 /// What the portal holds.
@@ -281,6 +283,7 @@ impl EuresSim {
             rng: Mutex::new(rng),
             token: RwLock::new(opts.token),
             record_requests: AtomicBool::new(opts.record_requests),
+            quirks: Mutex::new(Quirks::default()),
         });
         let handler_state = shared.clone();
         let server =
@@ -430,6 +433,7 @@ impl EuresSim {
 enum Route {
     Put(String),
     Delete(String),
+    Get(String),
     List,
     MethodNotAllowed,
     NotFound,
@@ -455,6 +459,7 @@ fn route(method: &Method, path: &str) -> Route {
     match *method {
         Method::PUT => Route::Put(reference.into_owned()),
         Method::DELETE => Route::Delete(reference.into_owned()),
+        Method::GET => Route::Get(reference.into_owned()),
         _ => Route::MethodNotAllowed,
     }
 }
@@ -581,7 +586,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> HandlerResult {
     let (parts, body) = req.into_parts();
     let route = route(&parts.method, parts.uri.path());
     let reference = match &route {
-        Route::Put(r) | Route::Delete(r) => Some(r.clone()),
+        Route::Put(r) | Route::Delete(r) | Route::Get(r) => Some(r.clone()),
         _ => None,
     };
     let mut t = Tracker::begin(shared.clone(), parts.method.clone(), reference);
@@ -660,6 +665,22 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> HandlerResult {
         Fate::DropBefore => return Err(DropConnection),
         Fate::Normal | Fate::DropAfter => {}
     }
+    if let Some(resp) = quirk_answer(&shared, &route) {
+        return t.answer(resp);
+    }
+    if let Route::Put(reference) = &route
+        && let Some(hold) = take_hold(&shared, reference)
+        && let Some(parsed) = parsed
+    {
+        // Applied after `hold` even if the client gave up meanwhile, as a
+        // gateway that queued the request would.
+        let applying = tokio::spawn(held_put(shared.clone(), reference.clone(), parsed, hold));
+        let Ok((resp, applied)) = applying.await else {
+            return Err(DropConnection);
+        };
+        t.applied = applied;
+        return t.answer(resp);
+    }
 
     let (resp, applied) = match route {
         Route::Put(reference) => {
@@ -691,6 +712,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> HandlerResult {
             ),
             Some(Some(version)) => delete(&shared, reference, version),
         },
+        Route::Get(reference) => (get_one(&shared, &reference), false),
         Route::List => (list(&shared, parts.uri.query()), false),
         Route::MethodNotAllowed => (
             error_body(StatusCode::METHOD_NOT_ALLOWED, "", "method not allowed"),
@@ -789,6 +811,12 @@ fn put(
     });
 
     let mut portal = lock(&shared.portal);
+    if let Some(gone) = tombstone(shared, &reference)
+        && gone >= source_version
+    {
+        drop(portal);
+        return (conflict(gone), false);
+    }
     let status = match portal.holdings.get_mut(&reference) {
         Some(held) if held.source_version > source_version => {
             let held = held.source_version;
@@ -827,6 +855,7 @@ fn conflict(held: u64) -> Response<Body> {
 /// Applies a DELETE; returns the response and whether the holdings changed.
 fn delete(shared: &Shared, reference: String, version: u64) -> (Response<Body>, bool) {
     let mut portal = lock(&shared.portal);
+    keep_tombstone(shared, &reference, version);
     match portal.holdings.get(&reference) {
         None => (
             error_body(StatusCode::NOT_FOUND, "reference", "not held"),
@@ -1017,6 +1046,143 @@ fn check_root(e: &BytesStart<'_>, ns_is_hr: bool) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+// --- Per-reference behaviours of real gateways: a document the portal
+// keeps failing on while every other request passes. ---
+
+/// What a gateway does to some references only, and what it remembers
+/// of deleted ones.
+#[derive(Default)]
+struct Quirks {
+    /// References whose PUT and DELETE are answered with this status,
+    /// nothing applied (a document that breaks the portal).
+    failing: HashMap<String, u16>,
+    /// A gateway that keeps no tombstones: a late PUT after a DELETE
+    /// creates the copy again.
+    no_tombstones: bool,
+    /// The highest `X-Source-Version` each reference was deleted with: a
+    /// PUT at or below it is answered `409` (SPEC 4.2).
+    tombstones: HashMap<String, u64>,
+    /// The next PUT of each reference is held this long before it is
+    /// applied, answered or not.
+    holds: HashMap<String, Duration>,
+    /// References whose held PUT is waiting now.
+    holding: HashMap<String, u32>,
+    /// When the last held PUT of each reference was applied.
+    held_applied: HashMap<String, Instant>,
+}
+
+impl EuresSim {
+    /// Answers every PUT and DELETE of `reference` with `status` (nothing
+    /// applied) while every other request is served; `None` ends it.
+    pub fn fail_reference(&self, reference: &str, status: Option<u16>) {
+        let mut quirks = lock(&self.shared.quirks);
+        match status {
+            Some(s) => quirks.failing.insert(reference.to_owned(), s),
+            None => quirks.failing.remove(reference),
+        };
+    }
+}
+
+impl EuresSim {
+    /// Turns tombstones off (a gateway that keeps none, so a late PUT of
+    /// an older version after a DELETE recreates the copy) or on again.
+    pub fn set_tombstones(&self, keep: bool) {
+        lock(&self.shared.quirks).no_tombstones = !keep;
+    }
+
+    /// Holds the next PUT of `reference` for `hold` before applying it,
+    /// whether or not the client is still waiting for the answer.
+    pub fn hold_next_put(&self, reference: &str, hold: Duration) {
+        lock(&self.shared.quirks)
+            .holds
+            .insert(reference.to_owned(), hold);
+    }
+
+    /// Whether a held PUT of `reference` is waiting now.
+    pub fn is_holding(&self, reference: &str) -> bool {
+        lock(&self.shared.quirks).holding.contains_key(reference)
+    }
+
+    /// When the last held PUT of `reference` was applied.
+    pub fn held_put_applied(&self, reference: &str) -> Option<Instant> {
+        lock(&self.shared.quirks)
+            .held_applied
+            .get(reference)
+            .copied()
+    }
+}
+
+fn tombstone(shared: &Shared, reference: &str) -> Option<u64> {
+    let quirks = lock(&shared.quirks);
+    if quirks.no_tombstones {
+        return None;
+    }
+    quirks.tombstones.get(reference).copied()
+}
+
+fn keep_tombstone(shared: &Shared, reference: &str, version: u64) {
+    let mut quirks = lock(&shared.quirks);
+    let v = quirks.tombstones.entry(reference.to_owned()).or_insert(0);
+    *v = (*v).max(version);
+}
+
+/// The hold set for the next PUT of `reference`, taken (one PUT only).
+fn take_hold(shared: &Shared, reference: &str) -> Option<Duration> {
+    let mut quirks = lock(&shared.quirks);
+    let hold = quirks.holds.remove(reference)?;
+    *quirks.holding.entry(reference.to_owned()).or_insert(0) += 1;
+    Some(hold)
+}
+
+async fn held_put(
+    shared: Arc<Shared>,
+    reference: String,
+    parsed: Result<Value, serde_json::Error>,
+    hold: Duration,
+) -> (Response<Body>, bool) {
+    tokio::time::sleep(hold).await;
+    let done = put(&shared, reference.clone(), parsed);
+    let mut quirks = lock(&shared.quirks);
+    if let Some(n) = quirks.holding.get_mut(&reference) {
+        *n -= 1;
+        if *n == 0 {
+            quirks.holding.remove(&reference);
+        }
+    }
+    if done.1 {
+        quirks.held_applied.insert(reference, Instant::now());
+    }
+    done
+}
+
+/// `GET /api/v1/job-vacancies/{reference}`: what the portal holds of one
+/// reference (SPEC 4.2), `404` when nothing.
+fn get_one(shared: &Shared, reference: &str) -> Response<Body> {
+    let portal = lock(&shared.portal);
+    match portal.holdings.get(reference) {
+        Some(v) => json_value(
+            StatusCode::OK,
+            &json!({"reference": reference, "sourceVersion": v.source_version,
+                    "contentSha256": v.content_sha256}),
+        ),
+        None => error_body(StatusCode::NOT_FOUND, "reference", "not held"),
+    }
+}
+
+/// The answer a quirk gives instead of the operation, if any.
+fn quirk_answer(shared: &Shared, route: &Route) -> Option<Response<Body>> {
+    let (Route::Put(reference) | Route::Delete(reference)) = route else {
+        return None;
+    };
+    let code = *lock(&shared.quirks).failing.get(reference)?;
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    Some(error_body(
+        status,
+        "",
+        "simulated failure of this reference",
+    ))
 }
 
 #[cfg(test)]

@@ -135,6 +135,8 @@ pub struct Claimed {
     pub employer_cvr: Option<String>,
     pub source_updated_at_ms: Option<i64>,
     pub attempts: u32,
+    /// When the posting's previous attempt ended (epoch ms), if it had one.
+    pub last_attempt_ms: Option<i64>,
 }
 
 /// Counts for `status` and the metrics.
@@ -167,7 +169,7 @@ impl Summary {
         match op {
             Op::Create => self.backlog_create,
             Op::Update => self.backlog_update,
-            Op::Delete => self.backlog_delete,
+            Op::Delete | Op::Verify => self.backlog_delete,
         }
     }
 }

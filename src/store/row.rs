@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 
-use crate::domain::ledger::{Content, Delivered, DesiredState, Entry, Exchange, Op, Retry};
+use crate::domain::ledger::{Content, Delivered, DesiredState, Doubt, Entry, Exchange, Op, Retry};
 
 use super::{Claimed, StoreError};
 
@@ -14,7 +14,7 @@ pub(crate) const COLUMNS: &str = "id, employer_cvr, source_version, source_updat
     desired_present, desired_hash, publication_end_ms, absent_reason, \
     delivered_state, delivered_version, delivered_hash, attempts, next_attempt_at_ms, \
     last_error, dead, forced, due_since_ms, created_ms, modified_ms, closed_ms, active, \
-    due_op, due_rank, state, last_change_ms";
+    due_op, due_rank, state, last_change_ms, strikes, last_attempt_ms, in_doubt, verify_at_ms";
 
 /// What reads a record on its own, outside a write transaction: [`COLUMNS`]
 /// and whether it has a document (without reading the document). A write
@@ -58,6 +58,10 @@ pub(crate) struct FlatEntry {
     pub due_rank: Option<i64>,
     pub state: String,
     pub last_change_ms: i64,
+    pub strikes: i64,
+    pub last_attempt_ms: Option<i64>,
+    pub in_doubt: bool,
+    pub verify_at_ms: Option<i64>,
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -116,6 +120,10 @@ impl FlatEntry {
             due_rank: due.map(Op::rank),
             state: e.state().as_str().to_string(),
             last_change_ms: e.last_change_ms,
+            strikes: i64::from(e.retry.strikes),
+            last_attempt_ms: e.retry.last_attempt_ms,
+            in_doubt: e.doubt.in_doubt,
+            verify_at_ms: e.doubt.verify_at_ms,
         }
     }
 
@@ -158,6 +166,8 @@ impl FlatEntry {
             delivered,
             retry: Retry {
                 attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
+                strikes: u32::try_from(self.strikes).unwrap_or(u32::MAX),
+                last_attempt_ms: self.last_attempt_ms,
                 next_attempt_at_ms: self.next_attempt_at_ms,
                 last_error: self.last_error,
                 dead: self.dead,
@@ -171,6 +181,10 @@ impl FlatEntry {
                 active: self.active,
             },
             last_change_ms: self.last_change_ms,
+            doubt: Doubt {
+                in_doubt: self.in_doubt,
+                verify_at_ms: self.verify_at_ms,
+            },
         })
     }
 }
@@ -222,7 +236,8 @@ impl Leased {
 pub(crate) const CLAIM_COLUMNS: &str = "id, due_op, \
     CASE WHEN due_op = 'delete' AND delivered_version > source_version \
          THEN delivered_version ELSE source_version END AS source_version, \
-    desired_hash, created_ms, modified_ms, employer_cvr, source_updated_at_ms, attempts";
+    desired_hash, created_ms, modified_ms, employer_cvr, source_updated_at_ms, attempts, \
+    last_attempt_ms";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct FlatClaim {
@@ -235,6 +250,7 @@ pub(crate) struct FlatClaim {
     pub employer_cvr: Option<String>,
     pub source_updated_at_ms: Option<i64>,
     pub attempts: i64,
+    pub last_attempt_ms: Option<i64>,
 }
 
 /// A claimed row with what orders it: `RETURNING` keeps no order.
@@ -262,18 +278,19 @@ impl FlatClaim {
                 id: self.id.clone(),
                 why: "claimed without a due operation".into(),
             })?;
-        let delete = op == Op::Delete;
+        let upsert = matches!(op, Op::Create | Op::Update);
         Ok(Claimed {
             id: self.id,
             op,
             version: u64::try_from(self.source_version).unwrap_or(0),
-            hash: if delete { None } else { self.desired_hash },
+            hash: if upsert { self.desired_hash } else { None },
             content: None,
             created_ms: self.created_ms,
             modified_ms: self.modified_ms,
             employer_cvr: self.employer_cvr,
             source_updated_at_ms: self.source_updated_at_ms,
             attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
+            last_attempt_ms: self.last_attempt_ms,
         })
     }
 }
@@ -293,6 +310,7 @@ mod tests {
             retry: Retry::default(),
             exchange: Exchange::default(),
             last_change_ms: 0,
+            doubt: Doubt::default(),
         }
     }
 

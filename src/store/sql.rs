@@ -26,7 +26,7 @@ use crate::domain::ledger::{Content, DesiredState, Entry, Op};
 pub(crate) const CURSOR_KEY: &str = "feed_cursor";
 pub(crate) const LAST_POLL_KEY: &str = "last_source_poll_ms";
 
-/// Rows per multi-row write: 25 columns each, well under SQLite's 32,766
+/// Rows per multi-row write: 29 columns each, well under SQLite's 32,766
 /// and PostgreSQL's 65,535 bound parameters.
 const WRITE_CHUNK: usize = 500;
 
@@ -394,7 +394,7 @@ where
         // before is seen whole, and none can commit until this ends.
         let sent: Vec<&str> = claimed
             .iter()
-            .filter(|c| c.op != Op::Delete)
+            .filter(|c| matches!(c.op, Op::Create | Op::Update))
             .map(|c| c.id.as_str())
             .collect();
         if !sent.is_empty() {
@@ -403,7 +403,10 @@ where
                     .fetch_all(&mut *self.0)
                     .await?;
             let mut docs: HashMap<String, String> = docs.into_iter().collect();
-            for c in claimed.iter_mut().filter(|c| c.op != Op::Delete) {
+            for c in claimed
+                .iter_mut()
+                .filter(|c| matches!(c.op, Op::Create | Op::Update))
+            {
                 c.content = docs.remove(&c.id);
             }
         }
@@ -516,7 +519,11 @@ where
             .push_bind(f.due_op)
             .push_bind(f.due_rank)
             .push_bind(f.state)
-            .push_bind(f.last_change_ms);
+            .push_bind(f.last_change_ms)
+            .push_bind(f.strikes)
+            .push_bind(f.last_attempt_ms)
+            .push_bind(f.in_doubt)
+            .push_bind(f.verify_at_ms);
     });
     q.push(tail);
     q
@@ -576,7 +583,8 @@ impl Summary {
             match op.as_str() {
                 "create" => s.backlog_create = n(count),
                 "update" => s.backlog_update = n(count),
-                "delete" => s.backlog_delete = n(count),
+                // A verification is the end of a deletion.
+                "delete" | "verify" => s.backlog_delete += n(count),
                 _ => {}
             }
         }

@@ -288,7 +288,9 @@ pub(crate) async fn complete<T: LedgerTx>(
             content_hash: d.claimed.hash.as_deref(),
             outcome: d.outcome_label,
             detail: match d.result {
-                AttemptResult::Rejected(why) | AttemptResult::Transient(why) => Some(why.as_str()),
+                AttemptResult::Rejected(why)
+                | AttemptResult::Transient(why)
+                | AttemptResult::Unavailable(why) => Some(why.as_str()),
                 _ => None,
             },
             at_ms: ctx.now_ms,
