@@ -483,9 +483,9 @@ async fn database_full_gives_a_clear_error_loses_nothing_and_recovers() {
     let fs = match Tmpfs::mount(&env.dir.path().join("ledger-fs"), "16m") {
         Ok(fs) => fs,
         Err(why) => {
-            eprintln!(
-                "SKIPPED database_full_gives_a_clear_error_loses_nothing_and_recovers: \
-                 cannot mount a tmpfs for the ledger ({why}); it needs root"
+            common::skip_or_fail(
+                "database_full_gives_a_clear_error_loses_nothing_and_recovers",
+                &format!("cannot mount a tmpfs for the ledger ({why}); it needs root"),
             );
             return;
         }

@@ -13,11 +13,16 @@ use eures_sync::sim::jobag::sample_posting;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
+/// `FUZZ_CASES`, 3,000 when unset. Zero or a value that is no number is an
+/// error: a campaign of no cases would pass without testing anything.
 fn cases() -> u32 {
-    std::env::var("FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3_000)
+    match std::env::var("FUZZ_CASES") {
+        Err(_) => 3_000,
+        Ok(v) => match v.trim().parse::<u32>() {
+            Ok(n) if n > 0 => n,
+            _ => panic!("FUZZ_CASES={v:?}: expected a number of cases above zero"),
+        },
+    }
 }
 
 fn hostile_string() -> impl Strategy<Value = String> {

@@ -537,14 +537,20 @@ async fn a_portal_polling_the_input_api_follows_every_change(backend: Backend) {
     env.jobag.upsert(short);
     portal.converge(&env, "short-lived posting").await;
     assert!(portal.held.contains_key(&short_id));
+    let mut checked = 0;
     while chrono::Utc::now() < ends - chrono::Duration::milliseconds(300) {
         portal.poll().await;
         assert!(
             portal.held.contains_key(&short_id),
             "closed before publication_end"
         );
+        checked += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(
+        checked > 0,
+        "the posting arrived too late to check that it stays open until publication_end"
+    );
     let deadline = ends + chrono::Duration::seconds(5);
     let mut seen = Seen::default();
     while portal.held.contains_key(&short_id) {

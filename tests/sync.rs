@@ -160,7 +160,7 @@ async fn create_edit_withdraw_reconsent_delete_and_expiry_reach_eures(backend: B
 
     // Expiry: no event, the copy leaves within 5 s of publication_end, not before.
     let mut short = sample_posting(2);
-    let ends = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let ends = chrono::Utc::now() + chrono::Duration::seconds(4);
     short["publication_end"] = json!(ends.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     let short_id = short["id"].as_str().unwrap().to_string();
     env.jobag.upsert(short);
@@ -168,13 +168,19 @@ async fn create_edit_withdraw_reconsent_delete_and_expiry_reach_eures(backend: B
         env.eures.get(&short_id).is_some()
     })
     .await;
+    let mut checked = 0;
     while chrono::Utc::now() < ends - chrono::Duration::milliseconds(200) {
         assert!(
             env.eures.get(&short_id).is_some(),
             "removed before publication_end"
         );
+        checked += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert!(
+        checked > 0,
+        "the copy arrived too late to check that it stays until publication_end"
+    );
     let deadline = ends + chrono::Duration::seconds(5);
     while env.eures.get(&short_id).is_some() {
         assert!(
