@@ -1,41 +1,28 @@
 //! kill -9 of the real binary in the middle of a backlog: after a restart
 //! EURES ends exactly as the source says, and no stale copy is re-created.
+//! SIGTERM while slow requests are in flight: they finish, their outcomes
+//! are recorded, the leases are given back, exit 0.
 //! Each test runs on SQLite (`sqlite::*`) and on PostgreSQL (`postgres::*`).
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Backend, Env, assert_churned, assert_no_regression, churn};
+use common::agent::Agent;
+use common::{Backend, Env, assert_churned, churn, eventually, publish};
+use eures_sync::domain::ledger::Delivered;
 use eures_sync::sim::eures::Faults;
 use eures_sync::sim::jobag::sample_posting;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 
 common::on_both_backends!(
     kill_dash_nine_mid_backlog_loses_nothing_and_resurrects_nothing,
-    sigterm_drains_and_exits_zero,
+    sigterm_with_slow_requests_in_flight_records_them_and_exits_zero,
 );
 
-fn spawn_agent(env: &Env) -> Child {
-    let config = env.dir.path().join("agent.toml");
-    std::fs::write(&config, env.config_toml()).expect("write config");
-    Command::new(env!("CARGO_BIN_EXE_eures-sync"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start eures-sync")
-}
-
-async fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !f() {
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+fn spawn_agent(env: &Env, life: u32) -> Agent {
+    env.agent(&format!("life-{life}"), "warn", "")
 }
 
 async fn kill_dash_nine_mid_backlog_loses_nothing_and_resurrects_nothing(backend: Backend) {
@@ -50,67 +37,97 @@ async fn kill_dash_nine_mid_backlog_loses_nothing_and_resurrects_nothing(backend
         env.jobag.upsert(sample_posting(i));
     }
 
-    let mut agent = spawn_agent(&env);
-    wait_until(Duration::from_secs(60), "first copies", || {
+    let mut agent = spawn_agent(&env, 0);
+    eventually(Duration::from_secs(60), "first copies", || {
         env.eures.len() > 300
     })
     .await;
     // Deletions, withdrawals and edits while the backlog drains.
     churn(&env.jobag, 600, "Opdateret stilling");
     tokio::time::sleep(Duration::from_millis(150)).await;
-    agent.kill().expect("kill -9");
-    let _ = agent.wait();
+    agent.kill();
     let at_first_kill = env.eures.len();
 
     // More lives, each killed at a random instant (start-up included).
-    for _ in 0..5 {
-        let mut agent = spawn_agent(&env);
-        let at = rand::random_range(20..900u64);
+    let mut rng = StdRng::seed_from_u64(common::seed::seed("kill instants"));
+    for life in 1..=5 {
+        let mut agent = spawn_agent(&env, life);
+        let at = rng.random_range(20..900u64);
+        println!("life {life}: killed {at} ms after its start");
         tokio::time::sleep(Duration::from_millis(at)).await;
-        agent.kill().expect("kill -9");
-        let _ = agent.wait();
+        agent.kill();
     }
 
-    // Third life runs to the end.
+    // The last life runs to the end.
     env.eures.set_faults(Faults::none());
-    let mut agent = spawn_agent(&env);
+    let mut agent = spawn_agent(&env, 6);
     env.converged(Duration::from_secs(120)).await;
-    agent.kill().expect("stop");
-    let _ = agent.wait();
+    env.settled(Duration::from_secs(60)).await;
+    agent.kill();
 
     assert!(
         at_first_kill < n as usize,
         "the kill landed before the backlog drained"
     );
-    assert_no_regression(&env.eures);
     assert_churned(&env.eures, 600);
 }
 
-async fn sigterm_drains_and_exits_zero(backend: Backend) {
+/// SIGTERM while EURES takes 1.5 s to answer each request: the worker
+/// stops claiming, lets the requests in flight finish, records their
+/// outcomes, gives back its leases and exits 0; nothing is lost.
+async fn sigterm_with_slow_requests_in_flight_records_them_and_exits_zero(backend: Backend) {
     let env = Env::start_with(backend).await;
-    for i in 1..=50 {
-        env.jobag.upsert(sample_posting(i));
-    }
-    let agent = spawn_agent(&env);
-    wait_until(Duration::from_secs(60), "copies", || env.eures.len() == 50).await;
-    let pid = agent.id();
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let mut agent = agent;
-    let started = Instant::now();
-    let exit = loop {
-        if let Some(s) = agent.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "did not stop on SIGTERM"
+    env.eures.set_faults(Faults {
+        latency: Duration::from_millis(1_500),
+        ..Faults::none()
+    });
+    publish(&env.jobag, 50);
+    let mut agent = spawn_agent(&env, 0);
+    eventually(Duration::from_secs(60), "slow requests in flight", || {
+        env.eures.in_flight() >= 8
+    })
+    .await;
+    let in_flight = env.eures.in_flight();
+    agent.signal_term();
+    let status = agent.wait_exit(Duration::from_secs(30)).await;
+    assert!(
+        status.success(),
+        "exit status {status}: {}",
+        agent.log_text()
+    );
+    assert_eq!(
+        env.eures.in_flight(),
+        0,
+        "it exited before its requests ended"
+    );
+
+    // Every copy EURES made is recorded as delivered; no lease is left.
+    let held = env.eures.holdings();
+    assert!(
+        held.len() >= in_flight,
+        "{} copies, {in_flight} requests were in flight",
+        held.len()
+    );
+    assert!(held.len() < 50, "the backlog was done before SIGTERM");
+    let store = eures_sync::store::connect(&env.db_url())
+        .await
+        .expect("store");
+    for (id, copy) in &held {
+        let e = store.get(id).await.unwrap().expect("in the ledger");
+        assert_eq!(
+            e.delivered,
+            Delivered::Present {
+                version: copy.source_version,
+                hash: copy.content_sha256.clone()
+            },
+            "{id}: the outcome was not recorded"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert!(exit.success(), "exit status {exit:?}");
+    }
+    assert_eq!(common::leases_held(&env.db_url()).await, 0, "leases left");
+
+    // Nothing lost: the next life delivers the rest.
+    env.eures.set_faults(Faults::none());
+    let agent = spawn_agent(&env, 1);
+    env.settled(Duration::from_secs(60)).await;
+    agent.stop().await;
 }

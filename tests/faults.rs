@@ -8,33 +8,12 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use common::{Env, editable, eventually, eventually_async};
+use common::{Env, editable, eventually, eventually_async, publish};
 use eures_sync::sim::eures::Faults;
 use eures_sync::sim::jobag::sample_posting;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn no_regression(env: &Env) {
-    for (reference, _) in env.eures.holdings() {
-        let versions: Vec<u64> = env
-            .eures
-            .history(&reference)
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect();
-        assert!(
-            versions.windows(2).all(|w| w[0] <= w[1]),
-            "{reference}: {versions:?}"
-        );
-    }
-}
-
-fn publish(env: &Env, n: u64) {
-    for i in 1..=n {
-        env.jobag.upsert(sample_posting(i));
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_in_seconds_pauses_every_request() {
@@ -44,7 +23,7 @@ async fn retry_after_in_seconds_pauses_every_request() {
         retry_after_secs: 2,
         ..Faults::none()
     });
-    publish(&env, 20);
+    publish(&env.jobag, 20);
     let running = env.worker().await;
     eventually(WAIT, "a 429", || {
         env.eures.requests().iter().any(|r| r.status == 429)
@@ -71,7 +50,7 @@ async fn retry_after_in_seconds_pauses_every_request() {
         })
         .count();
     assert_eq!(early, 0, "requests during Retry-After");
-    no_regression(&env);
+    env.settled(WAIT).await;
     running.stop().await;
 }
 
@@ -84,11 +63,11 @@ async fn retry_after_as_http_date_is_honoured() {
         retry_after_secs: 1,
         ..Faults::none()
     });
-    publish(&env, 30);
+    publish(&env.jobag, 30);
     let running = env.worker().await;
     env.converged(WAIT).await;
     assert!(env.eures.requests().iter().any(|r| r.status == 429));
-    no_regression(&env);
+    env.settled(WAIT).await;
     running.stop().await;
 }
 
@@ -99,7 +78,7 @@ async fn request_timeout_408_and_hangs_are_retried() {
         force_status: Some(408),
         ..Faults::none()
     });
-    publish(&env, 10);
+    publish(&env.jobag, 10);
     let running = env.worker().await;
     eventually(WAIT, "408s", || {
         env.eures
@@ -128,7 +107,7 @@ async fn request_timeout_408_and_hangs_are_retried() {
         e.retry.last_error.is_none()
     })
     .await;
-    no_regression(&env);
+    env.settled(WAIT).await;
     running.stop().await;
 }
 
@@ -139,7 +118,7 @@ async fn unauthorized_pauses_delivery_and_probes_at_most_once_a_second() {
         force_status: Some(401),
         ..Faults::none()
     });
-    publish(&env, 50);
+    publish(&env.jobag, 50);
     let running = env.worker().await;
     eventually(WAIT, "auth failure noticed", || {
         running
@@ -172,13 +151,14 @@ async fn unauthorized_pauses_delivery_and_probes_at_most_once_a_second() {
             .auth_failing
             .load(std::sync::atomic::Ordering::SeqCst)
     );
+    env.settled(WAIT).await;
     running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobag_outage_and_repeated_pages_lose_nothing() {
     let env = Env::start().await;
-    publish(&env, 20);
+    publish(&env.jobag, 20);
     let running = env.worker().await;
     env.converged(WAIT).await;
     env.jobag.set_outage(true);
@@ -209,14 +189,14 @@ async fn jobag_outage_and_repeated_pages_lose_nothing() {
             "{id}: a repeated page caused a delivery"
         );
     }
-    no_regression(&env);
+    env.settled(WAIT).await;
     running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_handshake_failure_is_transient_and_nothing_is_lost() {
     let env = Env::start().await;
-    publish(&env, 5);
+    publish(&env.jobag, 5);
     // Point the agent at the simulator with https://: the handshake fails.
     let config = env.config_toml().replace(
         &format!("base_url = \"{}\"", env.eures.base_url()),
@@ -258,14 +238,14 @@ async fn tls_handshake_failure_is_transient_and_nothing_is_lost() {
     task.await.unwrap().unwrap();
     // The right URL: everything arrives.
     let running = env.worker().await;
-    env.converged(WAIT).await;
+    env.settled(WAIT).await;
     running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_database_gives_a_clear_error_and_no_corruption() {
     let env = Env::start().await;
-    publish(&env, 10);
+    publish(&env.jobag, 10);
     let running = env.worker().await;
     env.converged(WAIT).await;
     running.stop().await;
@@ -291,7 +271,7 @@ async fn read_only_database_gives_a_clear_error_and_no_corruption() {
     );
     let running = env.worker().await;
     env.jobag.upsert(sample_posting(11));
-    env.converged(WAIT).await;
+    env.settled(WAIT).await;
     running.stop().await;
 }
 
@@ -350,7 +330,7 @@ async fn feed_items_that_are_no_json_value_are_quarantined_and_the_feed_goes_on(
     env.converged(WAIT).await;
     assert_eq!(env.eures.len(), 3);
     assert_eq!(running.worker.store.quarantined(10).await.unwrap().len(), 2);
-    no_regression(&env);
+    env.settled(WAIT).await;
     running.stop().await;
 }
 
@@ -390,7 +370,7 @@ async fn a_damaged_change_is_learnt_from_jobag_instead() {
             .all(|(_, why)| why.starts_with("invalid UTF-8 in the feed item")),
         "{quarantined:?}"
     );
-    no_regression(&env);
+    env.settled(WAIT).await;
     running.stop().await;
 }
 
@@ -497,7 +477,7 @@ async fn database_full_gives_a_clear_error_loses_nothing_and_recovers() {
             .merge(<figment::providers::Toml as figment::providers::Format>::string(&toml)),
     )
     .expect("config");
-    publish(&env, 10);
+    publish(&env.jobag, 10);
     let running = env.worker_with(config).await;
     env.converged(WAIT).await;
 
@@ -598,7 +578,7 @@ async fn database_full_gives_a_clear_error_loses_nothing_and_recovers() {
         (s.present, s.pending, s.absent) == (29, 0, 1)
     })
     .await;
-    no_regression(&env);
+    env.settled_on(&url, WAIT).await;
     running.stop().await;
     assert_eq!(
         integrity_check(&url).await,

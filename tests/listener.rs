@@ -664,16 +664,12 @@ async fn the_input_api_can_listen_apart_from_metrics() {
     )
     .expect("config");
     let log_path = env.dir.path().join("apart.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eures-sync"))
-        .args(["run", "--config"])
+    let mut cmd = common::agent::eures_sync();
+    cmd.args(["run", "--config"])
         .arg(&config)
         .env("EURES_SYNC__EURES__MODE", "pull")
-        .env("EURES_SYNC_INPUT_API_TOKEN", TOKEN)
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log_path).expect("log"))
-        .spawn()
-        .expect("start eures-sync");
+        .env("EURES_SYNC_INPUT_API_TOKEN", TOKEN);
+    let mut agent = common::agent::Agent::start(cmd, &log_path);
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let field = |name: &str| {
         log().lines().find_map(|l| {
@@ -732,8 +728,7 @@ async fn the_input_api_can_listen_apart_from_metrics() {
             .any(|l| l == "eures_sync_input_api_refused_total{status=\"401\"} 50"),
         "{text}"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    agent.kill();
     let after: Vec<String> = log()
         .lines()
         .skip(lines_before)

@@ -19,35 +19,15 @@ const WAIT: Duration = Duration::from_secs(90);
 /// The real binary running on an [`Env`], its HTTP listener on an
 /// ephemeral port learnt from its start-up log line.
 struct Agent {
-    child: Child,
-    name: String,
+    process: common::agent::Agent,
     base: String,
 }
 
 impl Agent {
     fn start(env: &Env, name: &str, extra_toml: &str) -> Agent {
-        let child = env.spawn_worker(name, "info", extra_toml);
-        let started = Instant::now();
-        let listen = loop {
-            let log = env.worker_log(name);
-            if let Some(addr) = log
-                .lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .find_map(|v| v["fields"]["listen"].as_str().map(str::to_string))
-            {
-                break addr;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the worker did not start: {log}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Agent {
-            child,
-            name: name.to_string(),
-            base: format!("http://{listen}"),
-        }
+        let mut process = env.agent(name, "info", extra_toml);
+        let base = format!("http://{}", process.listen());
+        Agent { process, base }
     }
 
     async fn metrics(&self) -> String {
@@ -59,32 +39,8 @@ impl Agent {
     }
 
     /// SIGTERM, then the log once it exited 0.
-    fn stop(&mut self, env: &Env) -> String {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "the worker exited with {status}");
-                break;
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                let _ = self.child.kill();
-                panic!("the worker did not stop within 60 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        env.worker_log(&self.name)
-    }
-}
-
-impl Drop for Agent {
-    /// A test that fails half-way leaves no worker behind.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    async fn stop(self) -> String {
+        self.process.stop().await
     }
 }
 
@@ -159,7 +115,7 @@ async fn build_process_feed_and_reconcile_metrics_and_totals_in_the_log() {
     for i in 0..20 {
         env.jobag.upsert(sample_posting(i));
     }
-    let mut agent = Agent::start(&env, "observed", "[reconcile]\ninterval_s = 1\n");
+    let agent = Agent::start(&env, "observed", "[reconcile]\ninterval_s = 1\n");
     env.converged(WAIT).await;
     wait_for(
         &agent,
@@ -252,11 +208,12 @@ async fn build_process_feed_and_reconcile_metrics_and_totals_in_the_log() {
         Some(1.0),
         "a difference is counted once: the repair is not found again"
     );
+    env.settled(WAIT).await;
 
     // INFO: no line per successful delivery; the totals (written once a
     // minute, and at stop) count them all: 20 creates, the copy created
     // again, the orphan deleted.
-    let log = agent.stop(&env);
+    let log = agent.stop().await;
     let lines: Vec<Value> = log
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
@@ -401,7 +358,7 @@ async fn every_dashboard_panel_returns_data_from_a_real_prometheus() {
         env.jobag.upsert(sample_posting(i));
     }
     env.jobag.push_raw(json!({"title": "no id, no version"}));
-    let mut agent = Agent::start(&env, "dashboard", "[reconcile]\ninterval_s = 2\n");
+    let agent = Agent::start(&env, "dashboard", "[reconcile]\ninterval_s = 2\n");
     env.converged(WAIT).await;
     // Drift for reconcile to find.
     env.eures.remove(&sample_id(1));
@@ -524,5 +481,5 @@ async fn every_dashboard_panel_returns_data_from_a_real_prometheus() {
     for rule in loaded {
         assert_eq!(rule["health"], "ok", "{rule}");
     }
-    agent.stop(&env);
+    agent.stop().await;
 }

@@ -5,13 +5,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use common::{Backend, Env, editable, eventually};
 use eures_sync::sim::eures::Faults;
-use eures_sync::sim::jobag::sample_posting;
+use eures_sync::sim::jobag::{sample_id, sample_posting};
 use hyper::Method;
 use serde_json::{Value, json};
 
@@ -24,11 +23,10 @@ common::on_both_backends!(
 const WAIT: Duration = Duration::from_secs(60);
 const EURES_TOKEN: &str = "eures-tok-Sekret-4711";
 
+/// The real binary with an EURES token, its listener on an ephemeral port.
 struct Agent {
-    child: Child,
-    config: PathBuf,
+    process: common::agent::Agent,
     metrics: String,
-    log: PathBuf,
 }
 
 impl Agent {
@@ -37,55 +35,22 @@ impl Agent {
     fn start(env: &Env) -> Agent {
         let token_file = env.dir.path().join("eures.token");
         std::fs::write(&token_file, format!("{EURES_TOKEN}\n")).expect("token");
-        let config = env.dir.path().join("agent.toml");
-        let toml = env.config_toml().replace(
-            "[eures]\n",
-            &format!("[eures]\ntoken_file = \"{}\"\n", token_file.display()),
-        ) + "[reconcile]\ninterval_s = 0\n[log]\nformat = \"json\"\nlevel = \"debug\"\n";
-        std::fs::write(&config, toml).expect("config");
         static STARTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let log = env.dir.path().join(format!("agent-{n}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_eures-sync"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start eures-sync");
-        let started = Instant::now();
-        let listen = loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(addr) = text
-                .lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .find_map(|v| v["fields"]["listen"].as_str().map(str::to_string))
-            {
-                break addr;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "agent did not start: {text}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Agent {
-            child,
-            config,
-            metrics: format!("http://{listen}"),
-            log,
-        }
+        let mut process = env.agent(
+            &format!("agent-{n}"),
+            "debug",
+            &format!(
+                "[eures]\ntoken_file = \"{}\"\n[reconcile]\ninterval_s = 0\n",
+                token_file.display()
+            ),
+        );
+        let metrics = format!("http://{}", process.listen());
+        Agent { process, metrics }
     }
 
     fn cli(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_eures-sync"))
-            .args(args)
-            .arg("--config")
-            .arg(&self.config)
-            .env_remove("RUST_BACKTRACE")
-            .output()
-            .expect("run eures-sync")
+        common::agent::cli(&self.process.config, args)
     }
 
     fn cli_ok(&self, args: &[&str]) -> String {
@@ -111,20 +76,8 @@ impl Agent {
         }
     }
 
-    fn stop(mut self) -> String {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let started = Instant::now();
-        while self.child.try_wait().ok().flatten().is_none() {
-            if started.elapsed() > Duration::from_secs(30) {
-                let _ = self.child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+    async fn stop(self) -> String {
+        self.process.stop().await
     }
 }
 
@@ -132,10 +85,6 @@ async fn env_with_token(backend: Backend) -> Env {
     let env = Env::start_with(backend).await;
     env.eures.set_token(Some(EURES_TOKEN.into()));
     env
-}
-
-fn id(i: u64) -> String {
-    sample_posting(i)["id"].as_str().unwrap().to_string()
 }
 
 async fn resync_and_reconcile_repair_through_the_running_worker(backend: Backend) {
@@ -147,11 +96,11 @@ async fn resync_and_reconcile_repair_through_the_running_worker(backend: Backend
     env.converged(WAIT).await;
 
     // resync --posting: one more PUT of the same version.
-    let before = env.eures.history(&id(1)).len();
-    let out = agent.cli_ok(&["resync", "--posting", &id(1)]);
-    assert!(out.contains(&id(1)), "{out}");
+    let before = env.eures.history(&sample_id(1)).len();
+    let out = agent.cli_ok(&["resync", "--posting", &sample_id(1)]);
+    assert!(out.contains(&sample_id(1)), "{out}");
     eventually(WAIT, "re-delivery after resync", || {
-        env.eures.history(&id(1)).len() == before + 1
+        env.eures.history(&sample_id(1)).len() == before + 1
     })
     .await;
 
@@ -162,20 +111,20 @@ async fn resync_and_reconcile_repair_through_the_running_worker(backend: Backend
         .to_string();
     agent.cli_ok(&["resync", "--employer", &cvr]);
     eventually(WAIT, "employer resync", || {
-        env.eures.history(&id(2)).len() == 2
+        env.eures.history(&sample_id(2)).len() == 2
     })
     .await;
     let dry = agent.cli_ok(&["resync", "--all", "--dry-run"]);
     assert!(dry.contains("would be re-delivered"), "{dry}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        env.eures.history(&id(5)).len(),
+        env.eures.history(&sample_id(5)).len(),
         1,
         "dry run delivered something"
     );
     agent.cli_ok(&["resync", "--all"]);
     eventually(WAIT, "resync --all", || {
-        (1..=20).all(|i| env.eures.history(&id(i)).len() >= 2)
+        (1..=20).all(|i| env.eures.history(&sample_id(i)).len() >= 2)
     })
     .await;
 
@@ -187,9 +136,12 @@ async fn resync_and_reconcile_repair_through_the_running_worker(backend: Backend
     assert!(err.contains("unknown posting id"), "{err}");
 
     // Tamper with EURES: altered content, an orphan, a missing copy.
-    assert!(env.eures.tamper_content(&id(3), "<PositionOpening/>"));
+    assert!(
+        env.eures
+            .tamper_content(&sample_id(3), "<PositionOpening/>")
+    );
     env.eures.insert_orphan("orphan-0001", 4, "<x/>");
-    env.eures.remove(&id(4));
+    env.eures.remove(&sample_id(4));
     let dry = agent.cli_ok(&["reconcile", "--dry-run"]);
     for kind in ["altered_on_eures", "orphan_on_eures", "missing_on_eures"] {
         assert!(dry.contains(kind), "dry run misses {kind}: {dry}");
@@ -209,8 +161,8 @@ async fn resync_and_reconcile_repair_through_the_running_worker(backend: Backend
     assert!(clean.starts_with("0 differences"), "{clean}");
 
     // A posting deleted in JobAG without the feed telling: the snapshot does.
-    agent.stop();
-    let gone = id(6);
+    agent.stop().await;
+    let gone = sample_id(6);
     env.jobag.forget_before(env.jobag.log_len());
     env.jobag.delete(&gone);
     env.jobag.forget_before(env.jobag.log_len());
@@ -219,8 +171,8 @@ async fn resync_and_reconcile_repair_through_the_running_worker(backend: Backend
         env.eures.get(&gone).is_none()
     })
     .await;
-    env.converged(WAIT).await;
-    agent.stop();
+    env.settled(WAIT).await;
+    agent.stop().await;
 }
 
 async fn dead_letters_export_purge_status_inspect(backend: Backend) {
@@ -255,20 +207,23 @@ async fn dead_letters_export_purge_status_inspect(backend: Backend) {
     env.eures.set_faults(Faults::none());
     agent.cli_ok(&["dead-letters", "retry", "--all"]);
     eventually(WAIT, "delivered after retry", || {
-        env.eures.get(&id(1)).is_some()
+        env.eures.get(&sample_id(1)).is_some()
     })
     .await;
     let out = agent.cli(&["dead-letters", "retry", "no-such"]);
     assert_eq!(out.status.code(), Some(1));
 
     // Withdraw: the copy goes and its content leaves the ledger.
-    let mut p = editable(&env.jobag, &id(1));
+    let mut p = editable(&env.jobag, &sample_id(1));
     p["eures_consent"] = json!(false);
     env.jobag.upsert(p);
-    eventually(WAIT, "withdrawal", || env.eures.get(&id(1)).is_none()).await;
+    eventually(WAIT, "withdrawal", || {
+        env.eures.get(&sample_id(1)).is_none()
+    })
+    .await;
 
-    let inspect = agent.cli_json(&["inspect", &id(1), "--json"]);
-    assert_eq!(inspect["id"], json!(id(1)));
+    let inspect = agent.cli_json(&["inspect", &sample_id(1), "--json"]);
+    assert_eq!(inspect["id"], json!(sample_id(1)));
     assert_eq!(inspect["desired"]["reason"], json!("no_consent"));
     assert!(
         inspect["audit"].as_array().is_some_and(|a| a.len() >= 3),
@@ -278,8 +233,8 @@ async fn dead_letters_export_purge_status_inspect(backend: Backend) {
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
 
-    let export = agent.cli_json(&["export", "--posting", &id(1)]);
-    assert_eq!(export["posting_id"], json!(id(1)));
+    let export = agent.cli_json(&["export", "--posting", &sample_id(1)]);
+    assert_eq!(export["posting_id"], json!(sample_id(1)));
     let ops: Vec<(String, String)> = export["transfers"]
         .as_array()
         .unwrap()
@@ -320,9 +275,9 @@ async fn dead_letters_export_purge_status_inspect(backend: Backend) {
         0,
         "audit rows purged"
     );
-    let out = agent.cli(&["inspect", &id(1)]);
+    let out = agent.cli(&["inspect", &sample_id(1)]);
     assert_eq!(out.status.code(), Some(1), "the tombstone is purged too");
-    agent.stop();
+    agent.stop().await;
 }
 
 async fn metrics_health_readiness_and_logs_without_personal_data(backend: Backend) {
@@ -336,7 +291,7 @@ async fn metrics_health_readiness_and_logs_without_personal_data(backend: Backen
     env.jobag
         .push_raw(json!({"title": "Broken-Title-7788", "contact": {"name": "Zelda Privatperson"}}));
     let agent = Agent::start(&env);
-    eventually(WAIT, "create", || env.eures.get(&id(1)).is_some()).await;
+    eventually(WAIT, "create", || env.eures.get(&sample_id(1)).is_some()).await;
 
     let mut ready = (0, String::new());
     for _ in 0..100 {
@@ -366,11 +321,14 @@ async fn metrics_health_readiness_and_logs_without_personal_data(backend: Backen
     ] {
         assert!(metrics.contains(name), "/metrics lacks {name}:\n{metrics}");
     }
-    assert!(!metrics.contains(&id(1)), "a posting id in a metric label");
+    assert!(
+        !metrics.contains(&sample_id(1)),
+        "a posting id in a metric label"
+    );
 
     // EURES refuses our token: delivery pauses and readiness fails.
     env.eures.set_token(Some("another-token".into()));
-    let mut p = editable(&env.jobag, &id(1));
+    let mut p = editable(&env.jobag, &sample_id(1));
     p["title"] = json!("Stillingstitel-Qwertz-9932");
     env.jobag.upsert(p);
     let mut saw_503 = false;
@@ -392,7 +350,7 @@ async fn metrics_health_readiness_and_logs_without_personal_data(backend: Backen
     env.eures.set_token(Some(EURES_TOKEN.into()));
     eventually(WAIT, "update after auth recovers", || {
         env.eures
-            .get(&id(1))
+            .get(&sample_id(1))
             .is_some_and(|v| v.content.contains("9932"))
     })
     .await;
@@ -412,8 +370,9 @@ async fn metrics_health_readiness_and_logs_without_personal_data(backend: Backen
         .filter(|r| r.status == 401)
         .count();
     assert!(probes >= 1);
+    env.settled(WAIT).await;
 
-    let log = agent.stop();
+    let log = agent.stop().await;
     assert!(log.lines().count() > 5, "the worker logged: {log}");
     for line in log.lines() {
         assert!(
@@ -436,7 +395,7 @@ async fn metrics_health_readiness_and_logs_without_personal_data(backend: Backen
     ] {
         assert!(!log.contains(secret), "log carries {secret:?}");
     }
-    assert!(log.contains(&id(1)), "logs name posting ids");
+    assert!(log.contains(&sample_id(1)), "logs name posting ids");
 }
 
 /// Read-only commands (SPEC 4.6) never create a ledger or migrate one: a

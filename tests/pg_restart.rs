@@ -12,10 +12,10 @@
 
 mod common;
 
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Backend, Env, assert_churned, assert_no_regression, churn, eventually};
+use common::{Backend, Env, assert_churned, churn, eventually};
 use eures_sync::sim::eures::Faults;
 use eures_sync::sim::jobag::sample_posting;
 
@@ -40,17 +40,6 @@ fn restart_postgres() {
     );
 }
 
-struct Killed(Vec<Child>);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_restart_mid_run_is_survived() {
     const N: u64 = 3_000;
@@ -65,12 +54,10 @@ async fn a_database_restart_mid_run_is_survived() {
         env.jobag.upsert(sample_posting(i));
     }
     let names = ["restart-a", "restart-b"];
-    let mut workers = Killed(
-        names
-            .iter()
-            .map(|n| env.spawn_worker(n, "info", "[reconcile]\ninterval_s = 0\n"))
-            .collect(),
-    );
+    let mut workers: Vec<_> = names
+        .iter()
+        .map(|n| env.agent(n, "info", "[reconcile]\ninterval_s = 0\n"))
+        .collect();
     eventually(Duration::from_secs(120), "first copies", || {
         env.eures.len() > 300
     })
@@ -88,12 +75,10 @@ async fn a_database_restart_mid_run_is_survived() {
     assert!(env.eures.len() < N as usize, "the restart came mid-backlog");
 
     env.converged(Duration::from_secs(180)).await;
-    for (child, name) in workers.0.iter_mut().zip(names) {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{name} exited ({status}): {}", env.worker_log(name));
-        }
+    for agent in &mut workers {
+        agent.assert_alive();
     }
-    assert_no_regression(&env.eures);
+    env.settled(Duration::from_secs(60)).await;
     assert_churned(&env.eures, 300);
     assert_eq!(
         env.eures.overlaps(),
@@ -101,7 +86,7 @@ async fn a_database_restart_mid_run_is_survived() {
         "two requests for one posting were in flight at once"
     );
     // The workers noticed the restart, and got over it.
-    let logs: String = names.iter().map(|n| env.worker_log(n)).collect();
+    let logs: String = workers.iter().map(|a| a.log_text()).collect();
     let mut warnings = std::collections::BTreeMap::<String, usize>::new();
     for line in logs.lines().filter(|l| l.contains("\"level\":\"WARN\"")) {
         let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();

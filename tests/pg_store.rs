@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::PgDb;
+use common::{PgDb, now_ms};
 use eures_sync::domain::ledger::{AttemptResult, Delivered, Incoming, Mode, Op, RetryLimits};
 use eures_sync::domain::render::DocumentSettings;
 use eures_sync::engine::ingest::evaluate_page;
@@ -21,10 +21,6 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
 const LEASE: Duration = Duration::from_secs(30);
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
 
 fn ctx() -> Ctx {
     Ctx {

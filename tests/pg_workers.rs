@@ -8,59 +8,41 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{Backend, Env, assert_churned, assert_no_regression, churn, eventually};
+use common::agent::Agent;
+use common::{Backend, Env, assert_churned, churn, eventually, publish};
 use eures_sync::sim::eures::Faults;
-use eures_sync::sim::jobag::{sample_id, sample_posting};
+use eures_sync::sim::jobag::sample_id;
 
 /// Periodic reconcile off: these tests watch delivery and leadership only.
 const WORKER_TOML: &str = "[reconcile]\ninterval_s = 0\n";
 
 struct Workers {
-    children: Vec<(String, Child)>,
+    agents: Vec<Agent>,
 }
 
 impl Workers {
     fn start(env: &Env, n: usize) -> Workers {
-        let children = (0..n)
-            .map(|i| {
-                let name = format!("worker-{i}");
-                let child = env.spawn_worker(&name, "warn", WORKER_TOML);
-                (name, child)
-            })
+        let agents = (0..n)
+            .map(|i| env.agent(&format!("worker-{i}"), "warn", WORKER_TOML))
             .collect();
-        Workers { children }
+        Workers { agents }
     }
 
-    /// kill -9 of the worker with this process id; returns its name.
-    fn kill(&mut self, pid: u32) -> String {
+    /// kill -9 of the worker with this process id.
+    fn kill(&mut self, pid: u32) {
         let at = self
-            .children
+            .agents
             .iter()
-            .position(|(_, c)| c.id() == pid)
+            .position(|a| a.pid() == pid)
             .expect("a worker of ours");
-        let (name, mut child) = self.children.remove(at);
-        child.kill().expect("kill -9");
-        let _ = child.wait();
-        name
+        self.agents.remove(at).kill();
     }
 
-    fn assert_alive(&mut self, env: &Env) {
-        for (name, child) in &mut self.children {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("{name} exited ({status}): {}", env.worker_log(name));
-            }
-        }
-    }
-}
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
+    fn assert_alive(&mut self) {
+        for agent in &mut self.agents {
+            agent.assert_alive();
         }
     }
 }
@@ -96,12 +78,6 @@ async fn ok_by_worker(pool: &sqlx::PgPool) -> BTreeMap<String, i64> {
         .collect()
 }
 
-async fn publish(env: &Env, n: u64) {
-    for i in 1..=n {
-        env.jobag.upsert(sample_posting(i));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_share_a_backlog_without_overlap() {
     const N: u64 = 20_000;
@@ -111,13 +87,13 @@ async fn three_workers_share_a_backlog_without_overlap() {
         latency: Duration::from_millis(2),
         ..Faults::none()
     });
-    publish(&env, N).await;
+    publish(&env.jobag, N);
 
     let started = Instant::now();
     let mut workers = Workers::start(&env, 3);
     env.converged(Duration::from_secs(300)).await;
     let elapsed = started.elapsed();
-    workers.assert_alive(&env);
+    workers.assert_alive();
 
     assert_eq!(env.eures.len(), N as usize, "every posting delivered");
     assert_eq!(
@@ -157,7 +133,7 @@ async fn killing_the_leader_and_a_deliverer_loses_nothing() {
         latency: Duration::from_millis(5),
         ..Faults::none()
     });
-    publish(&env, N).await;
+    publish(&env.jobag, N);
     let mut workers = Workers::start(&env, 3);
     eventually(Duration::from_secs(120), "first copies", || {
         env.eures.len() > 400
@@ -166,23 +142,23 @@ async fn killing_the_leader_and_a_deliverer_loses_nothing() {
 
     // kill -9 of the leader, then edits only a new leader can ingest.
     let first = leader(&pool).await.expect("a leader");
-    let killed = workers.kill(pid_of(&first));
+    workers.kill(pid_of(&first));
     let moved = Instant::now();
-    println!("killed the leader {killed} ({first})");
+    println!("killed the leader {first}");
     churn(&env.jobag, 600, "Opdateret stilling");
     // Then kill -9 of one of the two delivering followers, with requests
     // in flight: the last worker must take over leadership and reap both
     // killed workers' leases.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let deliverer = workers.children[0].1.id();
-    let killed = workers.kill(deliverer);
-    println!("killed the deliverer {killed}");
+    let deliverer = workers.agents[0].pid();
+    workers.kill(deliverer);
+    println!("killed the deliverer, process {deliverer}");
     assert!(
         env.eures.len() < N as usize,
         "the kills landed before the backlog drained"
     );
     // Leadership moves within seconds (the lease lasts 5 s).
-    let last = workers.children[0].1.id();
+    let last = workers.agents[0].pid();
     let second = loop {
         if let Some(owner) = leader(&pool).await
             && owner != first
@@ -202,9 +178,9 @@ async fn killing_the_leader_and_a_deliverer_loses_nothing() {
     assert_eq!(pid_of(&second), last, "the surviving worker leads");
 
     env.converged(Duration::from_secs(180)).await;
-    workers.assert_alive(&env);
+    workers.assert_alive();
     assert_eq!(leader(&pool).await.as_deref(), Some(second.as_str()));
-    assert_no_regression(&env.eures);
+    env.settled(Duration::from_secs(60)).await;
     assert_churned(&env.eures, 600);
     let share = ok_by_worker(&pool).await;
     assert!(

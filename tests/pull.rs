@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Backend, Env, Running, editable, eventually, on_both_backends};
+use common::{Backend, Env, Running, editable, eventually, now_ms, on_both_backends};
 use eures_sync::domain::render::content_hash;
 use eures_sync::engine::Health;
 use eures_sync::http::input_api::{BASE, InputApi, MAX_DETAILS};
@@ -27,10 +27,6 @@ on_both_backends!(
 
 const TOKEN: &str = "input-api-test-token-5f0c2b7e";
 const ROUND: Duration = Duration::from_secs(60);
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
 
 fn id_of(p: &Value) -> String {
     p["id"].as_str().expect("sample id").to_string()

@@ -10,15 +10,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::Env;
-use eures_sync::sim::jobag::sample_posting;
+use eures_sync::sim::jobag::{sample_id, sample_posting};
 use eures_sync::store::Repair;
 
 const POSTINGS: u64 = 2_300;
 const WAIT: Duration = Duration::from_secs(120);
-
-fn id(i: u64) -> String {
-    sample_posting(i)["id"].as_str().unwrap().to_string()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn differences_on_every_page_are_found_once_and_repaired() {
@@ -34,7 +30,7 @@ async fn differences_on_every_page_are_found_once_and_repaired() {
     env.converged(WAIT).await;
 
     // References sort by id; spread the damage over the whole listing.
-    let mut refs: Vec<String> = (1..=POSTINGS).map(id).collect();
+    let mut refs: Vec<String> = (1..=POSTINGS).map(sample_id).collect();
     refs.sort();
     let (first, middle, last) = (&refs[3], &refs[1_150], &refs[2_290]);
     assert!(env.eures.tamper_content(first, "<PositionOpening/>"));
@@ -43,7 +39,7 @@ async fn differences_on_every_page_are_found_once_and_repaired() {
     env.eures.insert_orphan("zzzz-orphan", 7, "<x/>");
     // Deletions the feed lost, on both ledger pages (keys follow the order
     // the postings arrived in: 1 and 2,299 are on different pages).
-    let (vanished_early, vanished_late) = (id(1), id(2_299));
+    let (vanished_early, vanished_late) = (sample_id(1), sample_id(2_299));
     assert!(env.jobag.vanish(&vanished_early));
     assert!(env.jobag.vanish(&vanished_late));
 
@@ -106,5 +102,6 @@ async fn differences_on_every_page_are_found_once_and_repaired() {
         .await
         .expect("second reconcile");
     assert!(again.is_empty(), "{again:?}");
+    env.settled(WAIT).await;
     running.stop().await;
 }

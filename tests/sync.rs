@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, Env, assert_no_regression, editable, eventually, eventually_async};
+use common::{Backend, Env, editable, eventually, eventually_async};
 use eures_sync::domain::ledger::{Delivered, DesiredState};
 use eures_sync::sim::eures::Faults;
 use eures_sync::sim::jobag::sample_posting;
@@ -94,6 +94,7 @@ async fn every_eligibility_rule_keeps_its_posting_off_eures(backend: Backend) {
     );
     let deleted = store.get(&id_deleted).await.unwrap().unwrap();
     assert_eq!(deleted.absent_reason(), Some("deleted"));
+    env.settled(CONVERGE).await;
     running.stop().await;
 }
 
@@ -191,6 +192,7 @@ async fn create_edit_withdraw_reconsent_delete_and_expiry_reach_eures(backend: B
     }
     let e = running.worker.store.get(&short_id).await.unwrap().unwrap();
     assert_eq!(e.absent_reason(), Some("expired"));
+    env.settled(CONVERGE).await;
     running.stop().await;
 }
 
@@ -222,7 +224,7 @@ async fn converges_under_5xx_throttling_and_dropped_connections(backend: Backend
         env.jobag.upsert(p);
     }
     env.converged(Duration::from_secs(120)).await;
-    assert_no_regression(&env.eures);
+    env.settled(CONVERGE).await;
     running.stop().await;
 }
 
@@ -268,6 +270,7 @@ async fn ten_edits_during_an_outage_arrive_as_one_update(backend: Backend) {
         "one create and exactly one update: {applied:?}"
     );
     assert_eq!(applied[1].1, last);
+    env.settled(CONVERGE).await;
     running.stop().await;
 }
 
@@ -299,6 +302,7 @@ async fn malformed_change_is_quarantined_and_the_feed_goes_on(backend: Backend) 
         2,
         "{quarantined:?}"
     );
+    env.settled(CONVERGE).await;
     running.stop().await;
 }
 
@@ -324,6 +328,7 @@ async fn an_invalid_edit_removes_the_earlier_valid_copy(backend: Backend) {
         "{:?}",
         e.absent_reason()
     );
+    env.settled(CONVERGE).await;
     running.stop().await;
 }
 
@@ -342,7 +347,7 @@ async fn out_of_order_and_repeated_versions_never_regress(backend: Backend) {
     env.jobag.push_raw(p.clone());
     let running = env.worker().await;
     eventually(CONVERGE, "create", || env.eures.get(&id).is_some()).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.judged(CONVERGE).await;
     let held = env.eures.get(&id).unwrap();
     assert_eq!(held.source_version, 5);
     assert!(held.content.contains("Version five"));

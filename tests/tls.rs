@@ -164,7 +164,7 @@ async fn http_clients_refuse_an_unknown_ca_and_trust_the_extra_one() {
         env.jobag.upsert(eures_sync::sim::jobag::sample_posting(i));
     }
     let running = env.worker_with(config).await;
-    env.converged(Duration::from_secs(60)).await;
+    env.settled(Duration::from_secs(60)).await;
     assert!(!env.held().is_empty(), "the sample postings reached EURES");
     running.stop().await;
 }
@@ -181,34 +181,19 @@ fn plain_http_to_another_host_stops_the_start() {
         ("EURES_SYNC__EURES__BASE_URL", "eures.base_url"),
     ] {
         let stderr_path = dir.path().join("stderr");
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eures-sync"))
-            .arg("run")
+        let mut cmd = common::agent::eures_sync();
+        cmd.arg("run")
             .current_dir(dir.path())
-            .env_remove("RUST_BACKTRACE")
             .env(var, "http://0.0.0.0:9")
             .env(
                 "EURES_SYNC__DATABASE__URL",
                 format!("sqlite://{}/l.db?mode=rwc", dir.path().display()),
             )
-            .env("EURES_SYNC__HTTP__LISTEN", "127.0.0.1:0")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
-            .spawn()
-            .expect("start the binary");
-        let started = std::time::Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break Some(status);
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+            .env("EURES_SYNC__HTTP__LISTEN", "127.0.0.1:0");
+        let status = common::agent::Agent::start(cmd, &stderr_path)
+            .wait_exit_blocking(Duration::from_secs(30));
         let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-        assert_eq!(status.and_then(|s| s.code()), Some(1), "{stderr}");
+        assert_eq!(status.code(), Some(1), "{stderr}");
         assert!(
             stderr.contains(&format!("{key}: http:// only to a loopback host")),
             "{stderr}"

@@ -19,8 +19,9 @@
 //! Faults ([`Faults`]) apply to every endpoint and can change at any time;
 //! random ones draw from one RNG, seeded through [`EuresOptions::seed`] for
 //! reproducible runs. Each request is processed in this order: read the
-//! body, `hang`, `latency`, `force_status`, bearer auth, throttle (429),
-//! random 5xx, random drop (before or after applying), then the operation.
+//! body, `hang`, `latency`, `force_status`, bearer auth, a failing
+//! reference ([`EuresSim::fail_reference`]), throttle (429), random 5xx,
+//! random drop (before or after applying), then the operation.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -176,6 +177,14 @@ pub struct RequestRecord {
     pub started: Instant,
     /// When it answered (or dropped / abandoned) it.
     pub finished: Instant,
+    /// When the operation changed the holdings; `None` when it did not.
+    /// Applies of one reference are ordered by it (the request history's
+    /// judge reads the order EURES saw, not the order answers came back).
+    pub applied_at: Option<Instant>,
+    /// Requests for the same reference in flight when this one arrived,
+    /// itself included: above 1 means two requests worked on one posting at
+    /// once.
+    pub in_flight: u32,
 }
 
 /// A running EURES simulator. Stops on [`EuresSim::shutdown`] or drop.
@@ -430,6 +439,37 @@ impl EuresSim {
     }
 }
 
+/// The request history, as the judge of the test suite reads it: every
+/// reference's requests with their arrival, apply and answer times.
+impl EuresSim {
+    /// Requests being handled right now (held, slowed, or between arrival
+    /// and answer); 0 when the portal is quiet.
+    pub fn in_flight(&self) -> usize {
+        lock(&self.shared.log)
+            .in_flight
+            .values()
+            .map(|n| *n as usize)
+            .sum()
+    }
+
+    /// Every finished request that named a reference, grouped by reference,
+    /// each group in arrival order.
+    pub fn request_histories(&self) -> BTreeMap<String, Vec<RequestRecord>> {
+        let mut out: BTreeMap<String, Vec<RequestRecord>> = BTreeMap::new();
+        for record in lock(&self.shared.log).records.iter() {
+            if let Some(reference) = &record.reference {
+                out.entry(reference.clone())
+                    .or_default()
+                    .push(record.clone());
+            }
+        }
+        for requests in out.values_mut() {
+            requests.sort_by_key(|r| r.started);
+        }
+        out
+    }
+}
+
 enum Route {
     Put(String),
     Delete(String),
@@ -475,16 +515,20 @@ struct Tracker {
     status: u16,
     applied: bool,
     started: Instant,
+    applied_at: Option<Instant>,
+    in_flight: u32,
 }
 
 impl Tracker {
     fn begin(shared: Arc<Shared>, method: Method, reference: Option<String>) -> Tracker {
         let started = Instant::now();
+        let mut in_flight = 0;
         if let Some(r) = &reference {
             let mut log = lock(&shared.log);
             let n = log.in_flight.entry(r.clone()).or_insert(0);
             let overlapping = *n > 0;
             *n += 1;
+            in_flight = *n;
             if overlapping {
                 log.overlaps += 1;
             }
@@ -497,6 +541,8 @@ impl Tracker {
             status: 0,
             applied: false,
             started,
+            applied_at: None,
+            in_flight,
         }
     }
 
@@ -528,6 +574,8 @@ impl Drop for Tracker {
                 applied: self.applied,
                 started: self.started,
                 finished,
+                applied_at: self.applied_at,
+                in_flight: self.in_flight,
             };
             log.records.push(record);
         }
@@ -724,6 +772,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> HandlerResult {
         ),
     };
     t.applied = applied;
+    t.applied_at = applied.then(Instant::now);
     if matches!(fate, Fate::DropAfter) {
         return Err(DropConnection);
     }

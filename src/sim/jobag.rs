@@ -126,6 +126,17 @@ impl Feed {
     }
 }
 
+/// What the feed carries of a published change.
+#[derive(Clone, Copy)]
+enum FeedItem {
+    /// The change as published.
+    Intact,
+    /// The change with an invalid UTF-8 byte in its title.
+    Damaged,
+    /// Nothing: only the snapshot changes.
+    Silent,
+}
+
 /// The cursor string for log position `position` (what `next_cursor`
 /// carries after `position` items).
 pub fn cursor(position: usize) -> String {
@@ -191,7 +202,7 @@ impl JobagSim {
     /// When `posting` has no string `id` or a `version` that is not an
     /// unsigned integer: use [`JobagSim::push_raw`] for malformed changes.
     pub fn upsert(&self, posting: Value) -> u64 {
-        self.publish(posting, false)
+        self.publish(posting, FeedItem::Intact)
     }
 
     /// Like [`JobagSim::upsert`], but the feed carries the change damaged
@@ -202,10 +213,21 @@ impl JobagSim {
     /// # Panics
     /// As [`JobagSim::upsert`], and when the posting has no string `title`.
     pub fn upsert_damaged(&self, posting: Value) -> u64 {
-        self.publish(posting, true)
+        self.publish(posting, FeedItem::Damaged)
     }
 
-    fn publish(&self, mut posting: Value, damaged: bool) -> u64 {
+    /// Like [`JobagSim::upsert`], but the feed does not carry the change
+    /// (yet): the snapshot and the single-posting read serve it, as when the
+    /// feed lags behind JobAG's own state. The change is never announced;
+    /// [`JobagSim::push_raw`] can announce it later.
+    ///
+    /// # Panics
+    /// As [`JobagSim::upsert`].
+    pub fn upsert_unannounced(&self, posting: Value) -> u64 {
+        self.publish(posting, FeedItem::Silent)
+    }
+
+    fn publish(&self, mut posting: Value, item: FeedItem) -> u64 {
         let Some(obj) = posting.as_object_mut() else {
             panic!("JobagSim::upsert needs a JSON object; use push_raw for malformed changes");
         };
@@ -228,17 +250,19 @@ impl JobagSim {
         };
         let bytes = Bytes::from(serde_json::to_vec(&posting).expect("JSON values serialise"));
         feed.bump_version(&id, version);
-        if damaged {
-            let mut broken = bytes.to_vec();
-            let title = br#""title":""#;
-            let at = broken
-                .windows(title.len())
-                .position(|w| w == title)
-                .expect("JobagSim::upsert_damaged needs a string `title`");
-            broken.insert(at + title.len(), 0xff);
-            feed.log.push(Bytes::from(broken));
-        } else {
-            feed.log.push(bytes.clone());
+        match item {
+            FeedItem::Silent => {}
+            FeedItem::Damaged => {
+                let mut broken = bytes.to_vec();
+                let title = br#""title":""#;
+                let at = broken
+                    .windows(title.len())
+                    .position(|w| w == title)
+                    .expect("JobagSim::upsert_damaged needs a string `title`");
+                broken.insert(at + title.len(), 0xff);
+                feed.log.push(Bytes::from(broken));
+            }
+            FeedItem::Intact => feed.log.push(bytes.clone()),
         }
         feed.current.insert(id, bytes);
         version

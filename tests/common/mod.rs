@@ -8,8 +8,11 @@
 //! (left by killed runs) are dropped first.
 #![allow(dead_code)]
 
+pub mod agent;
+pub mod history;
+pub mod seed;
+
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -212,9 +215,12 @@ impl Env {
             jobag: JobagSim::start(JobagOptions::default())
                 .await
                 .expect("jobag sim"),
-            eures: EuresSim::start(EuresOptions::default())
-                .await
-                .expect("eures sim"),
+            eures: EuresSim::start(EuresOptions {
+                seed: Some(seed::seed("EURES simulator fault draws")),
+                ..EuresOptions::default()
+            })
+            .await
+            .expect("eures sim"),
             dir: tempfile::tempdir().expect("tempdir"),
             backend,
             pg,
@@ -287,29 +293,14 @@ impl Env {
     }
 
     /// Starts the real binary (`eures-sync run`) on this environment, with
-    /// `extra_toml` appended to its configuration; its log (JSON, at
-    /// `level`) goes to `<dir>/<name>.log`.
-    pub fn spawn_worker(&self, name: &str, level: &str, extra_toml: &str) -> Child {
+    /// `extra_toml` set over its configuration (`<dir>/<name>.toml`); its
+    /// log (JSON, at `level`) goes to `<dir>/<name>.log`.
+    pub fn agent(&self, name: &str, level: &str, extra_toml: &str) -> agent::Agent {
         let config = self.dir.path().join(format!("{name}.toml"));
-        let toml = format!(
-            "{}{extra_toml}\n[log]\nformat = \"json\"\nlevel = \"{level}\"\n",
-            self.config_toml()
-        );
+        let log = format!("[log]\nformat = \"json\"\nlevel = \"{level}\"\n");
+        let toml = merged_toml(&merged_toml(&self.config_toml(), extra_toml), &log);
         std::fs::write(&config, toml).expect("write config");
-        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).expect("log");
-        Command::new(env!("CARGO_BIN_EXE_eures-sync"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start eures-sync")
-    }
-
-    /// The log of a worker started by [`Env::spawn_worker`].
-    pub fn worker_log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+        agent::Agent::spawn(&config, &self.dir.path().join(format!("{name}.log")))
     }
 
     /// What EURES must hold according to the source: id → content hash.
@@ -386,6 +377,136 @@ impl Env {
     }
 }
 
+/// How long after the first verdict the history is judged again: long
+/// enough for a stale request still on its way (a retry, a held request let
+/// go) to arrive and be applied.
+const LOOK_AGAIN: Duration = Duration::from_millis(500);
+
+impl Env {
+    /// Waits until EURES holds what the source says and the ledger is quiet,
+    /// then judges every reference's request history; looks again a moment
+    /// later, so a late stale request is seen too. Ends every test that
+    /// delivers.
+    pub async fn settled(&self, timeout: Duration) {
+        self.settled_on(&self.db_url(), timeout).await;
+    }
+
+    /// [`Env::settled`] for a ledger at another URL than [`Env::db_url`].
+    pub async fn settled_on(&self, db_url: &str, timeout: Duration) {
+        self.converged(timeout).await;
+        self.judged_on(db_url, timeout).await;
+        assert_eq!(
+            self.held(),
+            self.expected(),
+            "EURES moved after the ledger went quiet"
+        );
+    }
+
+    /// Waits until the ledger is quiet and judges every reference's request
+    /// history; looks again a moment later (EURES must not have moved): for
+    /// a test whose source is not a snapshot EURES can be compared with.
+    pub async fn judged(&self, timeout: Duration) {
+        self.judged_on(&self.db_url(), timeout).await;
+    }
+
+    async fn judged_on(&self, db_url: &str, timeout: Duration) {
+        let started = Instant::now();
+        loop {
+            let busy = ledger_busy(db_url).await;
+            let in_flight = self.eures.in_flight();
+            if busy == 0 && in_flight == 0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "the ledger did not become quiet in {timeout:?}: {busy} record(s) due or leased, \
+                 {in_flight} request(s) in flight at EURES"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        history::assert_sound(&history::judge(&self.eures.request_histories()));
+        let held = self.held();
+        tokio::time::sleep(LOOK_AGAIN).await;
+        assert_eq!(self.held(), held, "EURES moved after the ledger went quiet");
+        assert_eq!(ledger_busy(db_url).await, 0, "the ledger woke up again");
+        history::assert_sound(&history::judge(&self.eures.request_histories()));
+    }
+}
+
+/// Records of the ledger at `db_url` with an operation due (dead letters
+/// aside) or a lease held (see [`leases_held`]).
+pub async fn ledger_busy(db_url: &str) -> i64 {
+    ledger_count(
+        db_url,
+        "SELECT COUNT(*) FROM postings WHERE (due_op IS NOT NULL AND NOT dead) \
+         OR (lease_owner IS NOT NULL AND lease_until_ms > 0)",
+    )
+    .await
+}
+
+/// Records of the ledger at `db_url` whose lease someone holds (a lease
+/// given back keeps its owner, ended: `lease_until_ms = 0`).
+pub async fn leases_held(db_url: &str) -> i64 {
+    ledger_count(
+        db_url,
+        "SELECT COUNT(*) FROM postings WHERE lease_owner IS NOT NULL AND lease_until_ms > 0",
+    )
+    .await
+}
+
+/// The ledger's records by state (`present`, `pending`, `absent`,
+/// `quarantined`, each there even when 0), as the state gauges show them.
+pub async fn ledger_states(db_url: &str) -> BTreeMap<String, f64> {
+    let mut out: BTreeMap<String, f64> = ["present", "pending", "absent", "quarantined"]
+        .into_iter()
+        .map(|s| (s.to_string(), 0.0))
+        .collect();
+    for (state, n) in ledger_rows(
+        db_url,
+        "SELECT state, COUNT(*) FROM postings GROUP BY state",
+    )
+    .await
+    {
+        out.insert(state, n as f64);
+    }
+    out
+}
+
+async fn ledger_count(db_url: &str, sql: &'static str) -> i64 {
+    ledger_rows(db_url, &format!("SELECT '', ({sql})"))
+        .await
+        .first()
+        .map_or(0, |(_, n)| *n)
+}
+
+/// Rows of `(text, count)` from a query on the ledger at `db_url`, through
+/// a connection of the test's own.
+async fn ledger_rows(db_url: &str, sql: &str) -> Vec<(String, i64)> {
+    use sqlx::Connection;
+    let sql = sqlx::AssertSqlSafe(sql.to_string());
+    if db_url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(db_url)
+            .await
+            .expect("connect to the SQLite ledger");
+        let rows = sqlx::query_as(sql)
+            .fetch_all(&mut conn)
+            .await
+            .expect("query the ledger");
+        let _ = conn.close().await;
+        rows
+    } else {
+        let mut conn = sqlx::PgConnection::connect(db_url)
+            .await
+            .expect("connect to the PostgreSQL ledger");
+        let rows = sqlx::query_as(sql)
+            .fetch_all(&mut conn)
+            .await
+            .expect("query the ledger");
+        let _ = conn.close().await;
+        rows
+    }
+}
+
 /// Awaits `f` until true, at most `timeout`.
 pub async fn eventually_async<F, Fut>(timeout: Duration, what: &str, mut f: F)
 where
@@ -399,21 +520,6 @@ where
             "timed out after {timeout:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Whether no posting on EURES ever went back to a lower version.
-pub fn assert_no_regression(eures: &EuresSim) {
-    for (reference, _) in eures.holdings() {
-        let versions: Vec<u64> = eures
-            .history(&reference)
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect();
-        assert!(
-            versions.windows(2).all(|w| w[0] <= w[1]),
-            "{reference}: versions regressed {versions:?}"
-        );
     }
 }
 
@@ -458,6 +564,33 @@ pub fn assert_churned(eures: &EuresSim, n: u64) {
             }
         }
     }
+}
+
+/// `base` with the keys of `extra` set over it, table by table.
+pub fn merged_toml(base: &str, extra: &str) -> String {
+    let mut base: toml::Table = base.parse().expect("base TOML");
+    let extra: toml::Table = extra.parse().expect("extra TOML");
+    for (key, value) in extra {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(table)), toml::Value::Table(more)) => table.extend(more),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+    toml::to_string(&base).expect("TOML")
+}
+
+/// Publishes sample postings `1..=n`.
+pub fn publish(jobag: &JobagSim, n: u64) {
+    for i in 1..=n {
+        jobag.upsert(eures_sync::sim::jobag::sample_posting(i));
+    }
+}
+
+/// The wall clock in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// Polls `f` until true, at most `timeout`.
