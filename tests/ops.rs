@@ -88,6 +88,20 @@ impl Agent {
             .expect("run eures-sync")
     }
 
+    /// The CLI with the clock `offset` ahead (Debian's `faketime`, e.g.
+    /// `+2d`).
+    fn cli_at(&self, offset: &str, args: &[&str]) -> Output {
+        Command::new("faketime")
+            .args(["-f", offset])
+            .arg(env!("CARGO_BIN_EXE_eures-sync"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .expect("run eures-sync under faketime")
+    }
+
     fn cli_ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);
         assert!(
@@ -312,16 +326,33 @@ async fn dead_letters_export_purge_status_inspect(backend: Backend) {
         ops.len()
     );
 
-    let out = agent.cli_ok(&["purge", "--older-than", "0"]);
-    assert!(out.contains("purged"), "{out}");
+    let refused = agent.cli(&["purge", "--older-than", "0"]);
+    assert_eq!(refused.status.code(), Some(2), "--older-than 0 is refused");
+    // Two days on, a retention of one day purges the audit rows but keeps
+    // the tombstone: it holds the highest version the feed may replay.
+    let out = agent.cli_at("+2d", &["purge", "--older-than", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let export = agent.cli_json(&["export", "--employer", &cvr]);
     assert_eq!(
         export["transfers"].as_array().unwrap().len(),
         0,
         "audit rows purged"
     );
+    let kept = agent.cli_json(&["inspect", &id(1), "--json"]);
+    assert_eq!(kept["id"], json!(id(1)), "the tombstone is kept");
+    // Past the tombstones' minimum retention it goes too.
+    let out = agent.cli_at("+91d", &["purge", "--older-than", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = agent.cli(&["inspect", &id(1)]);
-    assert_eq!(out.status.code(), Some(1), "the tombstone is purged too");
+    assert_eq!(out.status.code(), Some(1), "the tombstone is purged");
     agent.stop();
 }
 

@@ -25,7 +25,7 @@ use super::sql::{self, Dialect, Stmt, Tx};
 use super::tx::{self, LedgerTx};
 use super::{
     AuditOf, AuditRow, Claimed, Completion, Ctx, Diff, Held, IngestBatch, IngestStats, Known,
-    Listed, PurgeStats, Repair, Result, Store, Summary, Unseen,
+    Listed, PurgeStats, Repair, Result, Store, StoreError, Summary, Unseen,
 };
 use crate::domain::ledger::{Entry, Incoming};
 
@@ -201,6 +201,25 @@ where
         transact!(self, "poll", |tx| tx.set_state(sql::LAST_POLL_KEY, at))
     }
 
+    async fn reconcile_requested(&self) -> Result<Option<i64>> {
+        Ok(state(self.pool(), sql::RECONCILE_KEY)
+            .await?
+            .and_then(|v| v.parse().ok()))
+    }
+
+    async fn reconcile_done(&self, requested_ms: i64) -> Result<()> {
+        let at = requested_ms.to_string();
+        let at = at.as_str();
+        transact!(self, "reconcile request", |tx| async move {
+            sqlx::query(sql::RECONCILE_DONE)
+                .bind(sql::RECONCILE_KEY)
+                .bind(at)
+                .execute(&mut *tx.0)
+                .await?;
+            Ok::<(), StoreError>(())
+        })
+    }
+
     async fn expire_due(&self, ctx: Ctx) -> Result<usize> {
         let mut total = 0;
         loop {
@@ -363,8 +382,8 @@ where
             .await?)
     }
 
-    async fn purge(&self, cutoff_ms: i64) -> Result<PurgeStats> {
-        transact!(self, "purge", |tx| tx.purge(cutoff_ms))
+    async fn purge(&self, cutoff_ms: i64, tombstone_cutoff_ms: i64) -> Result<PurgeStats> {
+        transact!(self, "purge", |tx| tx.purge(cutoff_ms, tombstone_cutoff_ms))
     }
 
     async fn reconcile_source(

@@ -103,6 +103,9 @@ pub struct IngestBatch {
     pub quarantined: Vec<QuarantineItem>,
     /// The cursor after this page; `None` leaves the cursor alone (resync).
     pub next_cursor: Option<String>,
+    /// The feed lost our cursor: a reconcile is due (remembered until one
+    /// completes, across restarts).
+    pub reconcile_requested: bool,
     /// An operator's resync: accept the current version again and redeliver.
     pub forced: bool,
 }
@@ -205,6 +208,11 @@ pub trait Store: Send + Sync + 'static {
     /// Applies a page of changes, its quarantined items and the cursor, atomically.
     async fn ingest(&self, batch: &IngestBatch, ctx: Ctx) -> Result<IngestStats>;
     async fn set_last_poll(&self, at_ms: i64) -> Result<()>;
+    /// When a reconcile was asked for that has not completed since.
+    async fn reconcile_requested(&self) -> Result<Option<i64>>;
+    /// A reconcile begun after the request made at `requested_ms`
+    /// completed: the request is done (a later one stays).
+    async fn reconcile_done(&self, requested_ms: i64) -> Result<()>;
 
     /// Moves postings whose `publication_end` passed to `Absent(expired)`.
     /// Returns how many moved.
@@ -258,8 +266,9 @@ pub trait Store: Send + Sync + 'static {
     async fn revive(&self, ids: Option<&[String]>, ctx: Ctx) -> Result<u64>;
     /// Audit rows of one posting or one employer, in order, after `after_seq`.
     async fn audit(&self, of: AuditOf<'_>, after_seq: i64, limit: i64) -> Result<Vec<AuditRow>>;
-    /// Deletes audit rows, tombstones and quarantine records older than `cutoff_ms`.
-    async fn purge(&self, cutoff_ms: i64) -> Result<PurgeStats>;
+    /// Deletes audit rows and quarantine records older than `cutoff_ms`,
+    /// tombstones older than `tombstone_cutoff_ms`.
+    async fn purge(&self, cutoff_ms: i64, tombstone_cutoff_ms: i64) -> Result<PurgeStats>;
 
     // --- reconcile: a streaming three-way diff; what a run saw is kept as
     // one bit per ledger key (`engine::reconcile`), never as a set of ids ---

@@ -172,6 +172,10 @@ pub(crate) async fn ingest<T: LedgerTx>(
     if let Some(cursor) = &batch.next_cursor {
         tx.set_state(super::sql::CURSOR_KEY, cursor).await?;
     }
+    if batch.reconcile_requested {
+        tx.set_state(super::sql::RECONCILE_KEY, &ctx.now_ms.to_string())
+            .await?;
+    }
     Ok(stats)
 }
 
@@ -290,7 +294,8 @@ pub(crate) async fn complete<T: LedgerTx>(
             detail: match d.result {
                 AttemptResult::Rejected(why)
                 | AttemptResult::Transient(why)
-                | AttemptResult::Unavailable(why) => Some(why.as_str()),
+                | AttemptResult::Unavailable(why)
+                | AttemptResult::NotSent(why) => Some(why.as_str()),
                 _ => None,
             },
             at_ms: ctx.now_ms,
