@@ -207,3 +207,43 @@ async fn a_follower_expires_postings_on_time() {
     );
     running.stop().await;
 }
+/// A snapshot that lagged made reconcile hold a posting as deleted in
+/// JobAG; the next snapshot shows it again at the same version: reconcile
+/// judges it again and creates the copy again (SPEC 3.6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_revives_a_posting_it_wrongly_held_as_deleted() {
+    let env = Env::start().await;
+    // A portal with tombstones refuses the same version after its DELETE
+    // (409): there the copy returns with the posting's next version.
+    env.eures.set_tombstones(false);
+    for i in 1..=2 {
+        env.jobag.upsert(sample_posting(i));
+    }
+    let running = env.worker().await;
+    env.converged(WAIT).await;
+    let id = sample_id(1);
+    let posting = env.jobag.current(&id).expect("current");
+    assert!(env.jobag.vanish(&id));
+    running
+        .worker
+        .reconcile(Repair::Apply, &mut |_| {}, &|_, _| {})
+        .await
+        .expect("reconcile");
+    eventually(
+        WAIT,
+        "the copy withdrawn on the lagging snapshot's word",
+        || env.eures.get(&id).is_none(),
+    )
+    .await;
+    env.jobag.reappear(&posting);
+    let mut kinds = Vec::new();
+    running
+        .worker
+        .reconcile(Repair::Apply, &mut |d| kinds.push(d.kind), &|_, _| {})
+        .await
+        .expect("reconcile");
+    assert!(kinds.contains(&"back_in_source"), "{kinds:?}");
+    env.converged(WAIT).await;
+    assert!(env.eures.get(&id).is_some(), "created again");
+    running.stop().await;
+}

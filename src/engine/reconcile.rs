@@ -191,8 +191,9 @@ impl Worker {
         on_diff: &mut (dyn FnMut(&Diff) + Send),
         report: &mut ReconcileReport,
     ) -> anyhow::Result<()> {
-        // Render only what may differ: postings the ledger lacks or
-        // holds at an older version (a resync renders everything).
+        // Render only what may differ: postings the ledger lacks, holds at
+        // an older version, or holds as deleted in JobAG (a verdict the
+        // snapshot now contradicts); a resync renders everything.
         let ids: Vec<&str> = postings
             .iter()
             .filter_map(|p| p.get("id").and_then(serde_json::Value::as_str))
@@ -209,7 +210,9 @@ impl Worker {
                         p.get("id").and_then(serde_json::Value::as_str),
                         p.get("version").and_then(serde_json::Value::as_u64),
                     ) {
-                        (Some(id), Some(v)) => known.get(id).is_none_or(|k| v > k.version),
+                        (Some(id), Some(v)) => known
+                            .get(id)
+                            .is_none_or(|k| v > k.version || (k.gone && v == k.version)),
                         _ => true,
                     }
             })

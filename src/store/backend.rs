@@ -155,7 +155,7 @@ where
     for<'r> FlatEntry: FromRow<'r, <B::Db as Database>::Row>,
     for<'r> AuditRow: FromRow<'r, <B::Db as Database>::Row>,
     for<'r> (String, i64): FromRow<'r, <B::Db as Database>::Row>,
-    for<'r> (String, i64, i64): FromRow<'r, <B::Db as Database>::Row>,
+    for<'r> (String, i64, i64, bool): FromRow<'r, <B::Db as Database>::Row>,
     for<'r> (String, i64, String, Option<i64>, Option<String>):
         FromRow<'r, <B::Db as Database>::Row>,
     for<'r> (i64, String): FromRow<'r, <B::Db as Database>::Row>,
@@ -398,7 +398,7 @@ where
     }
 
     async fn known_versions(&self, ids: &[&str]) -> Result<HashMap<String, Known>> {
-        let rows: Vec<(String, i64, i64)> = <B::Db as Dialect>::bind_ids(
+        let rows: Vec<(String, i64, i64, bool)> = <B::Db as Dialect>::bind_ids(
             sqlx::query_as(<B::Db as Dialect>::sql(Stmt::KnownVersions)),
             ids,
         )
@@ -406,9 +406,9 @@ where
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, key, v)| {
+            .map(|(id, key, v, gone)| {
                 let version = u64::try_from(v).unwrap_or(0);
-                (id, Known { key, version })
+                (id, Known { key, version, gone })
             })
             .collect())
     }

@@ -324,6 +324,10 @@ pub struct Known {
     /// The record's key: stable while the record lives.
     pub key: i64,
     pub version: u64,
+    /// The ledger holds it as deleted in JobAG (a snapshot that missed it,
+    /// a read answered 404): a snapshot that shows it again at that
+    /// version is judged again (SPEC 3.6).
+    pub gone: bool,
 }
 
 /// A posting the ledger knows, as a listing page is compared.
@@ -420,7 +424,7 @@ pub struct Listed {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Diff {
     pub id: String,
-    /// `missing_in_ledger`, `newer_in_source`, `rerendered`, `gone_from_source`,
+    /// `missing_in_ledger`, `newer_in_source`, `rerendered`, `back_in_source`, `gone_from_source`,
     /// `orphan_on_eures`, `unwanted_on_eures`, `altered_on_eures`, `missing_on_eures`, `resync`.
     pub kind: &'static str,
     pub detail: String,

@@ -270,7 +270,9 @@ impl Dialect for Postgres {
                    AND delivered_state <> 'absent' ORDER BY seq LIMIT $3"
             }
             Stmt::KnownVersions => {
-                "SELECT id, seq, source_version FROM postings WHERE id = ANY($1)"
+                "SELECT id, seq, source_version, \
+                   (NOT desired_present AND absent_reason IS NOT NULL AND absent_reason = 'deleted') \
+                 FROM postings WHERE id = ANY($1)"
             }
             Stmt::DeliveredCopies => {
                 "SELECT id, seq, delivered_state, delivered_version, delivered_hash \

@@ -359,6 +359,8 @@ pub(crate) async fn reconcile_source<T: LedgerTx>(
                 let want = DesiredState::from(incoming.desired.clone());
                 if repair == Repair::Force {
                     ("resync", true)
+                } else if want.is_present() && ledger::is_gone(c) {
+                    ("back_in_source", true)
                 } else if want.is_present() != c.desired.is_present()
                     || want.hash() != c.desired.hash()
                 {
