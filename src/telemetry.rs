@@ -147,7 +147,7 @@ fn describe() {
     );
     describe_gauge!(
         LEADER,
-        "1 while this worker leads (ingests, expires, reconciles)"
+        "1 while this worker leads (ingests the feed, reconciles)"
     );
     describe_gauge!(
         BUILD_INFO,

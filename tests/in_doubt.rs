@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::{Env, editable, eventually};
@@ -26,13 +25,12 @@ const HOLD: Duration = Duration::from_secs(4);
 
 /// A worker with no periodic reconcile: only the verification can find
 /// the late copy.
-fn spawn(env: &Env, name: &str) -> Child {
-    env.spawn_worker(name, "info", "[reconcile]\ninterval_s = 0")
+fn spawn(env: &Env, name: &str) -> common::agent::Agent {
+    env.agent(name, "info", "[reconcile]\ninterval_s = 0\n")
 }
 
-fn kill(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+fn kill(mut agent: common::agent::Agent) {
+    agent.kill();
 }
 
 /// The posting is published, its create held by a gateway without

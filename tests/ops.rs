@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::Output;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::{Backend, Env, editable, eventually};
@@ -51,6 +51,20 @@ impl Agent {
 
     fn cli(&self, args: &[&str]) -> Output {
         common::agent::cli(&self.process.config, args)
+    }
+
+    /// The CLI with the clock `offset` ahead (Debian's `faketime`, e.g.
+    /// `+2d`).
+    fn cli_at(&self, offset: &str, args: &[&str]) -> Output {
+        Command::new("faketime")
+            .args(["-f", offset])
+            .arg(env!("CARGO_BIN_EXE_eures-sync"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.process.config)
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .expect("run eures-sync under faketime")
     }
 
     fn cli_ok(&self, args: &[&str]) -> String {
@@ -267,16 +281,33 @@ async fn dead_letters_export_purge_status_inspect(backend: Backend) {
         ops.len()
     );
 
-    let out = agent.cli_ok(&["purge", "--older-than", "0"]);
-    assert!(out.contains("purged"), "{out}");
+    let refused = agent.cli(&["purge", "--older-than", "0"]);
+    assert_eq!(refused.status.code(), Some(2), "--older-than 0 is refused");
+    // Two days on, a retention of one day purges the audit rows but keeps
+    // the tombstone: it holds the highest version the feed may replay.
+    let out = agent.cli_at("+2d", &["purge", "--older-than", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let export = agent.cli_json(&["export", "--employer", &cvr]);
     assert_eq!(
         export["transfers"].as_array().unwrap().len(),
         0,
         "audit rows purged"
     );
+    let kept = agent.cli_json(&["inspect", &sample_id(1), "--json"]);
+    assert_eq!(kept["id"], json!(sample_id(1)), "the tombstone is kept");
+    // Past the tombstones' minimum retention it goes too.
+    let out = agent.cli_at("+91d", &["purge", "--older-than", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = agent.cli(&["inspect", &sample_id(1)]);
-    assert_eq!(out.status.code(), Some(1), "the tombstone is purged too");
+    assert_eq!(out.status.code(), Some(1), "the tombstone is purged");
     agent.stop().await;
 }
 
@@ -409,12 +440,11 @@ async fn read_only_commands_never_create_or_migrate_a_ledger() {
     let config = dir.path().join("agent.toml");
     std::fs::write(&config, format!("[database]\nurl = \"{url}\"\n")).expect("config");
     let cli = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_eures-sync"))
+        common::agent::eures_sync()
             .args(args)
             .arg("--config")
             .arg(&config)
             .current_dir(dir.path())
-            .env_remove("RUST_BACKTRACE")
             .env_remove("RUST_LIB_BACKTRACE")
             .output()
             .expect("run eures-sync")
@@ -494,10 +524,9 @@ async fn read_only_commands_never_create_or_migrate_a_ledger() {
 async fn a_second_worker_on_one_sqlite_ledger_is_refused() {
     let env = env_with_token(Backend::Sqlite).await;
     let agent = Agent::start(&env);
-    let out = Command::new(env!("CARGO_BIN_EXE_eures-sync"))
+    let out = common::agent::eures_sync()
         .args(["run", "--config"])
-        .arg(&agent.config)
-        .env_remove("RUST_BACKTRACE")
+        .arg(&agent.process.config)
         .env_remove("RUST_LIB_BACKTRACE")
         .output()
         .expect("run eures-sync");
@@ -506,13 +535,13 @@ async fn a_second_worker_on_one_sqlite_ledger_is_refused() {
     assert!(
         stderr.contains(&format!(
             "in use by another worker (process {})",
-            agent.child.id()
+            agent.process.pid()
         )),
         "{stderr}"
     );
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert_eq!(agent.get("/healthz").await.0, 200);
-    let log = agent.stop();
+    let log = agent.stop().await;
     let start = log
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())

@@ -105,9 +105,10 @@ pub enum Command {
         employer: Option<String>,
     },
     /// Apply retention: delete audit rows, tombstones and quarantine records
-    /// older than retention.audit_days (or --older-than).
+    /// older than retention.audit_days (or --older-than, at least 1);
+    /// tombstones are kept at least 90 days whatever the retention.
     Purge {
-        #[arg(long, value_name = "DAYS")]
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..))]
         older_than: Option<u32>,
     },
     /// Run the JobAG and EURES simulators for local development (the

@@ -320,20 +320,37 @@ pub async fn export(
     Ok(())
 }
 
+/// Tombstones are kept at least this long, whatever the retention: a
+/// tombstone holds the highest version seen of a deleted posting, and
+/// without it a change the feed replays (a re-read from the beginning
+/// after `410 Gone`) would bring an old version back onto EURES. The feed
+/// is assumed to replay nothing older.
+pub const TOMBSTONE_MIN_DAYS: u32 = 90;
+
+const DAY_MS: i64 = 86_400_000;
+
 pub async fn purge(config: &Config, older_than_days: Option<u32>) -> anyhow::Result<()> {
+    let days = older_than_days.unwrap_or(config.retention.audit_days);
+    anyhow::ensure!(
+        days >= 1,
+        "retention.audit_days must be at least 1 day to purge"
+    );
     let store = crate::store::connect(&config.database.url).await?;
     store.migrate().await?;
-    let days = older_than_days.unwrap_or(config.retention.audit_days);
-    let cutoff = now_ms() - i64::from(days) * 86_400_000;
+    let now = now_ms();
+    let cutoff = now - i64::from(days) * DAY_MS;
+    let tombstone_cutoff = cutoff.min(now - i64::from(TOMBSTONE_MIN_DAYS) * DAY_MS);
     let bar = progress(&format!("purging records older than {days} days"));
-    let stats = store.purge(cutoff).await?;
+    let stats = store.purge(cutoff, tombstone_cutoff).await?;
     bar.finish_and_clear();
     println!(
-        "purged {} audit rows, {} tombstones, {} quarantine records older than {days} days ({})",
+        "purged {} audit rows and {} quarantine records older than {days} days ({}), \
+         {} tombstones older than {} days",
         stats.audit_rows,
-        stats.tombstones,
         stats.quarantine_rows,
-        iso(cutoff)
+        iso(cutoff),
+        stats.tombstones,
+        days.max(TOMBSTONE_MIN_DAYS)
     );
     Ok(())
 }

@@ -387,6 +387,20 @@ impl From<Desired> for DesiredState {
     }
 }
 
+/// Eligibility was judged when the change was read; `publication_end`
+/// may have passed before it is written (a slow page, a wait for the
+/// ledger): judged again against the time of the write.
+fn still_available(desired: DesiredState, now_ms: i64) -> DesiredState {
+    match desired {
+        DesiredState::Present {
+            publication_end_ms, ..
+        } if publication_end_ms <= now_ms => DesiredState::Absent {
+            reason: EXPIRED.into(),
+        },
+        other => other,
+    }
+}
+
 /// Applies a change. Returns `None` when it must be ignored: a feed event at
 /// or below the highest version seen. `forced` (an operator's resync) also
 /// accepts the current version again and makes it due even if unchanged.
@@ -430,7 +444,7 @@ pub fn apply_change(
     if incoming.employer_cvr.is_some() {
         entry.employer_cvr = incoming.employer_cvr;
     }
-    entry.set_desired(incoming.desired.into(), now_ms);
+    entry.set_desired(still_available(incoming.desired.into(), now_ms), now_ms);
     if forced {
         entry.retry.forced = true;
         entry.retry.dead = false;
@@ -482,6 +496,12 @@ pub fn source_gone(current: &Entry, now_ms: i64, mode: Mode) -> Option<Entry> {
     entry.last_change_ms = now_ms;
     entry.settle(mode, now_ms);
     Some(entry)
+}
+
+/// Whether the record holds the posting as deleted in JobAG: a verdict a
+/// snapshot that shows it again overturns.
+pub fn is_gone(entry: &Entry) -> bool {
+    matches!(&entry.desired, DesiredState::Absent { reason } if reason == DELETED)
 }
 
 /// A copy EURES lists that neither the ledger nor JobAG knows: it must go,
@@ -544,6 +564,11 @@ pub enum AttemptResult {
     /// It backs off like any failure and never counts toward the dead
     /// letters (SPEC 4.2).
     Unavailable(String),
+    /// Nothing was sent: the document had to be re-read from JobAG first
+    /// and that failed. Backs off like a failure; EURES knows nothing of
+    /// it, so it changes nothing delivered and never counts toward the
+    /// dead letters.
+    NotSent(String),
 }
 
 /// Limits applied to failed attempts.
@@ -655,6 +680,7 @@ pub fn apply_outcome(
                     false,
                     backoff,
                 ),
+                AttemptResult::NotSent(why) => (format!("not sent: {why}"), true, false, backoff),
                 AttemptResult::Done | AttemptResult::Found { .. } => {
                     unreachable!("handled above")
                 }
@@ -741,6 +767,12 @@ pub fn observe_remote(
         return entry;
     }
     entry.delivered = match remote {
+        // Not listed is no proof of absence: a create EURES applied after
+        // its listing page was read would stay. Where no copy is wanted, a
+        // DELETE makes sure (404 is fine).
+        None if !entry.desired.is_present() && entry.delivered != Delivered::Absent => {
+            Delivered::Unknown
+        }
         None => Delivered::Absent,
         Some((version, hash)) => Delivered::Present {
             version,
@@ -1169,6 +1201,25 @@ mod tests {
     }
 
     #[test]
+    fn a_change_whose_publication_end_passed_before_it_was_written_is_expired() {
+        // Read as available (ends at 10,000), written at 10,000.
+        let late = apply_change(None, incoming(1, present("h1")), 10_000, PUSH, false).unwrap();
+        assert_eq!(late.absent_reason(), Some("expired"));
+        assert_eq!(late.due(), None, "never sent");
+        let e = deliver(
+            &apply_change(None, incoming(1, present("h1")), 0, PUSH, false).unwrap(),
+            1,
+        );
+        let edited =
+            apply_change(Some(&e), incoming(2, present("h2")), 10_001, PUSH, false).unwrap();
+        assert_eq!(edited.due(), Some(Op::Delete), "the copy goes, not updated");
+        assert!(
+            matches!(edited.desired, DesiredState::Absent { .. }),
+            "no document kept"
+        );
+    }
+
+    #[test]
     fn expiry_closes_and_reconsent_recreates() {
         let e = apply_change(None, incoming(1, present("h1")), 0, PUSH, false).unwrap();
         let e = deliver(&e, 1);
@@ -1180,14 +1231,14 @@ mod tests {
         assert_eq!(x.due(), Some(Op::Delete));
         assert_eq!(x.absent_reason(), Some("expired"));
         let x = deliver(&x, 10_001);
-        let back = apply_change(
-            Some(&x),
-            incoming(2, present("h1")),
-            20_000,
-            Mode::Pull,
-            false,
-        )
-        .unwrap();
+        let mut again = present("h1");
+        if let Desired::Present {
+            publication_end, ..
+        } = &mut again
+        {
+            *publication_end = DateTime::from_timestamp_millis(30_000).unwrap();
+        }
+        let back = apply_change(Some(&x), incoming(2, again), 20_000, Mode::Pull, false).unwrap();
         assert_eq!(back.exchange.created_ms, Some(20_000));
         assert_eq!(back.exchange.closed_ms, None);
         assert!(back.exchange.active);
@@ -1255,6 +1306,21 @@ mod tests {
         let after = abandon(&pulled, 120, Mode::Pull);
         assert_eq!(after.delivered, pulled.delivered);
         assert_eq!(after.due(), None);
+    }
+
+    #[test]
+    fn a_copy_the_listing_misses_is_still_deleted_when_none_is_wanted() {
+        let e = deliver(
+            &apply_change(None, incoming(1, present("h1")), 0, PUSH, false).unwrap(),
+            1,
+        );
+        let w = withdrawn(&e, 2, 2);
+        assert_eq!(w.due(), Some(Op::Delete));
+        let unlisted = observe_remote(&w, None, 3, PUSH);
+        assert_eq!(unlisted.due(), Some(Op::Delete), "{unlisted:?}");
+        // Once the DELETE is done, a listing without it changes nothing.
+        let gone = deliver(&unlisted, 4);
+        assert_eq!(observe_remote(&gone, None, 5, PUSH), gone);
     }
 
     #[test]

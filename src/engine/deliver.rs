@@ -324,11 +324,31 @@ impl Worker {
                 let Some(content) = op.content.as_deref() else {
                     // The document was erased after an earlier delivery and
                     // reconcile found EURES altered: rebuild it from the source.
-                    if let Err(e) = self.reread(&op.id, true).await {
-                        tracing::warn!(posting = %op.id, error = %e, "re-reading the posting failed");
-                    }
-                    if let Err(e) = self.store.release(&self.settings.owner, &op.id).await {
-                        tracing::warn!(posting = %op.id, error = %e, "releasing lease failed");
+                    match self.reread(&op.id, true).await {
+                        Ok(_) => {
+                            if let Err(e) = self.store.release(&self.settings.owner, &op.id).await {
+                                tracing::warn!(posting = %op.id, error = %e, "releasing lease failed");
+                            }
+                        }
+                        // Recorded as an attempt, so it backs off instead of
+                        // being claimed again at once, ahead of all else.
+                        Err(e) => {
+                            tracing::warn!(posting = %op.id, error = %e, "re-reading the posting failed");
+                            let backoff = self
+                                .settings
+                                .retry
+                                .next_delay(op.attempts, &mut rand::rng());
+                            let _ = finished
+                                .send(Finished {
+                                    claimed: op,
+                                    result: AttemptResult::NotSent(
+                                        "the document could not be re-read from JobAG".into(),
+                                    ),
+                                    label: "not_sent",
+                                    backoff,
+                                })
+                                .await;
+                        }
                     }
                     return;
                 };

@@ -4,8 +4,9 @@
 //! page or one claimed batch.
 //!
 //! Several workers may share one PostgreSQL ledger. All of them deliver
-//! (the store's leases keep one posting with one worker at a time); only
-//! the leader ingests the feed, runs the expiry pass and the periodic
+//! (the store's leases keep one posting with one worker at a time) and
+//! expire what is due (an expiry is idempotent, and a leader's death must
+//! not hold up the 5 s promise); only the leader ingests the feed and runs
 //! reconcile. Leadership is a lease in the store that the leader renews
 //! every tick and a follower tries to take every tick, so it moves within
 //! seconds of a leader's death. Other processes' commits that make work due
@@ -24,7 +25,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::deliver::{EuresClient, RetryPolicy};
 use crate::domain::eligibility::{AbsentReason, Desired};
-use crate::domain::ledger::{Entry, Incoming, Mode};
+use crate::domain::ledger::{self, Entry, Incoming, Mode};
 use crate::domain::render::DocumentSettings;
 use crate::source::{JobagClient, SourceError};
 use crate::store::{Ctx, IngestBatch, IngestStats, QuarantineItem, Store};
@@ -79,7 +80,7 @@ pub struct Health {
     pub throttled_until_ms: AtomicI64,
     /// When the last auth probe went out (epoch ms).
     pub last_probe_ms: AtomicI64,
-    /// This worker leads: it ingests, expires and reconciles.
+    /// This worker leads: it ingests the feed and reconciles.
     pub leading: AtomicBool,
     /// When EURES last gave a clear answer to a request of ours (epoch ms):
     /// a failure counts toward the dead letters only if EURES answered
@@ -198,6 +199,7 @@ impl Worker {
                     .ingest(
                         &IngestBatch {
                             next_cursor: Some(String::new()),
+                            reconcile_requested: true,
                             ..IngestBatch::default()
                         },
                         self.ctx(),
@@ -235,6 +237,7 @@ impl Worker {
                 quarantined,
                 next_cursor: last.then(|| page.next_cursor.clone()),
                 forced: false,
+                reconcile_requested: false,
             };
             let applied = self.store.ingest(&batch, self.ctx()).await?;
             self.reread_damaged(&batch.quarantined).await;
@@ -279,6 +282,12 @@ impl Worker {
                     .into());
                 }
                 (changes.pop(), forced)
+            }
+            // Known gone already: applying it again would only undo the
+            // backoff of what is due (a DELETE answered 409 re-reads, and
+            // must not be retried at once, again and again).
+            None if !forced && current.as_ref().is_some_and(ledger::is_gone) => {
+                return Ok(IngestStats::default());
             }
             // The deletion carries no version of its own: applied at the
             // ledger's version, which only a forced change may do.
@@ -376,9 +385,9 @@ impl Worker {
         crate::telemetry::set_leader(leading);
         if self.health.leading.swap(leading, Ordering::SeqCst) != leading {
             if leading {
-                tracing::info!(owner = %self.settings.owner, "leading: ingesting the feed, expiring, reconciling");
+                tracing::info!(owner = %self.settings.owner, "leading: ingesting the feed, reconciling");
             } else {
-                tracing::info!(owner = %self.settings.owner, "following: delivering only");
+                tracing::info!(owner = %self.settings.owner, "following: delivering and expiring only");
             }
         }
         leading
@@ -451,10 +460,6 @@ impl Worker {
         // arrived since the last look; the SPEC allows 5 s.
         const MAX_SLEEP: Duration = Duration::from_millis(1000);
         while !*stop.borrow() {
-            if !self.is_leader() {
-                self.follow(&mut stop).await;
-                continue;
-            }
             match self.store.expire_due(self.ctx()).await {
                 Ok(n) if n > 0 => {
                     tracing::info!(count = n, "postings expired");

@@ -12,6 +12,7 @@
 //! a complete listing: a listing that fails half-way repairs nothing.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use roaring::RoaringTreemap;
 
@@ -190,8 +191,9 @@ impl Worker {
         on_diff: &mut (dyn FnMut(&Diff) + Send),
         report: &mut ReconcileReport,
     ) -> anyhow::Result<()> {
-        // Render only what may differ: postings the ledger lacks or
-        // holds at an older version (a resync renders everything).
+        // Render only what may differ: postings the ledger lacks, holds at
+        // an older version, or holds as deleted in JobAG (a verdict the
+        // snapshot now contradicts); a resync renders everything.
         let ids: Vec<&str> = postings
             .iter()
             .filter_map(|p| p.get("id").and_then(serde_json::Value::as_str))
@@ -208,7 +210,9 @@ impl Worker {
                         p.get("id").and_then(serde_json::Value::as_str),
                         p.get("version").and_then(serde_json::Value::as_u64),
                     ) {
-                        (Some(id), Some(v)) => known.get(id).is_none_or(|k| v > k.version),
+                        (Some(id), Some(v)) => known
+                            .get(id)
+                            .is_none_or(|k| v > k.version || (k.gone && v == k.version)),
                         _ => true,
                     }
             })
@@ -390,31 +394,66 @@ impl ReconcileReport {
     }
 }
 
+/// The longest pause before a requested reconcile that failed is tried
+/// again.
+const RECONCILE_RETRY_CAP: Duration = Duration::from_secs(60);
+
 impl Worker {
-    /// Reconciles every `interval`, and at once when the feed forgot our
-    /// cursor (the snapshot then tells what the feed can no longer).
+    /// Reconciles every `interval`, and when the feed forgot our cursor
+    /// (the snapshot then tells what the feed can no longer): that request
+    /// is kept in the ledger and tried again, with backoff, until a run
+    /// completes, across restarts.
     pub(super) async fn reconcile_loop(
         self: std::sync::Arc<Self>,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
         let every = self.settings.reconcile_interval;
+        let mut next_periodic = every.map(|d| tokio::time::Instant::now() + d);
+        let mut failures: u32 = 0;
         while !*stop.borrow() {
-            let wait = async {
-                match every {
-                    Some(d) => tokio::time::sleep(d).await,
-                    None => std::future::pending::<()>().await,
+            let requested = if self.is_leader() {
+                match self.store.reconcile_requested().await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading the reconcile request failed");
+                        None
+                    }
                 }
+            } else {
+                None
             };
+            let periodic = next_periodic.is_some_and(|at| at <= tokio::time::Instant::now());
+            if self.is_leader() && (requested.is_some() || periodic) {
+                if periodic {
+                    next_periodic = every.map(|d| tokio::time::Instant::now() + d);
+                }
+                match self.reconcile(Repair::Apply, &mut |_| {}, &|_, _| {}).await {
+                    Ok(report) if report.listing_complete || self.settings.mode == Mode::Pull => {
+                        failures = 0;
+                        if let Some(at) = requested
+                            && let Err(e) = self.store.reconcile_done(at).await
+                        {
+                            tracing::warn!(error = %e, "forgetting the reconcile request failed");
+                        }
+                    }
+                    Ok(_) => failures = failures.saturating_add(1),
+                    Err(e) => {
+                        failures = failures.saturating_add(1);
+                        tracing::warn!(error = %e, "reconcile failed; trying again later");
+                    }
+                }
+            }
+            // A pending request is looked at again after a backoff (from 1 s,
+            // doubling, at most a minute); otherwise the loop sleeps until
+            // the next periodic run or a request.
+            let retry = Duration::from_secs(1u64 << failures.min(6)).min(RECONCILE_RETRY_CAP);
+            let until_periodic = next_periodic
+                .map(|at| at.saturating_duration_since(tokio::time::Instant::now()))
+                .unwrap_or(RECONCILE_RETRY_CAP);
             tokio::select! {
-                _ = wait => {}
+                _ = tokio::time::sleep(retry.min(until_periodic).max(Duration::from_millis(10))) => {}
                 _ = self.reconcile_requested.notified() => {}
-                _ = stop.changed() => continue,
-            }
-            if !self.is_leader() {
-                continue;
-            }
-            if let Err(e) = self.reconcile(Repair::Apply, &mut |_| {}, &|_, _| {}).await {
-                tracing::warn!(error = %e, "reconcile failed; next attempt at the next interval");
+                _ = stop.changed() => {}
             }
         }
     }

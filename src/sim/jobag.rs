@@ -289,6 +289,16 @@ impl JobagSim {
         self.feed().current.remove(id).is_some()
     }
 
+    /// Puts a posting back into the snapshot, as it was, without a word in
+    /// the feed: a snapshot that lagged, or a read that wrongly said `404`.
+    pub fn reappear(&self, posting: &Value) {
+        let Some(id) = posting.get("id").and_then(Value::as_str) else {
+            return;
+        };
+        let bytes = Bytes::from(posting.to_string());
+        self.feed().current.insert(id.to_owned(), bytes);
+    }
+
     /// Appends `item` to the feed exactly as given, without touching the
     /// snapshot: for malformed changes and for repeated or out-of-order
     /// versions. When it carries a string `id` and an integer `version`

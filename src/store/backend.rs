@@ -25,7 +25,7 @@ use super::sql::{self, Dialect, Stmt, Tx};
 use super::tx::{self, LedgerTx};
 use super::{
     AuditOf, AuditRow, Claimed, Completion, Ctx, Diff, Held, IngestBatch, IngestStats, Known,
-    Listed, PurgeStats, Repair, Result, Store, Summary, Unseen,
+    Listed, PurgeStats, Repair, Result, Store, StoreError, Summary, Unseen,
 };
 use crate::domain::ledger::{Entry, Incoming};
 
@@ -156,7 +156,7 @@ where
     for<'r> FlatEntry: FromRow<'r, <B::Db as Database>::Row>,
     for<'r> AuditRow: FromRow<'r, <B::Db as Database>::Row>,
     for<'r> (String, i64): FromRow<'r, <B::Db as Database>::Row>,
-    for<'r> (String, i64, i64): FromRow<'r, <B::Db as Database>::Row>,
+    for<'r> (String, i64, i64, bool): FromRow<'r, <B::Db as Database>::Row>,
     for<'r> (String, i64, String, Option<i64>, Option<String>):
         FromRow<'r, <B::Db as Database>::Row>,
     for<'r> (i64, String): FromRow<'r, <B::Db as Database>::Row>,
@@ -204,6 +204,25 @@ where
         let at = at_ms.to_string();
         let at = at.as_str();
         transact!(self, "poll", |tx| tx.set_state(sql::LAST_POLL_KEY, at))
+    }
+
+    async fn reconcile_requested(&self) -> Result<Option<i64>> {
+        Ok(state(self.pool(), sql::RECONCILE_KEY)
+            .await?
+            .and_then(|v| v.parse().ok()))
+    }
+
+    async fn reconcile_done(&self, requested_ms: i64) -> Result<()> {
+        let at = requested_ms.to_string();
+        let at = at.as_str();
+        transact!(self, "reconcile request", |tx| async move {
+            sqlx::query(sql::RECONCILE_DONE)
+                .bind(sql::RECONCILE_KEY)
+                .bind(at)
+                .execute(&mut *tx.0)
+                .await?;
+            Ok::<(), StoreError>(())
+        })
     }
 
     async fn expire_due(&self, ctx: Ctx) -> Result<usize> {
@@ -368,8 +387,8 @@ where
             .await?)
     }
 
-    async fn purge(&self, cutoff_ms: i64) -> Result<PurgeStats> {
-        transact!(self, "purge", |tx| tx.purge(cutoff_ms))
+    async fn purge(&self, cutoff_ms: i64, tombstone_cutoff_ms: i64) -> Result<PurgeStats> {
+        transact!(self, "purge", |tx| tx.purge(cutoff_ms, tombstone_cutoff_ms))
     }
 
     async fn reconcile_source(
@@ -384,7 +403,7 @@ where
     }
 
     async fn known_versions(&self, ids: &[&str]) -> Result<HashMap<String, Known>> {
-        let rows: Vec<(String, i64, i64)> = <B::Db as Dialect>::bind_ids(
+        let rows: Vec<(String, i64, i64, bool)> = <B::Db as Dialect>::bind_ids(
             sqlx::query_as(<B::Db as Dialect>::sql(Stmt::KnownVersions)),
             ids,
         )
@@ -392,9 +411,9 @@ where
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, key, v)| {
+            .map(|(id, key, v, gone)| {
                 let version = u64::try_from(v).unwrap_or(0);
-                (id, Known { key, version })
+                (id, Known { key, version, gone })
             })
             .collect())
     }

@@ -106,6 +106,9 @@ pub struct IngestBatch {
     pub quarantined: Vec<QuarantineItem>,
     /// The cursor after this page; `None` leaves the cursor alone (resync).
     pub next_cursor: Option<String>,
+    /// The feed lost our cursor: a reconcile is due (remembered until one
+    /// completes, across restarts).
+    pub reconcile_requested: bool,
     /// An operator's resync: accept the current version again and redeliver.
     pub forced: bool,
 }
@@ -211,6 +214,11 @@ pub trait Store: Send + Sync + 'static {
     /// Applies a page of changes, its quarantined items and the cursor, atomically.
     async fn ingest(&self, batch: &IngestBatch, ctx: Ctx) -> Result<IngestStats>;
     async fn set_last_poll(&self, at_ms: i64) -> Result<()>;
+    /// When a reconcile was asked for that has not completed since.
+    async fn reconcile_requested(&self) -> Result<Option<i64>>;
+    /// A reconcile begun after the request made at `requested_ms`
+    /// completed: the request is done (a later one stays).
+    async fn reconcile_done(&self, requested_ms: i64) -> Result<()>;
 
     /// Moves postings whose `publication_end` passed to `Absent(expired)`.
     /// Returns how many moved.
@@ -264,8 +272,9 @@ pub trait Store: Send + Sync + 'static {
     async fn revive(&self, ids: Option<&[String]>, ctx: Ctx) -> Result<u64>;
     /// Audit rows of one posting or one employer, in order, after `after_seq`.
     async fn audit(&self, of: AuditOf<'_>, after_seq: i64, limit: i64) -> Result<Vec<AuditRow>>;
-    /// Deletes audit rows, tombstones and quarantine records older than `cutoff_ms`.
-    async fn purge(&self, cutoff_ms: i64) -> Result<PurgeStats>;
+    /// Deletes audit rows and quarantine records older than `cutoff_ms`,
+    /// tombstones older than `tombstone_cutoff_ms`.
+    async fn purge(&self, cutoff_ms: i64, tombstone_cutoff_ms: i64) -> Result<PurgeStats>;
 
     // --- reconcile: a streaming three-way diff; what a run saw is kept as
     // one bit per ledger key (`engine::reconcile`), never as a set of ids ---
@@ -321,6 +330,10 @@ pub struct Known {
     /// The record's key: stable while the record lives.
     pub key: i64,
     pub version: u64,
+    /// The ledger holds it as deleted in JobAG (a snapshot that missed it,
+    /// a read answered 404): a snapshot that shows it again at that
+    /// version is judged again (SPEC 3.6).
+    pub gone: bool,
 }
 
 /// A posting the ledger knows, as a listing page is compared.
@@ -417,7 +430,7 @@ pub struct Listed {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Diff {
     pub id: String,
-    /// `missing_in_ledger`, `newer_in_source`, `rerendered`, `gone_from_source`,
+    /// `missing_in_ledger`, `newer_in_source`, `rerendered`, `back_in_source`, `gone_from_source`,
     /// `orphan_on_eures`, `unwanted_on_eures`, `altered_on_eures`, `missing_on_eures`, `resync`.
     pub kind: &'static str,
     pub detail: String,

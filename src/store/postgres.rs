@@ -57,10 +57,12 @@ static SELECT_MANY: LazyLock<String> = LazyLock::new(|| {
 static SELECT_LEASED: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {COLUMNS}, lease_owner FROM postings WHERE id = ANY($1) ORDER BY id FOR UPDATE")
 });
+/// Every worker runs the expiry pass: rows another one is expiring (or
+/// anyone is writing) are skipped, and expiry is idempotent.
 static SELECT_EXPIRED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {COLUMNS} FROM postings WHERE desired_present AND publication_end_ms <= $1 \
-         ORDER BY id LIMIT $2 FOR UPDATE"
+         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
     )
 });
 static SELECT_DEAD: LazyLock<String> = LazyLock::new(|| {
@@ -268,7 +270,9 @@ impl Dialect for Postgres {
                    AND delivered_state <> 'absent' ORDER BY seq LIMIT $3"
             }
             Stmt::KnownVersions => {
-                "SELECT id, seq, source_version FROM postings WHERE id = ANY($1)"
+                "SELECT id, seq, source_version, \
+                   (NOT desired_present AND absent_reason IS NOT NULL AND absent_reason = 'deleted') \
+                 FROM postings WHERE id = ANY($1)"
             }
             Stmt::DeliveredCopies => {
                 "SELECT id, seq, delivered_state, delivered_version, delivered_hash \

@@ -25,6 +25,10 @@ use crate::domain::ledger::{Content, DesiredState, Entry, Op};
 
 pub(crate) const CURSOR_KEY: &str = "feed_cursor";
 pub(crate) const LAST_POLL_KEY: &str = "last_source_poll_ms";
+/// When a reconcile was asked for that has not completed since (epoch ms).
+pub(crate) const RECONCILE_KEY: &str = "reconcile_requested_ms";
+/// Forgets the request `$1` names (epoch ms), not a later one.
+pub(crate) const RECONCILE_DONE: &str = "DELETE FROM agent_state WHERE key = $1 AND value = $2";
 
 /// Rows per multi-row write: 29 columns each, well under SQLite's 32,766
 /// and PostgreSQL's 65,535 bound parameters.
@@ -537,16 +541,17 @@ where
     i64: for<'t> Encode<'t, DB> + Type<DB>,
 {
     /// Deletes what retention no longer keeps.
-    pub async fn purge(&mut self, cutoff_ms: i64) -> Result<PurgeStats> {
+    pub async fn purge(&mut self, cutoff_ms: i64, tombstone_cutoff_ms: i64) -> Result<PurgeStats> {
         let mut deleted = [0u64; 3];
-        for (n, sql) in [PURGE_AUDIT, PURGE_TOMBSTONES, PURGE_QUARANTINE]
-            .into_iter()
-            .enumerate()
+        for (n, (sql, before)) in [
+            (PURGE_AUDIT, cutoff_ms),
+            (PURGE_TOMBSTONES, tombstone_cutoff_ms),
+            (PURGE_QUARANTINE, cutoff_ms),
+        ]
+        .into_iter()
+        .enumerate()
         {
-            let done = sqlx::query(sql)
-                .bind(cutoff_ms)
-                .execute(&mut *self.0)
-                .await?;
+            let done = sqlx::query(sql).bind(before).execute(&mut *self.0).await?;
             deleted[n] = DB::rows_affected(&done);
         }
         Ok(PurgeStats::from(deleted))

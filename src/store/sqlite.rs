@@ -359,8 +359,9 @@ impl Dialect for Sqlite {
                    AND delivered_state <> 'absent' ORDER BY seq LIMIT $3"
             }
             Stmt::KnownVersions => {
-                "SELECT id, seq, source_version FROM postings \
-                 WHERE id IN (SELECT value FROM json_each($1))"
+                "SELECT id, seq, source_version, \
+                   (desired_present = 0 AND absent_reason IS NOT NULL AND absent_reason = 'deleted') \
+                 FROM postings WHERE id IN (SELECT value FROM json_each($1))"
             }
             Stmt::DeliveredCopies => {
                 "SELECT id, seq, delivered_state, delivered_version, delivered_hash \

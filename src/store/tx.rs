@@ -172,6 +172,10 @@ pub(crate) async fn ingest<T: LedgerTx>(
     if let Some(cursor) = &batch.next_cursor {
         tx.set_state(super::sql::CURSOR_KEY, cursor).await?;
     }
+    if batch.reconcile_requested {
+        tx.set_state(super::sql::RECONCILE_KEY, &ctx.now_ms.to_string())
+            .await?;
+    }
     Ok(stats)
 }
 
@@ -290,7 +294,8 @@ pub(crate) async fn complete<T: LedgerTx>(
             detail: match d.result {
                 AttemptResult::Rejected(why)
                 | AttemptResult::Transient(why)
-                | AttemptResult::Unavailable(why) => Some(why.as_str()),
+                | AttemptResult::Unavailable(why)
+                | AttemptResult::NotSent(why) => Some(why.as_str()),
                 _ => None,
             },
             at_ms: ctx.now_ms,
@@ -354,6 +359,8 @@ pub(crate) async fn reconcile_source<T: LedgerTx>(
                 let want = DesiredState::from(incoming.desired.clone());
                 if repair == Repair::Force {
                     ("resync", true)
+                } else if want.is_present() && ledger::is_gone(c) {
+                    ("back_in_source", true)
                 } else if want.is_present() != c.desired.is_present()
                     || want.hash() != c.desired.hash()
                 {
