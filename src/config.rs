@@ -121,6 +121,11 @@ pub struct JobagConfig {
     /// (DB25). It decides the section letter EURES gets.
     #[serde(deserialize_with = "lenient_string")]
     pub nace_revision: String,
+    /// Where to apply when the consent covers the posting only and the
+    /// posting has no application URL: an http(s) URL with `{id}`, e.g.
+    /// `https://jobnet.example/job/{id}`. Empty means none.
+    #[serde(deserialize_with = "lenient_string")]
+    pub posting_url_template: String,
 }
 
 impl Default for JobagConfig {
@@ -131,6 +136,7 @@ impl Default for JobagConfig {
             poll_interval_ms: 1000,
             page_size: 500,
             nace_revision: "2".to_owned(),
+            posting_url_template: String::new(),
         }
     }
 }
@@ -367,6 +373,10 @@ impl Config {
             ));
         }
 
+        if let Some(template) = self.posting_url_template() {
+            check_posting_url_template(template)?;
+        }
+
         check_http_url("eures.base_url", &self.eures.base_url)?;
         if self.eures.party_id.trim().is_empty() {
             return Err(ConfigError::invalid("eures.party_id", "must not be empty"));
@@ -420,7 +430,13 @@ impl Config {
         DocumentSettings {
             party_id: self.eures.party_id.clone(),
             nace_revision: NaceRevision::parse(&self.jobag.nace_revision).unwrap_or_default(),
+            posting_url_template: self.posting_url_template().map(str::to_owned),
         }
+    }
+
+    /// `jobag.posting_url_template`, `None` when empty.
+    fn posting_url_template(&self) -> Option<&str> {
+        Some(self.jobag.posting_url_template.trim()).filter(|t| !t.is_empty())
     }
 
     /// The JobAG bearer token: `EURES_SYNC_JOBAG_TOKEN`, else the content of
@@ -506,6 +522,22 @@ impl Config {
 /// Accepts a string, or a number or boolean written where a string is meant:
 /// the environment carries only text, and figment parses `EURES_SYNC__EURES__PARTY_ID=12345`
 /// as a number.
+/// A template must name the posting (`{id}`) and give an http(s) URL with a
+/// host once the id is in: a template that fails sends every
+/// posting-only copy to `invalid: application`.
+fn check_posting_url_template(template: &str) -> Result<(), ConfigError> {
+    const KEY: &str = "jobag.posting_url_template";
+    if !template.contains("{id}") {
+        return Err(ConfigError::invalid(KEY, "must contain {id}"));
+    }
+    let url = url::Url::parse(&template.replace("{id}", "id"))
+        .map_err(|_| ConfigError::invalid(KEY, "not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::invalid(KEY, "must be an http or https URL"));
+    }
+    Ok(())
+}
+
 fn lenient_string<'de, D: serde::Deserializer<'de>>(de: D) -> Result<String, D::Error> {
     struct V;
     impl serde::de::Visitor<'_> for V {
@@ -1062,6 +1094,18 @@ mod tests {
             (
                 "[jobag]\nnace_revision = \"\"",
                 "jobag.nace_revision: must be \"2\" or \"2.1\"",
+            ),
+            (
+                "[jobag]\nposting_url_template = \"https://jobnet.example/job\"",
+                "jobag.posting_url_template: must contain {id}",
+            ),
+            (
+                "[jobag]\nposting_url_template = \"ftp://jobnet.example/{id}\"",
+                "jobag.posting_url_template: must be an http or https URL",
+            ),
+            (
+                "[jobag]\nposting_url_template = \"jobnet/{id}\"",
+                "jobag.posting_url_template: not a URL",
             ),
             ("[eures]\nbase_url = \"\"", "eures.base_url: not a URL"),
             (

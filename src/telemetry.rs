@@ -18,6 +18,7 @@ use crate::engine::reconcile::ReconcileReport;
 use crate::store::Summary;
 
 pub const POSTINGS: &str = "eures_sync_postings";
+pub const ABSENT_POSTINGS: &str = "eures_sync_absent_postings";
 pub const DELIVERIES: &str = "eures_sync_deliveries_total";
 pub const DELIVERY_DURATION: &str = "eures_sync_delivery_duration_seconds";
 pub const PROPAGATION: &str = "eures_sync_propagation_seconds";
@@ -118,6 +119,10 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_gauge!(POSTINGS, "Postings the ledger knows, by exclusive state");
+    describe_gauge!(
+        ABSENT_POSTINGS,
+        "Postings that must have no EURES copy, by reason code (SPEC 2)"
+    );
     describe_counter!(
         DELIVERIES,
         "EURES delivery attempts by operation and outcome"
@@ -354,6 +359,19 @@ pub fn set_auth_failing(failing: bool) {
 }
 
 /// Refreshes the gauges that mirror the ledger.
+/// The reason codes of SPEC 2, `invalid` standing for every `invalid: ...`.
+pub const ABSENT_REASON_CODES: [&str; 9] = [
+    "deleted",
+    "not_published",
+    "expired",
+    "no_consent",
+    "restricted",
+    "internal",
+    "from_eures",
+    "outside_eures_area",
+    "invalid",
+];
+
 pub fn publish_summary(s: &Summary) {
     for state in StateLabel::ALL {
         gauge!(POSTINGS, "state" => state.as_str()).set(s.count(state) as f64);
@@ -363,6 +381,16 @@ pub fn publish_summary(s: &Summary) {
     }
     gauge!(OLDEST_PENDING).set(s.oldest_pending_ms.unwrap_or(0) as f64 / 1000.0);
     gauge!(DEAD_LETTERS).set(s.dead_letters as f64);
+    // Every code is set, so a reason that no posting has any more reads 0
+    // rather than its last count.
+    for reason in ABSENT_REASON_CODES {
+        let count = s
+            .absent_reasons
+            .iter()
+            .find(|(r, _)| r == reason)
+            .map_or(0, |(_, n)| *n);
+        gauge!(ABSENT_POSTINGS, "reason" => reason).set(count as f64);
+    }
     if let Some(ms) = s.last_source_poll_ms {
         gauge!(LAST_POLL).set(ms as f64 / 1000.0);
     }

@@ -378,3 +378,17 @@ fn hostile_markup_never_passes_and_ordinary_formatting_is_kept() {
         "ordinary formatting passes byte for byte"
     );
 }
+
+#[test]
+fn golden_documents_keep_every_eures_rule() {
+    for xml_path in golden_documents() {
+        let xml =
+            fs::read_to_string(&xml_path).unwrap_or_else(|e| panic!("{}: {e}", xml_path.display()));
+        let violations = eures_sync::sim::conformance::check(&xml);
+        assert!(
+            violations.is_empty(),
+            "{}: {violations:?}",
+            xml_path.display()
+        );
+    }
+}

@@ -300,10 +300,27 @@ async fn jobag_shutdown_stops_serving() {
 
 // ---------------------------------------------------------------- EURES
 
+/// A document the simulator accepts (it applies the EURES content rules):
+/// sample posting 1 rendered with `title`.
 fn doc(title: &str) -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?><PositionOpening xmlns="http://www.hr-xml.org/3" xmlns:oa="http://www.openapplications.org/oagis/9" majorVersionID="3" minorVersionID="2"><DocumentID schemeID="JOBAG" schemeAgencyID="STAR" schemeVersionID="1.3">x</DocumentID><PositionTitle>{title}</PositionTitle></PositionOpening>"#
+    let mut posting = sample_posting(1);
+    posting["version"] = json!(1);
+    posting["updated_at"] = json!("2026-11-20T10:00:00Z");
+    posting["title"] = json!(title);
+    let eures_sync::domain::posting::ParsedChange::Change(change) =
+        eures_sync::domain::posting::parse_change(&posting)
+    else {
+        panic!("sample posting parses");
+    };
+    let eures_sync::domain::posting::ChangeBody::Live(fields) = change.body else {
+        panic!("live");
+    };
+    eures_sync::domain::render::render(
+        &change.id,
+        &fields,
+        &eures_sync::domain::render::DocumentSettings::default(),
     )
+    .expect("renders")
 }
 
 fn put_body(reference: &str, version: u64, content: &str) -> Value {

@@ -22,6 +22,7 @@ pub async fn status(config: &Config, json_out: bool) -> anyhow::Result<()> {
         "oldest_pending_seconds": s.oldest_pending_ms.map(|ms| ms as f64 / 1000.0).unwrap_or(0.0),
         "last_source_poll": iso(s.last_source_poll_ms),
         "dead_letters": s.dead_letters,
+        "absent_reasons": s.absent_reasons.iter().map(|(r, n)| (r.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
         "quarantined": quarantined.iter().map(|(id, reason)| json!({"id": id, "reason": reason})).collect::<Vec<_>>(),
     });
     if json_out {
@@ -45,6 +46,14 @@ pub async fn status(config: &Config, json_out: bool) -> anyhow::Result<()> {
         doc["last_source_poll"].as_str().unwrap_or("never")
     );
     println!("dead letters    {}", s.dead_letters);
+    if !s.absent_reasons.is_empty() {
+        let reasons: Vec<String> = s
+            .absent_reasons
+            .iter()
+            .map(|(reason, n)| format!("{reason} {n}"))
+            .collect();
+        println!("absent by reason  {}", reasons.join("  "));
+    }
     if !quarantined.is_empty() {
         println!("quarantined:");
         for (id, reason) in &quarantined {

@@ -33,6 +33,8 @@ pub enum AbsentReason {
     NotPublished,
     Expired,
     NoConsent,
+    /// Processing restricted (GDPR art. 18).
+    Restricted,
     Internal,
     FromEures,
     OutsideEuresArea,
@@ -53,6 +55,7 @@ impl fmt::Display for AbsentReason {
             AbsentReason::NotPublished => f.write_str("not_published"),
             AbsentReason::Expired => f.write_str("expired"),
             AbsentReason::NoConsent => f.write_str("no_consent"),
+            AbsentReason::Restricted => f.write_str("restricted"),
             AbsentReason::Internal => f.write_str("internal"),
             AbsentReason::FromEures => f.write_str("from_eures"),
             AbsentReason::OutsideEuresArea => f.write_str("outside_eures_area"),
@@ -104,6 +107,9 @@ fn check_rules(p: &PostingFields, now: DateTime<Utc>) -> Result<DateTime<Utc>, A
     }
     if !p.eures_consent.ok_or_else(|| missing("eures_consent"))? {
         return Err(AbsentReason::NoConsent);
+    }
+    if p.processing_restricted.unwrap_or(false) {
+        return Err(AbsentReason::Restricted);
     }
     if p.internal.unwrap_or(false) {
         return Err(AbsentReason::Internal);

@@ -61,6 +61,18 @@ pub enum Origin {
     Eures,
 }
 
+/// What the employer consented to transfer (SPEC 2, 4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentScope {
+    /// The posting without any personal data.
+    Posting,
+    /// The posting and the contact data the employer put in the
+    /// application method (the default when the field is missing).
+    #[default]
+    PostingAndContact,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EmploymentType {
@@ -86,6 +98,13 @@ pub enum WorkingTime {
 pub struct PostingFields {
     pub status: Option<Status>,
     pub eures_consent: Option<bool>,
+    /// What the consent covers; missing means `posting_and_contact`. A
+    /// value JobAG does not define makes the change unreadable (the copy
+    /// goes: the agent cannot know what was consented to).
+    pub eures_consent_scope: Option<ConsentScope>,
+    /// The employer asked JobAG to restrict processing (GDPR art. 18): the
+    /// data may be stored, not transferred or published.
+    pub processing_restricted: Option<bool>,
     /// The employer especially wants applicants from abroad.
     pub eures_flag: Option<bool>,
     pub internal: Option<bool>,

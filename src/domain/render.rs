@@ -53,7 +53,10 @@
 //!   (`application_deadline`).
 //! - **ApplicationMethod/Instructions** lists the application URL, the
 //!   application email and the employer's instructions, each present one on
-//!   its own line. Contact person data (`contact`) is never rendered.
+//!   its own line. Contact person data (`contact`) is never rendered. With
+//!   `eures_consent_scope = "posting"` it holds the application URL alone,
+//!   else `jobag.posting_url_template` with the id: no email, no free text
+//!   (either may name a person).
 //! - **JobCategoryCode** is ESCO (`ESCO_Occupations`, `ESCOv1`) when an
 //!   ESCO occupation URI is given, written in its canonical form (`http://`,
 //!   lowercase UUID); an ESCO URI of an ISCO concept travels as that ISCO-08
@@ -102,6 +105,10 @@ pub struct DocumentSettings {
     /// The NACE revision of `employer.nace` (`jobag.nace_revision`): it
     /// decides the section letter of `IndustryCode`.
     pub nace_revision: NaceRevision,
+    /// `jobag.posting_url_template`: where to apply, `{id}` standing for the
+    /// posting's id, when the consent covers the posting only and the
+    /// posting has no application URL of its own.
+    pub posting_url_template: Option<String>,
 }
 
 impl Default for DocumentSettings {
@@ -110,6 +117,7 @@ impl Default for DocumentSettings {
         DocumentSettings {
             party_id: "STAR-DK".to_string(),
             nace_revision: NaceRevision::Rev2,
+            posting_url_template: None,
         }
     }
 }

@@ -813,7 +813,7 @@ fn put(
     }
     let content = match obj.remove("content") {
         Some(Value::String(s)) => match check_position_opening(&s) {
-            Ok(()) => Some(s),
+            Ok(()) => conformant(s, &mut errors),
             Err(why) => {
                 errors.push(json!({"field": "content", "message": why}));
                 None
@@ -888,6 +888,20 @@ fn put(
         .push((Method::PUT, source_version));
     drop(portal);
     (json_value(status, &ok_body), true)
+}
+
+/// The content when it keeps every EURES content rule the project knows
+/// (`super::conformance`); else each broken rule becomes an error whose
+/// `field` is the rule id.
+fn conformant(content: String, errors: &mut Vec<Value>) -> Option<String> {
+    let violations = super::conformance::check(&content);
+    if violations.is_empty() {
+        return Some(content);
+    }
+    for v in violations {
+        errors.push(json!({"field": v.rule, "message": v.message}));
+    }
+    None
 }
 
 fn conflict(held: u64) -> Response<Body> {

@@ -19,6 +19,7 @@
 //! (see `DropConnection`), which hyper supports directly when the service
 //! future fails.
 
+pub mod conformance;
 pub mod eures;
 pub mod jobag;
 

@@ -312,6 +312,9 @@ where
         Ok(Summary::from_counts(
             sqlx::query_as(sql::COUNT_STATES).fetch_all(pool).await?,
             sqlx::query_as(sql::COUNT_DUE_OPS).fetch_all(pool).await?,
+            sqlx::query_as(sql::COUNT_ABSENT_REASONS)
+                .fetch_all(pool)
+                .await?,
             dead,
             min(pool, sql::OLDEST_DUE).await?,
             state(pool, sql::LAST_POLL_KEY).await?,

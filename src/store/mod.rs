@@ -156,6 +156,9 @@ pub struct Summary {
     /// Age of the oldest open gap (ms), `None` when nothing is pending.
     pub oldest_pending_ms: Option<i64>,
     pub last_source_poll_ms: Option<i64>,
+    /// Postings EURES must not hold, by reason code (`invalid: ...` counted
+    /// as `invalid`), in reason order; a reason no posting has is left out.
+    pub absent_reasons: Vec<(String, u64)>,
 }
 
 impl Summary {

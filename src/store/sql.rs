@@ -128,6 +128,11 @@ pub(crate) const NEXT_DUE: &str = "SELECT MIN(m) FROM ( \
 pub(crate) const COUNT_STATES: &str = "SELECT state, COUNT(*) FROM postings GROUP BY state";
 pub(crate) const COUNT_DUE_OPS: &str =
     "SELECT due_op, COUNT(*) FROM postings WHERE due_op IS NOT NULL GROUP BY due_op";
+/// Desired-absent postings by reason code; an invalid posting's reason names
+/// its field, so it is counted under `invalid` alone.
+pub(crate) const COUNT_ABSENT_REASONS: &str = "SELECT CASE WHEN absent_reason LIKE 'invalid%' \
+     THEN 'invalid' ELSE absent_reason END AS reason, COUNT(*) FROM postings \
+     WHERE absent_reason IS NOT NULL GROUP BY 1 ORDER BY 1";
 pub(crate) const OLDEST_DUE: &str =
     "SELECT MIN(due_since_ms) FROM postings WHERE due_since_ms IS NOT NULL";
 
@@ -563,6 +568,7 @@ impl Summary {
     pub(crate) fn from_counts(
         states: Vec<(String, i64)>,
         due_ops: Vec<(String, i64)>,
+        absent_reasons: Vec<(String, i64)>,
         dead_letters: i64,
         oldest_due_since_ms: Option<i64>,
         last_poll: Option<String>,
@@ -573,6 +579,10 @@ impl Summary {
             dead_letters: n(dead_letters),
             oldest_pending_ms: oldest_due_since_ms.map(|t| (now_ms - t).max(0)),
             last_source_poll_ms: last_poll.and_then(|v| v.parse().ok()),
+            absent_reasons: absent_reasons
+                .into_iter()
+                .map(|(reason, count)| (reason, n(count)))
+                .collect(),
             ..Summary::default()
         };
         for (state, count) in states {

@@ -15,7 +15,7 @@ use crate::domain::codes::{
     iso639_1_valid, nace_to_eures,
 };
 use crate::domain::posting::{
-    Application, EmploymentType, PostingFields, Requirements, Salary, WorkingTime,
+    Application, ConsentScope, EmploymentType, PostingFields, Requirements, Salary, WorkingTime,
 };
 
 /// Longest `PositionTitle`, in characters, after trimming.
@@ -157,8 +157,14 @@ pub(crate) fn build(
     let party_id =
         clean_line(Some(&settings.party_id)).ok_or_else(|| invalid("eures.party_id", "missing"))?;
     let language = language(fields.language.as_deref())?;
-    let application = application(fields.application.as_ref())
-        .ok_or_else(|| invalid("application", "needs a url, an email or instructions"))?;
+    let application = match fields.eures_consent_scope.unwrap_or_default() {
+        ConsentScope::PostingAndContact => application(fields.application.as_ref())
+            .ok_or_else(|| invalid("application", "needs a url, an email or instructions"))?,
+        ConsentScope::Posting => {
+            posting_only_application(&id, fields.application.as_ref(), settings)
+                .ok_or_else(|| invalid("application", "no way to apply without personal data"))?
+        }
+    };
     let title = title(fields.title.as_deref())?;
     let locations = match fields.locations.as_deref() {
         None | Some([]) => return Err(invalid("locations", "missing")),
@@ -260,6 +266,24 @@ fn application(application: Option<&Application>) -> Option<String> {
     let instructions = formatted(application.instructions.as_deref());
     let parts: Vec<String> = [url, email, instructions].into_iter().flatten().collect();
     (!parts.is_empty()).then(|| parts.join("\n"))
+}
+
+/// The `Instructions` text when the consent covers the posting only: the
+/// application URL, else the posting's own page from
+/// `jobag.posting_url_template`. An email or free text may name a person,
+/// so neither is ever used. `None` when there is no URL at all.
+fn posting_only_application(
+    id: &str,
+    application: Option<&Application>,
+    settings: &DocumentSettings,
+) -> Option<String> {
+    application
+        .and_then(|a| clean_line(a.url.as_deref()))
+        .filter(|u| plausible_url(u))
+        .or_else(|| {
+            let template = settings.posting_url_template.as_deref()?;
+            Some(template.replace("{id}", id)).filter(|u| plausible_url(u))
+        })
 }
 
 fn plausible_url(url: &str) -> bool {
