@@ -21,7 +21,7 @@ use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
 
 /// Invalid inputs and the JobAG field each must be refused for.
-const INVALID: [(&str, &str); 9] = [
+const INVALID: [(&str, &str); 10] = [
     ("invalid-missing-title.json", "title"),
     ("invalid-title-too-long.json", "title"),
     ("invalid-no-eures-location.json", "locations"),
@@ -31,6 +31,7 @@ const INVALID: [(&str, &str); 9] = [
     ("invalid-language-dk.json", "language"),
     ("invalid-employer-name-blank.json", "employer.name"),
     ("invalid-description-only-controls.json", "description"),
+    ("invalid-scope-posting-no-url.json", "application"),
 ];
 
 /// Elements of the OAGIS namespace; everything else is HR-XML.

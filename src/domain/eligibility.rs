@@ -240,4 +240,69 @@ mod tests {
         let v = json!({"id": "x", "version": 2, "deleted": true, "title": 5});
         assert_eq!(reason(v), "deleted");
     }
+
+    fn content_of(d: &Desired) -> &str {
+        match d {
+            Desired::Present { content, .. } => content,
+            other => panic!("expected a copy, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn restriction_of_processing_takes_the_copy_away_and_lifting_it_brings_it_back() {
+        let mut v = base();
+        v["processing_restricted"] = json!(true);
+        assert_eq!(eval(v.clone()), Desired::Absent(AbsentReason::Restricted));
+        assert_eq!(AbsentReason::Restricted.to_string(), "restricted");
+        v["processing_restricted"] = json!(false);
+        assert!(matches!(eval(v), Desired::Present { .. }));
+    }
+
+    #[test]
+    fn scope_posting_carries_no_personal_data() {
+        let mut v = base();
+        v["application"] = json!({"url": "https://example.dk/apply",
+                                  "email": "karoline@example.dk",
+                                  "instructions": "Ring til Karoline på 87654321"});
+        v["contact"] = json!({"name": "Karoline Birkedal", "email": "karoline@example.dk",
+                              "phone": "87654321"});
+        let wide = eval(v.clone());
+        assert!(
+            content_of(&wide).contains("karoline@example.dk"),
+            "the default scope keeps contact"
+        );
+
+        v["eures_consent_scope"] = json!("posting");
+        let narrow = eval(v.clone());
+        let doc = content_of(&narrow);
+        assert!(doc.contains("https://example.dk/apply"), "{doc}");
+        for personal in ["karoline", "Karoline", "87654321"] {
+            assert!(!doc.contains(personal), "{personal} in {doc}");
+        }
+        assert_ne!(wide, narrow, "narrowing the scope is an update");
+
+        // No URL of its own: the template, with the id; no template: invalid.
+        v["application"] = json!({"email": "karoline@example.dk"});
+        let settings = DocumentSettings {
+            posting_url_template: Some("https://jobnet.example/job/{id}".to_owned()),
+            ..DocumentSettings::default()
+        };
+        let change = match parse_change(&v) {
+            ParsedChange::Change(c) => c,
+            q => panic!("{q:?}"),
+        };
+        let templated = evaluate(&change, now(), &settings);
+        assert!(
+            content_of(&templated)
+                .contains("https://jobnet.example/job/a3f1c2d4-0000-4000-8000-000000000001"),
+            "{templated:?}"
+        );
+        match eval(v) {
+            Desired::Absent(reason) => assert!(
+                reason.to_string().starts_with("invalid: application: "),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
 }

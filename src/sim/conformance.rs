@@ -475,9 +475,9 @@ impl<'a> Checks<'a> {
                 self.breach("SPEC-5", "the same address twice");
             }
             let country_only = parts.iter().all(|(n, _)| *n == "CountryCode");
-            let fuller = addresses.iter().any(|other| {
-                other.len() > 1 && other.iter().any(|p| *p == ("CountryCode", country))
-            });
+            let fuller = addresses
+                .iter()
+                .any(|other| other.len() > 1 && other.contains(&("CountryCode", country)));
             if country_only && fuller {
                 self.breach(
                     "SPEC-5",
