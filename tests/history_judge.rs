@@ -109,23 +109,7 @@ fn two_requests_in_flight_and_a_missing_version_are_caught() {
 
 /// A document the simulator accepts (it applies the EURES content rules).
 fn doc() -> String {
-    let mut posting = eures_sync::sim::jobag::sample_posting(1);
-    posting["version"] = json!(1);
-    posting["updated_at"] = json!("2026-11-20T10:00:00Z");
-    let eures_sync::domain::posting::ParsedChange::Change(change) =
-        eures_sync::domain::posting::parse_change(&posting)
-    else {
-        panic!("sample posting parses");
-    };
-    let eures_sync::domain::posting::ChangeBody::Live(fields) = change.body else {
-        panic!("live");
-    };
-    eures_sync::domain::render::render(
-        &change.id,
-        &fields,
-        &eures_sync::domain::render::DocumentSettings::default(),
-    )
-    .expect("renders")
+    eures_sync::sim::jobag::sample_document(1, "Udvikler")
 }
 
 async fn put(c: &reqwest::Client, sim: &EuresSim, reference: &str, version: u64) -> u16 {

@@ -300,27 +300,9 @@ async fn jobag_shutdown_stops_serving() {
 
 // ---------------------------------------------------------------- EURES
 
-/// A document the simulator accepts (it applies the EURES content rules):
-/// sample posting 1 rendered with `title`.
+/// A document the simulator accepts (it applies the EURES content rules).
 fn doc(title: &str) -> String {
-    let mut posting = sample_posting(1);
-    posting["version"] = json!(1);
-    posting["updated_at"] = json!("2026-11-20T10:00:00Z");
-    posting["title"] = json!(title);
-    let eures_sync::domain::posting::ParsedChange::Change(change) =
-        eures_sync::domain::posting::parse_change(&posting)
-    else {
-        panic!("sample posting parses");
-    };
-    let eures_sync::domain::posting::ChangeBody::Live(fields) = change.body else {
-        panic!("live");
-    };
-    eures_sync::domain::render::render(
-        &change.id,
-        &fields,
-        &eures_sync::domain::render::DocumentSettings::default(),
-    )
-    .expect("renders")
+    eures_sync::sim::jobag::sample_document(1, title)
 }
 
 fn put_body(reference: &str, version: u64, content: &str) -> Value {

@@ -637,6 +637,30 @@ pub fn sample_posting(i: u64) -> Value {
     })
 }
 
+/// [`sample_posting`] `i` with `title`, rendered as the agent renders it
+/// (default settings): a document the EURES simulator accepts, for tests
+/// that talk to it directly.
+pub fn sample_document(i: u64, title: &str) -> String {
+    let mut posting = sample_posting(i);
+    posting["version"] = json!(1);
+    posting["updated_at"] = json!("2026-11-20T10:00:00Z");
+    posting["title"] = json!(title);
+    let crate::domain::posting::ParsedChange::Change(change) =
+        crate::domain::posting::parse_change(&posting)
+    else {
+        unreachable!("a sample posting always parses");
+    };
+    let crate::domain::posting::ChangeBody::Live(fields) = change.body else {
+        unreachable!("a sample posting is live");
+    };
+    crate::domain::render::render(
+        &change.id,
+        &fields,
+        &crate::domain::render::DocumentSettings::default(),
+    )
+    .unwrap_or_else(|e| unreachable!("a sample posting renders: {e:?}"))
+}
+
 /// The id [`sample_posting`] gives posting `i`.
 pub fn sample_id(i: u64) -> String {
     format!("a3f1c2d4-0000-4000-8000-{i:012}")
