@@ -272,6 +272,29 @@ impl Worker {
     /// Looks whether EURES holds a copy it should not (SPEC 3.8) and
     /// records what it found: nothing ends the doubt, a copy makes the
     /// deletion due again.
+    /// Hands an attempt's result to the recorder with the backoff its
+    /// attempt count earns.
+    async fn finish(
+        &self,
+        finished: &mpsc::Sender<Finished>,
+        op: Claimed,
+        result: AttemptResult,
+        label: &'static str,
+    ) {
+        let backoff = self
+            .settings
+            .retry
+            .next_delay(op.attempts, &mut rand::rng());
+        let _ = finished
+            .send(Finished {
+                claimed: op,
+                result,
+                label,
+                backoff,
+            })
+            .await;
+    }
+
     async fn verify(&self, eures: &EuresClient, op: Claimed, finished: &mpsc::Sender<Finished>) {
         let (result, label) = match eures.get_one(&op.id).await {
             Ok(None) => (AttemptResult::Done, "absent"),
@@ -295,18 +318,7 @@ impl Worker {
             self.note_answer(&Outcome::Done);
         }
         crate::telemetry::record_verification(label);
-        let backoff = self
-            .settings
-            .retry
-            .next_delay(op.attempts, &mut rand::rng());
-        let _ = finished
-            .send(Finished {
-                claimed: op,
-                result,
-                label,
-                backoff,
-            })
-            .await;
+        self.finish(finished, op, result, label).await;
     }
 
     /// Performs one claimed operation and records its outcome.
@@ -334,20 +346,10 @@ impl Worker {
                         // being claimed again at once, ahead of all else.
                         Err(e) => {
                             tracing::warn!(posting = %op.id, error = %e, "re-reading the posting failed");
-                            let backoff = self
-                                .settings
-                                .retry
-                                .next_delay(op.attempts, &mut rand::rng());
-                            let _ = finished
-                                .send(Finished {
-                                    claimed: op,
-                                    result: AttemptResult::NotSent(
-                                        "the document could not be re-read from JobAG".into(),
-                                    ),
-                                    label: "not_sent",
-                                    backoff,
-                                })
-                                .await;
+                            let result = AttemptResult::NotSent(
+                                "the document could not be re-read from JobAG".into(),
+                            );
+                            self.finish(finished, op, result, "not_sent").await;
                         }
                     }
                     return;
@@ -386,17 +388,6 @@ impl Worker {
         let since = op.last_attempt_ms.unwrap_or(started_ms);
         let portal_answered = self.health.eures_answered_ms.load(Ordering::SeqCst) > since;
         let result = to_attempt_result(&outcome, portal_answered);
-        let backoff = self
-            .settings
-            .retry
-            .next_delay(op.attempts, &mut rand::rng());
-        let _ = finished
-            .send(Finished {
-                claimed: op,
-                result,
-                label,
-                backoff,
-            })
-            .await;
+        self.finish(finished, op, result, label).await;
     }
 }
