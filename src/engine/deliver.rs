@@ -338,7 +338,7 @@ impl Worker {
                     // reconcile found EURES altered: rebuild it from the source.
                     match self.reread(&op.id, true).await {
                         Ok(_) => {
-                            if let Err(e) = self.store.release(&self.settings.owner, &op.id).await {
+                            if let Err(e) = self.store.release(&self.settings.owner, &op).await {
                                 tracing::warn!(posting = %op.id, error = %e, "releasing lease failed");
                             }
                         }

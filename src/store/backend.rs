@@ -74,13 +74,15 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn reap_clock(&self) -> &ReapClock;
     /// Opens a write transaction (on SQLite an exclusive one).
     async fn begin(&self, commit: Commit) -> Result<Tx<Self::Db>>;
-    /// The time a transaction stamps its writes with, read once it is open
-    /// (on SQLite, with the write lock held: a change stamped with a time
-    /// from before a wait for the lock could fall behind a concurrent
-    /// `getChanges` poll and never be reported).
-    fn clock_ms(&self) -> i64 {
-        chrono::Utc::now().timestamp_millis()
-    }
+    /// The time a transaction stamps its writes with and judges leases,
+    /// retries and `publication_end` by, read once it is open (with the
+    /// write lock held: a change stamped with a time from before a wait for
+    /// the lock could fall behind a concurrent `getChanges` poll and never
+    /// be reported). `proposed_ms` is the caller's idea of now. PostgreSQL
+    /// answers with its own clock, so workers whose clocks differ agree;
+    /// SQLite, with one worker, the process clock, never below a time it
+    /// stamped before (SPEC 3.7).
+    async fn stamp(&self, tx: &mut Tx<Self::Db>, proposed_ms: i64) -> Result<i64>;
     async fn migrate(&self) -> Result<()>;
     async fn pending_migrations(&self) -> Result<Vec<(i64, String)>>;
     /// Waits until every ledger write already under way has committed (see
@@ -118,15 +120,23 @@ macro_rules! transact {
         transact!($store, $what, Commit::Durable, |$tx| $body)
     };
     // With the context the body stamps its writes with, its clock read
-    // once the transaction is open.
+    // once the transaction is open (`Backend::stamp`).
     ($store:expr, $what:literal, $commit:expr, $ctx:ident, |$tx:ident| $body:expr) => {
-        transact!($store, $what, $commit, |$tx| {
+        retrying($what, || async move {
+            let mut $tx = $store.begin($commit).await?;
             let $ctx = Ctx {
-                now_ms: $ctx.now_ms.max($store.clock_ms()),
+                now_ms: $store.stamp(&mut $tx, $ctx.now_ms).await?,
                 ..$ctx
             };
-            $body
+            let out = {
+                let $tx = &mut $tx;
+                $body
+            }
+            .await?;
+            $tx.commit().await?;
+            Ok(out)
         })
+        .await
     };
     ($store:expr, $what:literal, $commit:expr, |$tx:ident| $body:expr) => {
         retrying($what, || async move {
@@ -249,12 +259,25 @@ where
         now_ms: i64,
         lease: Duration,
     ) -> Result<Vec<Claimed>> {
-        let until_ms = now_ms.saturating_add(millis(lease));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let reap = self.reap_clock().due(now_ms);
-        transact!(self, "claim", |tx| tx::claim(
-            tx, owner, until_ms, limit, now_ms, reap
-        ))
+        let lease_ms = millis(lease);
+        // Each claim its own token: an outcome is recorded only under the
+        // claim that sent it (SPEC 3.7).
+        let token: i64 = rand::random();
+        let ctx = Ctx::claiming(now_ms);
+        transact!(self, "claim", Commit::Durable, ctx, |tx| {
+            let now_ms = ctx.now_ms;
+            let reap = self.reap_clock().due(now_ms);
+            tx::claim(
+                tx,
+                owner,
+                token,
+                now_ms.saturating_add(lease_ms),
+                limit,
+                now_ms,
+                reap,
+            )
+        })
     }
 
     async fn complete(&self, owner: &str, done: Completion<'_>, ctx: Ctx) -> Result<()> {
@@ -271,10 +294,11 @@ where
         ))
     }
 
-    async fn release(&self, owner: &str, id: &str) -> Result<()> {
+    async fn release(&self, owner: &str, claim: &Claimed) -> Result<()> {
         sqlx::query(sql::RELEASE_ONE)
-            .bind(id)
+            .bind(claim.id.as_str())
             .bind(owner)
+            .bind(claim.lease_token)
             .execute(self.pool())
             .await?;
         Ok(())

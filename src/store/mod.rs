@@ -143,6 +143,10 @@ pub struct Claimed {
     pub attempts: u32,
     /// When the posting's previous attempt ended (epoch ms), if it had one.
     pub last_attempt_ms: Option<i64>,
+    /// This claim's own token: its outcome is recorded only while the
+    /// posting's lease still carries it (SPEC 3.7), so the late outcome of
+    /// an older claim of the same worker changes nothing.
+    pub lease_token: i64,
 }
 
 /// Counts for `status` and the metrics.
@@ -249,7 +253,7 @@ pub trait Store: Send + Sync + 'static {
     /// Records several attempts' ends, in order, in one transaction.
     async fn complete_many(&self, owner: &str, done: &[Completion<'_>], ctx: Ctx) -> Result<()>;
     /// Gives back a lease without an attempt (shutdown, content to re-read).
-    async fn release(&self, owner: &str, id: &str) -> Result<()>;
+    async fn release(&self, owner: &str, claim: &Claimed) -> Result<()>;
     /// Ends every lease this owner holds (start-up, shutdown after the
     /// drain): the next claim takes them back as abandoned attempts.
     async fn release_all(&self, owner: &str) -> Result<u64>;

@@ -55,7 +55,10 @@ static SELECT_MANY: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {COLUMNS} FROM postings WHERE id = ANY($1) ORDER BY id FOR UPDATE")
 });
 static SELECT_LEASED: LazyLock<String> = LazyLock::new(|| {
-    format!("SELECT {COLUMNS}, lease_owner FROM postings WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+    format!(
+        "SELECT {COLUMNS}, lease_owner, lease_token FROM postings \
+         WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+    )
 });
 /// Every worker runs the expiry pass: rows another one is expiring (or
 /// anyone is writing) are skipped, and expiry is idempotent.
@@ -72,7 +75,7 @@ static SELECT_DEAD_LOCKED: LazyLock<String> =
     LazyLock::new(|| format!("{} FOR UPDATE", SELECT_DEAD.as_str()));
 static SELECT_ABANDONED: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {COLUMNS}, lease_owner FROM postings \
+        "SELECT {COLUMNS}, lease_owner, lease_token FROM postings \
          WHERE lease_owner IS NOT NULL AND lease_until_ms < $1 \
          ORDER BY lease_until_ms LIMIT $2 FOR UPDATE SKIP LOCKED"
     )
@@ -89,11 +92,14 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
              AND lease_owner IS NULL \
            ORDER BY due_rank, next_attempt_at_ms LIMIT $4 \
            FOR UPDATE SKIP LOCKED) \
-         UPDATE postings SET lease_owner = $1, lease_until_ms = $2 \
+         UPDATE postings SET lease_owner = $1, lease_until_ms = $2, lease_token = $5 \
          WHERE id = ANY (ARRAY (SELECT picked_id FROM picked)) \
          RETURNING {CLAIM_COLUMNS}, due_rank, next_attempt_at_ms"
     )
 });
+/// The database server's time in epoch milliseconds.
+const DB_NOW_MS: &str = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
 /// Takes or renews leadership: succeeds (returns a row) when nobody holds
 /// it, `$2` holds it, or the holder let it expire. Timed by the database.
 const LEAD: &str = "INSERT INTO leader_lease (role, owner, until_ms) \
@@ -413,6 +419,13 @@ impl Backend for PgStore {
         ))
     }
 
+    /// The database's clock: the caller's is not even looked at, so a
+    /// worker whose clock is off by a minute leases, retries, expires and
+    /// stamps exchange times like the others (SPEC 3.7).
+    async fn stamp(&self, tx: &mut Tx<Postgres>, _proposed_ms: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar(DB_NOW_MS).fetch_one(&mut *tx.0).await?)
+    }
+
     /// `SHARE` conflicts with the `ROW EXCLUSIVE` lock every write
     /// transaction takes before it reads its clock: this waits for those
     /// under way, and any that starts later stamps a later time.
@@ -622,7 +635,8 @@ mod tests {
             .replace("$1", "'w'")
             .replace("$2", "1")
             .replace("$3", "100000")
-            .replace("$4", "16");
+            .replace("$4", "16")
+            .replace("$5", "7");
         let mut tx = store.begin(Commit::Durable).await.unwrap();
         let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {claim}")))
             .fetch_all(&mut *tx.0)

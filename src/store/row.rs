@@ -211,17 +211,29 @@ pub(crate) fn documents<'e>(entries: &[&'e Entry]) -> (Vec<(&'e str, &'e str)>, 
     (store, erase)
 }
 
-/// A record with the owner of its lease (`SELECT {COLUMNS}, lease_owner`).
+/// A record with its lease (`SELECT {COLUMNS}, lease_owner, lease_token`).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct Leased {
     #[sqlx(flatten)]
     pub entry: FlatEntry,
     pub lease_owner: Option<String>,
+    pub lease_token: Option<i64>,
+}
+
+/// Who holds a record's lease, and under which claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Lease {
+    pub owner: String,
+    pub token: Option<i64>,
 }
 
 impl Leased {
-    pub fn into_parts(self) -> Result<(Entry, Option<String>), StoreError> {
-        Ok((self.entry.into_entry()?, self.lease_owner))
+    pub fn into_parts(self) -> Result<(Entry, Option<Lease>), StoreError> {
+        let lease = self.lease_owner.map(|owner| Lease {
+            owner,
+            token: self.lease_token,
+        });
+        Ok((self.entry.into_entry()?, lease))
     }
 }
 
@@ -237,7 +249,7 @@ pub(crate) const CLAIM_COLUMNS: &str = "id, due_op, \
     CASE WHEN due_op = 'delete' AND delivered_version > source_version \
          THEN delivered_version ELSE source_version END AS source_version, \
     desired_hash, created_ms, modified_ms, employer_cvr, source_updated_at_ms, attempts, \
-    last_attempt_ms";
+    last_attempt_ms, lease_token";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct FlatClaim {
@@ -251,6 +263,7 @@ pub(crate) struct FlatClaim {
     pub source_updated_at_ms: Option<i64>,
     pub attempts: i64,
     pub last_attempt_ms: Option<i64>,
+    pub lease_token: Option<i64>,
 }
 
 /// A claimed row with what orders it: `RETURNING` keeps no order.
@@ -291,6 +304,7 @@ impl FlatClaim {
             source_updated_at_ms: self.source_updated_at_ms,
             attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
             last_attempt_ms: self.last_attempt_ms,
+            lease_token: self.lease_token.unwrap_or_default(),
         })
     }
 }

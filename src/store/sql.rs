@@ -17,7 +17,7 @@ use sqlx::database::HasStatementCache;
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, QueryBuilder, Transaction, Type};
 
 use super::row::{
-    COLUMNS, ENTRY_COLUMNS, FlatEntry, Leased, RankedClaim, documents, in_claim_order,
+    COLUMNS, ENTRY_COLUMNS, FlatEntry, Lease, Leased, RankedClaim, documents, in_claim_order,
 };
 use super::tx::{Leases, LedgerTx, NewAudit, Page};
 use super::{Claimed, PurgeStats, QuarantineItem, Result, StoreError, Summary};
@@ -53,7 +53,7 @@ static UPSERT_TAIL: LazyLock<String> = LazyLock::new(|| {
 /// The same, ending the records' leases.
 static UPSERT_RELEASE_TAIL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "{}, lease_owner = NULL, lease_until_ms = NULL",
+        "{}, lease_owner = NULL, lease_until_ms = NULL, lease_token = NULL",
         *UPSERT_TAIL
     )
 });
@@ -106,8 +106,9 @@ pub(crate) static AUDIT_OF_EMPLOYER: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Gives back one lease, only if `$2` still holds it.
-pub(crate) const RELEASE_ONE: &str = "UPDATE postings SET lease_owner = NULL, lease_until_ms = NULL \
-     WHERE id = $1 AND lease_owner = $2";
+pub(crate) const RELEASE_ONE: &str = "UPDATE postings \
+     SET lease_owner = NULL, lease_until_ms = NULL, lease_token = NULL \
+     WHERE id = $1 AND lease_owner = $2 AND lease_token = $3";
 /// Ends every lease of `$1` at once: the next claim reaps them as abandoned.
 pub(crate) const RELEASE_ALL: &str =
     "UPDATE postings SET lease_until_ms = 0 WHERE lease_owner = $1";
@@ -267,16 +268,13 @@ where
     async fn load_leased(
         &mut self,
         ids: &[&str],
-    ) -> Result<HashMap<String, (Entry, Option<String>)>> {
+    ) -> Result<HashMap<String, (Entry, Option<Lease>)>> {
         let rows: Vec<Leased> = DB::bind_ids(sqlx::query_as(DB::sql(Stmt::SelectLeased)), ids)
             .fetch_all(&mut *self.0)
             .await?;
         let mut loaded = rows
             .into_iter()
-            .map(|r| {
-                r.into_parts()
-                    .map(|(e, holder)| (e.id.clone(), (e, holder)))
-            })
+            .map(|r| r.into_parts().map(|(e, lease)| (e.id.clone(), (e, lease))))
             .collect::<Result<HashMap<_, _>>>()?;
         self.mark_documents(loaded.values_mut().map(|(e, _)| e))
             .await?;
@@ -310,8 +308,8 @@ where
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            if let (entry, Some(holder)) = row.into_parts()? {
-                out.push((entry, holder));
+            if let (entry, Some(lease)) = row.into_parts()? {
+                out.push((entry, lease.owner));
             }
         }
         self.mark_documents(out.iter_mut().map(|(e, _)| e)).await?;
@@ -387,6 +385,7 @@ where
     async fn lease_due(
         &mut self,
         owner: &str,
+        token: i64,
         until_ms: i64,
         limit: i64,
         now_ms: i64,
@@ -396,6 +395,7 @@ where
             .bind(until_ms)
             .bind(now_ms)
             .bind(limit)
+            .bind(token)
             .fetch_all(&mut *self.0)
             .await?;
         let mut claimed = in_claim_order(rows)?;

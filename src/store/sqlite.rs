@@ -14,6 +14,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -37,7 +38,7 @@ static SELECT_MANY: LazyLock<String> = LazyLock::new(|| {
 });
 static SELECT_LEASED: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {COLUMNS}, lease_owner FROM postings \
+        "SELECT {COLUMNS}, lease_owner, lease_token FROM postings \
          WHERE id IN (SELECT value FROM json_each(?1))"
     )
 });
@@ -54,13 +55,13 @@ static SELECT_DEAD: LazyLock<String> = LazyLock::new(|| {
 // transaction is exclusive.
 static SELECT_ABANDONED: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {COLUMNS}, lease_owner FROM postings \
+        "SELECT {COLUMNS}, lease_owner, lease_token FROM postings \
          WHERE lease_owner IS NOT NULL AND lease_until_ms < ?1 ORDER BY lease_until_ms LIMIT ?2"
     )
 });
 static CLAIM: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "UPDATE postings SET lease_owner = ?1, lease_until_ms = ?2 WHERE id IN ( \
+        "UPDATE postings SET lease_owner = ?1, lease_until_ms = ?2, lease_token = ?5 WHERE id IN ( \
            SELECT id FROM postings WHERE due_op IS NOT NULL AND next_attempt_at_ms <= ?3 \
              AND lease_owner IS NULL \
            ORDER BY due_rank, next_attempt_at_ms LIMIT ?4) \
@@ -90,9 +91,11 @@ pub struct SqliteStore {
     #[expect(dead_code, reason = "held, never read: counted by the checkpointer")]
     alive: Arc<()>,
     reap_clock: Arc<ReapClock>,
-    /// Read once the write lock is held (see [`Backend::clock_ms`]); tests
+    /// Read once the write lock is held (see [`Backend::stamp`]); tests
     /// that script time replace it.
     clock: fn() -> i64,
+    /// The highest time stamped (`i64::MIN`: not read from the ledger yet).
+    stamped: Arc<AtomicI64>,
 }
 
 fn wall_clock() -> i64 {
@@ -170,6 +173,7 @@ impl SqliteStore {
             writers: Arc::new(Mutex::new(())),
             reap_clock: Arc::default(),
             clock: wall_clock,
+            stamped: Arc::new(AtomicI64::new(i64::MIN)),
         })
     }
 
@@ -428,8 +432,22 @@ impl Backend for SqliteStore {
         ))
     }
 
-    fn clock_ms(&self) -> i64 {
-        (self.clock)()
+    async fn stamp(&self, tx: &mut Tx<Sqlite>, proposed_ms: i64) -> Result<i64> {
+        let mut floor = self.stamped.load(Ordering::SeqCst);
+        if floor == i64::MIN {
+            // The highest time the ledger holds, once per process: a clock
+            // set back (by hand, or by NTP after a jump ahead) must not
+            // stamp a change below what `getChanges` callers have seen.
+            let stored: Option<i64> = sqlx::query_scalar(
+                "SELECT MAX(modified_ms) FROM postings WHERE created_ms IS NOT NULL",
+            )
+            .fetch_one(&mut *tx.0)
+            .await?;
+            floor = stored.unwrap_or(i64::MIN + 1);
+        }
+        let now = proposed_ms.max((self.clock)()).max(floor);
+        self.stamped.fetch_max(now, Ordering::SeqCst);
+        Ok(now)
     }
 
     async fn migrate(&self) -> Result<()> {
@@ -484,6 +502,63 @@ impl Backend for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::eligibility::Desired;
+    use crate::domain::ledger::{Incoming, Mode};
+    use crate::store::{Ctx, IngestBatch, Store};
+
+    async fn ingest_present(store: &SqliteStore, id: &str, now_ms: i64) {
+        let change = Incoming {
+            id: id.into(),
+            version: 1,
+            updated_at_ms: None,
+            employer_cvr: None,
+            desired: Desired::Present {
+                content: "<doc/>".into(),
+                hash: "h".into(),
+                publication_end: chrono::DateTime::from_timestamp_millis(4_102_444_800_000)
+                    .unwrap(),
+            },
+        };
+        let batch = IngestBatch {
+            changes: vec![change],
+            ..IngestBatch::default()
+        };
+        let ctx = Ctx {
+            now_ms,
+            mode: Mode::Pull,
+        };
+        Store::ingest(store, &batch, ctx).await.unwrap();
+    }
+
+    /// A clock set back (by hand, or by NTP after a jump ahead) between two
+    /// runs: the exchange times go on from the highest one stored, so a
+    /// `getChanges` caller that has seen it misses nothing (SPEC 3.7).
+    #[tokio::test]
+    async fn the_clock_never_stamps_below_a_time_the_ledger_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("l.db").display());
+        let store = SqliteStore::connect(&url)
+            .await
+            .unwrap()
+            .with_clock(|| 5_000_000);
+        Store::migrate(&store).await.unwrap();
+        ingest_present(&store, "a", 0).await;
+        let a = Store::get(&store, "a").await.unwrap().unwrap();
+        assert_eq!(a.exchange.created_ms, Some(5_000_000));
+        store.pool.close().await;
+        store.writer.close().await;
+
+        let store = SqliteStore::connect(&url)
+            .await
+            .unwrap()
+            .with_clock(|| 1_000);
+        ingest_present(&store, "b", 1_000).await;
+        ingest_present(&store, "c", 1_000).await;
+        let b = Store::get(&store, "b").await.unwrap().unwrap();
+        let c = Store::get(&store, "c").await.unwrap().unwrap();
+        assert_eq!(b.exchange.created_ms, Some(5_000_000));
+        assert_eq!(c.exchange.created_ms, Some(5_000_000));
+    }
 
     #[tokio::test]
     async fn a_transaction_sqlite_ended_itself_does_not_spoil_the_pool() {

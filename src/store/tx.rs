@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 
+use super::row::Lease;
 use super::{
     Claimed, Completion, Ctx, Diff, IngestBatch, IngestStats, Listed, QuarantineItem, Repair,
     Result, Unseen,
@@ -56,7 +57,7 @@ pub(crate) trait LedgerTx: Send {
     async fn load_leased(
         &mut self,
         ids: &[&str],
-    ) -> Result<HashMap<String, (Entry, Option<String>)>>;
+    ) -> Result<HashMap<String, (Entry, Option<Lease>)>>;
     /// A page of records in id order (locked on PostgreSQL).
     async fn load_page(&mut self, page: Page<'_>) -> Result<Vec<Entry>>;
     /// Up to `limit` records whose lease ran out before `now_ms`, with
@@ -70,10 +71,12 @@ pub(crate) trait LedgerTx: Send {
     async fn set_state(&mut self, key: &str, value: &str) -> Result<()>;
     async fn quarantine(&mut self, item: &QuarantineItem, at_ms: i64) -> Result<()>;
     /// Leases up to `limit` due, unleased operations to `owner` until
-    /// `until_ms`, deletions first, in claim order.
+    /// `until_ms` under the claim's `token`, deletions first, in claim
+    /// order.
     async fn lease_due(
         &mut self,
         owner: &str,
+        token: i64,
         until_ms: i64,
         limit: i64,
         now_ms: i64,
@@ -218,6 +221,7 @@ pub(crate) async fn expire_page<T: LedgerTx>(
 pub(crate) async fn claim<T: LedgerTx>(
     tx: &mut T,
     owner: &str,
+    token: i64,
     until_ms: i64,
     limit: i64,
     now_ms: i64,
@@ -226,7 +230,7 @@ pub(crate) async fn claim<T: LedgerTx>(
     if reap_first {
         reap(tx, REAP_BATCH, Ctx::claiming(now_ms)).await?;
     }
-    tx.lease_due(owner, until_ms, limit, now_ms).await
+    tx.lease_due(owner, token, until_ms, limit, now_ms).await
 }
 
 /// Leases examined per claim.
@@ -264,33 +268,37 @@ pub(crate) async fn complete<T: LedgerTx>(
     let mut ids: Vec<&str> = done.iter().map(|d| d.claimed.id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
+    let leased = tx.load_leased(&ids).await?;
     let mut held: HashMap<String, Entry> = HashMap::with_capacity(ids.len());
-    for (id, (entry, holder)) in tx.load_leased(&ids).await? {
-        if holder.as_deref() == Some(owner) {
-            held.insert(id, entry);
-        } else {
-            // Our lease expired and another worker took the operation: it
-            // records what it finds; ours only goes to the audit trail.
-            tracing::warn!(
-                posting = %id,
-                holder = holder.as_deref().unwrap_or("-"),
-                "lease lost before the outcome was recorded; the current holder decides"
-            );
-        }
-    }
     for d in done {
         let claimed = d.claimed;
-        if let Some(entry) = held.get(&claimed.id) {
-            let sent = Sent {
-                op: claimed.op,
-                version: claimed.version,
-                hash: claimed.hash.clone(),
-            };
-            let next = ledger::apply_outcome(
-                entry, &sent, d.result, ctx.now_ms, d.limits, d.backoff, ctx.mode,
+        let Some((entry, lease)) = leased.get(&claimed.id) else {
+            continue;
+        };
+        let ours = lease
+            .as_ref()
+            .is_some_and(|l| l.owner == owner && l.token == Some(claimed.lease_token));
+        if !ours {
+            // Our lease ran out and the operation was claimed again (by
+            // another worker, or by this one): the current claim records
+            // what it finds; this outcome only goes to the audit trail.
+            tracing::warn!(
+                posting = %claimed.id,
+                holder = lease.as_ref().map_or("-", |l| l.owner.as_str()),
+                "lease lost before the outcome was recorded; the current claim decides"
             );
-            held.insert(next.id.clone(), next);
+            continue;
         }
+        let current = held.get(&claimed.id).unwrap_or(entry);
+        let sent = Sent {
+            op: claimed.op,
+            version: claimed.version,
+            hash: claimed.hash.clone(),
+        };
+        let next = ledger::apply_outcome(
+            current, &sent, d.result, ctx.now_ms, d.limits, d.backoff, ctx.mode,
+        );
+        held.insert(next.id.clone(), next);
     }
     let mut next: Vec<&Entry> = held.values().collect();
     next.sort_unstable_by(|a, b| a.id.cmp(&b.id));
