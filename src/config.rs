@@ -37,6 +37,9 @@ pub const ENV_INPUT_API_TOKEN: &str = "EURES_SYNC_INPUT_API_TOKEN";
 
 /// Largest page the agent asks JobAG for.
 pub const MAX_PAGE_SIZE: u32 = 5000;
+/// The shortest retention `retention.audit_days` and `purge --older-than`
+/// accept, in days.
+pub const MIN_AUDIT_DAYS: u32 = 1;
 /// Largest number of concurrent EURES requests.
 pub const MAX_CONCURRENCY: usize = 1024;
 
@@ -296,6 +299,7 @@ impl Config {
     /// A missing default file means "all defaults"; a missing file given
     /// explicitly is an error.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        check_rust_log(std::env::var("RUST_LOG").ok().as_deref())?;
         let env = Env::prefixed(ENV_PREFIX).split("__");
         Self::load_from(Self::figment(path, env)?)
     }
@@ -413,10 +417,10 @@ impl Config {
             ));
         }
 
-        if self.retention.audit_days == 0 {
+        if self.retention.audit_days < MIN_AUDIT_DAYS {
             return Err(ConfigError::invalid(
                 "retention.audit_days",
-                "must be at least 1",
+                format!("must be at least {MIN_AUDIT_DAYS}"),
             ));
         }
         check_log_filter(&self.log.level).map_err(|why| ConfigError::invalid("log.level", why))?;
@@ -631,6 +635,18 @@ fn check_log_filter(filter: &str) -> Result<(), String> {
     tracing_subscriber::EnvFilter::try_new(filter)
         .map(drop)
         .map_err(|_| WHAT.to_owned())
+}
+
+/// `RUST_LOG` (given as `value`), when set and not blank, overrides
+/// `log.level`: it is held to the same rules, so a typo in it is an error
+/// naming it rather than a worker that logs nothing.
+pub fn check_rust_log(value: Option<&str>) -> Result<(), ConfigError> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        Some(filter) => {
+            check_log_filter(filter).map_err(|why| ConfigError::invalid("RUST_LOG", why))
+        }
+        None => Ok(()),
+    }
 }
 
 fn non_empty_path(s: &str) -> Option<&Path> {
