@@ -649,3 +649,66 @@ fn database_connection_errors_say_where_why_and_what_to_do() {
     assert_eq!(e.matches("authentication failed").count(), 1, "{e}");
     assert!(e.contains("pg_hba.conf"), "{e}");
 }
+
+/// The binary on a terminal (util-linux's `script` gives it one), `answer`
+/// typed at it; bounded by coreutils' `timeout`.
+fn on_a_terminal(config: &std::path::Path, args: &str, answer: &str) -> Option<(i32, String)> {
+    use std::io::Write;
+    let line = format!(
+        "{} {args} --config {}",
+        env!("CARGO_BIN_EXE_eures-sync"),
+        config.display()
+    );
+    let mut child = std::process::Command::new("timeout")
+        .args(["60", "script", "-qec", &line, "/dev/null"])
+        .env_remove("RUST_BACKTRACE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(answer.as_bytes())
+        .expect("type the answer");
+    let out = child.wait_with_output().expect("script");
+    Some((out.status.code().unwrap_or(-1), text(&out.stdout)))
+}
+
+#[test]
+fn on_a_terminal_destructive_commands_ask_and_only_yes_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = sqlite_config(dir.path());
+    let Some((code, screen)) = on_a_terminal(&config, "purge", "n\n") else {
+        common::skip_or_fail(
+            "on_a_terminal_destructive_commands_ask_and_only_yes_goes_on",
+            "util-linux's script is not installed",
+        );
+        return;
+    };
+    assert_eq!(code, 1, "{screen}");
+    assert!(
+        screen.contains("This will delete 0 audit rows") && screen.contains("[y/N]"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("not confirmed; nothing changed"),
+        "{screen}"
+    );
+    assert!(!screen.contains("purged"), "{screen}");
+
+    let (code, screen) = on_a_terminal(&config, "purge", "y\n").expect("script");
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("purged 0 audit rows"), "{screen}");
+
+    // An empty answer is no; the question comes before JobAG is read.
+    let (code, screen) = on_a_terminal(&config, "resync --all", "\n").expect("script");
+    assert_eq!(code, 1, "{screen}");
+    assert!(
+        screen.contains("re-deliver every posting JobAG has. Go on? [y/N]"),
+        "{screen}"
+    );
+    assert!(screen.contains("not confirmed"), "{screen}");
+}
