@@ -236,6 +236,11 @@ async fn dead_letters_export_purge_status_inspect(backend: Backend) {
         env.eures.get(&sample_id(1)).is_none()
     })
     .await;
+    // EURES answers the delete before the worker records it.
+    eventually(WAIT, "the deletion recorded", || {
+        agent.cli_json(&["inspect", &sample_id(1), "--json"])["due"].is_null()
+    })
+    .await;
 
     let inspect = agent.cli_json(&["inspect", &sample_id(1), "--json"]);
     assert_eq!(inspect["id"], json!(sample_id(1)));
