@@ -262,7 +262,7 @@ fn connect_cause(e: &sqlx::Error) -> (String, &'static str) {
         },
         sqlx::Error::Tls(tls) => (
             format!("TLS failed: {tls}"),
-            "check sslmode and sslrootcert in the URL (SPEC 6)",
+            "check sslmode and sslrootcert in the URL against the server's certificate",
         ),
         sqlx::Error::Io(io) => (io.to_string(), URL),
         other => (other.to_string(), URL),
