@@ -629,6 +629,17 @@ fn database_connection_errors_say_where_why_and_what_to_do() {
     assert_eq!(e.matches("refused").count(), 1, "{e}");
     assert!(e.contains("PostgreSQL runs there"), "{e}");
 
+    // A port that takes the connection and never answers: timed out.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port_silent = silent.local_addr().expect("addr").port();
+    let e = db_error(&format!(
+        "postgres://eures:Sekret-Pw@127.0.0.1:{port_silent}/ledger?acquire_timeout_ms=1000"
+    ));
+    assert!(e.contains(&format!("at 127.0.0.1:{port_silent} ")), "{e}");
+    assert_eq!(e.matches("timed out").count(), 1, "{e}");
+    assert!(e.contains("firewall"), "{e}");
+    drop(silent);
+
     let e = db_error(&format!(
         "postgres://{user}:Sekret-Pw@{host}:{port}/no_such_ledger_db"
     ));
