@@ -30,13 +30,17 @@ fn production() -> Config {
 }
 
 /// How long `run` may take to stop after SIGTERM: the delivery loop waits
-/// for in-flight requests up to the lease, as the worker computes it.
+/// for in-flight requests up to the lease, as the worker computes it, and
+/// the process at most until the shutdown deadline.
 async fn drain_of(config: &Config) -> Duration {
     let store = eures_sync::store::connect("sqlite::memory:")
         .await
         .expect("in-memory ledger");
     let worker = eures_sync::engine::Worker::from_config(config, store).expect("worker");
-    worker.settings.lease
+    worker
+        .settings
+        .lease
+        .min(eures_sync::cli::SHUTDOWN_DEADLINE)
 }
 
 /// GitHub's anchor for a Markdown heading.

@@ -647,6 +647,42 @@ async fn readyz_and_metrics_carry_no_error_text() {
     served.stop().await;
 }
 
+/// A worker loop that died makes `/readyz` fail (the process is on its way
+/// out so that its supervisor restarts it), in fixed words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_fails_once_a_worker_loop_died() {
+    let env = Env::start().await;
+    let store = ledger(&env).await;
+    let health = Arc::new(Health::default());
+    let state = AppState {
+        store,
+        health: health.clone(),
+        input_api: None,
+    };
+    let served = Served::start(router(state), short()).await;
+    assert_eq!(
+        request(served.addr, &get("/readyz", "")).await,
+        Some((200, "ready".into()))
+    );
+    health
+        .loop_died
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        request(served.addr, &get("/readyz", "")).await,
+        Some((
+            503,
+            "not ready: a worker loop ended; the process is stopping".into()
+        ))
+    );
+    assert_eq!(
+        request(served.addr, &get("/healthz", ""))
+            .await
+            .map(|(s, _)| s),
+        Some(200)
+    );
+    served.stop().await;
+}
+
 /// The real binary in pull mode with `http.input_api_listen`: the Input API
 /// answers there and not on `http.listen`, `/metrics` answers on
 /// `http.listen` and not there; 50 refused requests are counted in the

@@ -6,6 +6,8 @@ mod demo;
 mod inspect;
 mod ops;
 mod run;
+
+pub use run::SHUTDOWN_DEADLINE;
 mod sim;
 
 use std::path::PathBuf;
@@ -156,6 +158,11 @@ pub enum Command {
         /// Do not ask before --all (needed when stdin is not a terminal).
         #[arg(long)]
         yes: bool,
+        /// Accept JobAG's version even if it jumps more than 1,000,000 above
+        /// the ledger's (such a change is quarantined as implausible until
+        /// an operator has checked it in JobAG).
+        #[arg(long, conflicts_with_all = ["employer", "all"])]
+        accept_version: bool,
     },
     /// Three-way diff of the JobAG snapshot, the ledger and the EURES
     /// listing; prints the differences and queues repairs unless --dry-run.
@@ -295,13 +302,17 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     all,
                     dry_run,
                     yes,
+                    accept_version,
                 } => {
                     let target = if all {
                         ops::ResyncTarget::All
                     } else if let Some(cvr) = employer {
                         ops::ResyncTarget::Employer(cvr)
                     } else {
-                        ops::ResyncTarget::Postings(posting)
+                        ops::ResyncTarget::Postings {
+                            ids: posting,
+                            accept_version,
+                        }
                     };
                     if all && !dry_run {
                         confirm("re-deliver every posting JobAG has", "resync --all", yes)?;

@@ -49,7 +49,11 @@ fn iso(ms: i64) -> String {
 /// Which postings `resync` re-reads.
 #[derive(Debug, Clone)]
 pub enum ResyncTarget {
-    Postings(Vec<String>),
+    Postings {
+        ids: Vec<String>,
+        /// Accept an implausible version jump (see `ledger::implausible_jump`).
+        accept_version: bool,
+    },
     Employer(String),
     All,
 }
@@ -57,9 +61,12 @@ pub enum ResyncTarget {
 pub async fn resync(config: &Config, target: ResyncTarget, dry_run: bool) -> anyhow::Result<()> {
     let (store, worker) = open(config, dry_run).await?;
     match target {
-        ResyncTarget::Postings(ids) => {
+        ResyncTarget::Postings {
+            ids,
+            accept_version,
+        } => {
             for id in &ids {
-                resync_one(&store, &worker, id, dry_run).await?;
+                resync_one(&store, &worker, id, dry_run, accept_version).await?;
             }
         }
         ResyncTarget::Employer(cvr) => {
@@ -72,7 +79,7 @@ pub async fn resync(config: &Config, target: ResyncTarget, dry_run: bool) -> any
                     break;
                 };
                 for id in &ids {
-                    resync_one(&store, &worker, id, dry_run).await?;
+                    resync_one(&store, &worker, id, dry_run, false).await?;
                     n += 1;
                     bar.set_message(format!("resync of employer {cvr}: {n} postings"));
                 }
@@ -129,6 +136,7 @@ async fn resync_one(
     worker: &Worker,
     id: &str,
     dry_run: bool,
+    accept_version: bool,
 ) -> anyhow::Result<()> {
     let known = store.get(id).await?;
     let in_source = worker.jobag.posting_with_retry(id).await?;
@@ -150,7 +158,18 @@ async fn resync_one(
         );
         return Ok(());
     }
-    worker.reread(id, true).await?;
+    let stats = if accept_version {
+        worker.reread_accepting_version(id).await?
+    } else {
+        worker.reread(id, true).await?
+    };
+    if stats.quarantined > 0 {
+        anyhow::bail!(
+            "{id}: JobAG's version jumps more than {} above the ledger's; quarantined. \
+             Check the posting in JobAG, then run `eures-sync resync --posting {id} --accept-version`",
+            crate::domain::ledger::IMPLAUSIBLE_JUMP
+        );
+    }
     let after = store.get(id).await?;
     println!(
         "{id}: queued ({})",

@@ -13,6 +13,7 @@ use crate::http::{AppState, Limits, serve, serve_router};
 
 pub async fn run(config: Config, config_path: Option<&Path>) -> anyhow::Result<()> {
     let _one_worker = hold_sqlite_ledger(&config.database.url)?;
+    let mut signals = Signals::install()?;
     tracing::info!(
         version = crate::telemetry::VERSION,
         commit = crate::telemetry::COMMIT,
@@ -60,11 +61,35 @@ pub async fn run(config: Config, config_path: Option<&Path>) -> anyhow::Result<(
         None => None,
     };
     tracing::info!(listen = %addr, mode = %config.eures.mode, "eures-sync running");
-    let running = tokio::spawn(worker.run(stop_rx));
-    wait_for_signal().await?;
-    tracing::info!("stopping: finishing in-flight work");
+    let mut running = tokio::spawn(worker.run(stop_rx));
+    tokio::select! {
+        ended = &mut running => {
+            // A loop died: the worker has drained and says which.
+            let _ = stop_tx.send(true);
+            ended.context("worker task")??;
+            anyhow::bail!("the worker stopped without a signal");
+        }
+        () = signals.next() => {}
+    }
+    tracing::info!(
+        deadline_s = SHUTDOWN_DEADLINE.as_secs(),
+        "stopping: finishing in-flight work (a second signal stops at once)"
+    );
     let _ = stop_tx.send(true);
-    running.await.context("worker task")??;
+    tokio::select! {
+        ended = &mut running => ended.context("worker task")??,
+        () = signals.next() => {
+            tracing::error!("second signal: stopping without waiting for in-flight requests; the next start takes their postings back and delivers them again");
+            anyhow::bail!("stopped by a second signal before in-flight work finished");
+        }
+        () = tokio::time::sleep(SHUTDOWN_DEADLINE) => {
+            tracing::error!(
+                deadline_s = SHUTDOWN_DEADLINE.as_secs(),
+                "shutdown deadline passed: stopping without waiting for in-flight requests; the next start takes their postings back and delivers them again"
+            );
+            anyhow::bail!("in-flight work did not finish within the shutdown deadline");
+        }
+    }
     let _ = http.await;
     if let Some(task) = api_http {
         let _ = task.await;
@@ -144,13 +169,29 @@ async fn input_api(config: &Config) -> anyhow::Result<Option<crate::http::input_
     Ok(Some(crate::http::input_api::InputApi::new(store, &token)))
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// How long a stop may take to finish in-flight requests before the process
+/// ends without them (the systemd unit's `TimeoutStopSec` is above it).
+pub const SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// SIGTERM and SIGINT, as one stream.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
     }
-    Ok(())
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }

@@ -401,6 +401,17 @@ fn still_available(desired: DesiredState, now_ms: i64) -> DesiredState {
     }
 }
 
+/// How far above the ledger's version a feed version may be before it is
+/// taken for a defect of the source instead of an edit: accepted, such a
+/// version would make every later real edit look stale and freeze the
+/// posting (SPEC 4.1).
+pub const IMPLAUSIBLE_JUMP: u64 = 1_000_000;
+
+/// The change's version jumps implausibly far above the ledger's.
+pub fn implausible_jump(current: Option<&Entry>, incoming_version: u64) -> bool {
+    current.is_some_and(|c| incoming_version > c.source_version.saturating_add(IMPLAUSIBLE_JUMP))
+}
+
 /// Applies a change. Returns `None` when it must be ignored: a feed event at
 /// or below the highest version seen. `forced` (an operator's resync) also
 /// accepts the current version again and makes it due even if unchanged.

@@ -86,6 +86,8 @@ pub struct Health {
     /// a failure counts toward the dead letters only if EURES answered
     /// something since the posting's previous attempt (SPEC 4.2).
     pub eures_answered_ms: AtomicI64,
+    /// A loop of the worker ended or panicked: not ready, the process exits.
+    pub loop_died: AtomicBool,
 }
 
 impl Health {
@@ -231,15 +233,14 @@ impl Worker {
             );
             first += chunk.len();
             drop(chunk);
-            crate::telemetry::record_quarantined(quarantined.len());
             let batch = IngestBatch {
                 changes,
                 quarantined,
                 next_cursor: last.then(|| page.next_cursor.clone()),
-                forced: false,
-                reconcile_requested: false,
+                ..IngestBatch::default()
             };
             let applied = self.store.ingest(&batch, self.ctx()).await?;
+            crate::telemetry::record_quarantined(applied.quarantined);
             self.reread_damaged(&batch.quarantined).await;
             stats.applied += applied.applied;
             stats.ignored += applied.ignored;
@@ -262,6 +263,21 @@ impl Worker {
     /// operator's resync, or content that must be rebuilt) redelivers even
     /// an unchanged version; a posting JobAG no longer has is deleted.
     pub async fn reread(&self, id: &str, forced: bool) -> anyhow::Result<IngestStats> {
+        self.reread_with(id, forced, false).await
+    }
+
+    /// An operator's resync that also accepts a version jumping implausibly
+    /// far above the ledger's, once they have checked it in JobAG.
+    pub async fn reread_accepting_version(&self, id: &str) -> anyhow::Result<IngestStats> {
+        self.reread_with(id, true, true).await
+    }
+
+    async fn reread_with(
+        &self,
+        id: &str,
+        forced: bool,
+        accept_version: bool,
+    ) -> anyhow::Result<IngestStats> {
         let current = self.store.get(id).await?;
         let fetched = self.jobag.posting_with_retry(id).await?;
         let now = chrono::Utc::now();
@@ -301,16 +317,22 @@ impl Worker {
         let Some(incoming) = incoming else {
             return Ok(IngestStats::default());
         };
-        self.apply_one(incoming, forced).await
+        self.apply_one(incoming, forced, accept_version).await
     }
 
-    async fn apply_one(&self, incoming: Incoming, forced: bool) -> anyhow::Result<IngestStats> {
+    async fn apply_one(
+        &self,
+        incoming: Incoming,
+        forced: bool,
+        accept_version: bool,
+    ) -> anyhow::Result<IngestStats> {
         let stats = self
             .store
             .ingest(
                 &IngestBatch {
                     changes: vec![incoming],
                     forced,
+                    accept_version,
                     ..IngestBatch::default()
                 },
                 self.ctx(),
@@ -353,7 +375,8 @@ impl Worker {
             return Ok(());
         };
         let why = AbsentReason::Invalid("unreadable in the feed and in JobAG".into());
-        self.apply_one(absent_at(&current, why), true).await?;
+        self.apply_one(absent_at(&current, why), true, false)
+            .await?;
         Ok(())
     }
 
@@ -482,41 +505,132 @@ impl Worker {
     }
 
     /// Runs every loop until `stop` turns true, then drains in-flight
-    /// deliveries and gives back their leases.
-    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    /// deliveries and gives back their leases. A loop that ends on its own
+    /// or panics stops the others (they drain as on a signal) and makes
+    /// `run` fail naming it: a worker with a dead loop would answer
+    /// `/healthz` and do nothing, so the process exits and its supervisor
+    /// restarts it.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
         self.store.migrate().await.context("applying migrations")?;
         let released = self.store.release_all(&self.settings.owner).await?;
         if released > 0 {
             tracing::info!(count = released, "reclaimed leases of a previous run");
         }
-        self.store.watch_wakeups(self.wake.clone(), stop.clone());
+        // The loops stop on this channel: on the caller's signal, or when
+        // one of them dies.
+        let (halt, halted) = watch::channel(false);
+        self.store.watch_wakeups(self.wake.clone(), halted.clone());
         self.try_lead().await;
-        let lead = tokio::spawn(self.clone().lead_loop(stop.clone()));
-        let ingest = tokio::spawn(self.clone().ingest_loop(stop.clone()));
-        let expiry = tokio::spawn(self.clone().expiry_loop(stop.clone()));
-        let reconcile = tokio::spawn(self.clone().reconcile_loop(stop.clone()));
+        let mut loops = Loops::default();
+        loops.spawn("leader", self.clone().lead_loop(halted.clone()));
+        loops.spawn("feed", self.clone().ingest_loop(halted.clone()));
+        loops.spawn("expiry", self.clone().expiry_loop(halted.clone()));
+        loops.spawn("reconcile", self.clone().reconcile_loop(halted.clone()));
         // The totals stop after the delivery loop has drained, so the last
         // line counts the requests that finished during the drain.
         let (totals_stop, totals_stopped) = watch::channel(false);
-        let deliver = match self.settings.mode {
-            Mode::Push => Some((
-                tokio::spawn(self.clone().deliver_loop(stop.clone())),
-                tokio::spawn(crate::telemetry::log_delivery_totals(totals_stopped)),
-            )),
+        let totals = match self.settings.mode {
+            Mode::Push => {
+                loops.spawn("delivery", self.clone().deliver_loop(halted.clone()));
+                Some(tokio::spawn(crate::telemetry::log_delivery_totals(
+                    totals_stopped,
+                )))
+            }
             Mode::Pull => None,
         };
-        let _ = ingest.await;
-        let _ = expiry.await;
-        let _ = lead.await;
-        let _ = reconcile.await;
-        if let Some((d, totals)) = deliver {
-            let _ = d.await;
+        let died = supervise(&mut loops, &mut stop, &halt, || {
+            self.health.loop_died.store(true, Ordering::SeqCst);
+        })
+        .await;
+        if let Some(totals) = totals {
             let _ = totals_stop.send(true);
             let _ = totals.await;
         }
         self.store.release_all(&self.settings.owner).await?;
+        if let Some((name, how)) = died {
+            anyhow::bail!("the worker's {name} loop {}", how.as_str());
+        }
         tracing::info!("worker stopped");
         Ok(())
+    }
+}
+
+/// How a worker loop came to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LoopEnd {
+    Returned,
+    Panicked,
+}
+
+impl LoopEnd {
+    fn as_str(self) -> &'static str {
+        match self {
+            LoopEnd::Returned => "ended",
+            LoopEnd::Panicked => "panicked",
+        }
+    }
+}
+
+/// Waits until every loop has ended. They are all stopped (`halt`) when
+/// the caller's `stop` turns true, or as soon as one ends on its own or
+/// panics: that first one is returned, after `died` has been told.
+async fn supervise(
+    loops: &mut Loops,
+    stop: &mut watch::Receiver<bool>,
+    halt: &watch::Sender<bool>,
+    died: impl Fn(),
+) -> Option<(&'static str, LoopEnd)> {
+    let mut first = None;
+    let mut signalled = false;
+    loop {
+        if !signalled && *stop.borrow_and_update() {
+            signalled = true;
+            let _ = halt.send(true);
+        }
+        tokio::select! {
+            ended = loops.next() => {
+                let Some((name, how)) = ended else { return first };
+                if how == LoopEnd::Panicked || !*halt.borrow() {
+                    tracing::error!(
+                        worker_loop = name,
+                        "the {name} loop {}: stopping the worker so that its supervisor restarts it",
+                        how.as_str()
+                    );
+                    died();
+                    first.get_or_insert((name, how));
+                    let _ = halt.send(true);
+                }
+            }
+            changed = stop.changed(), if !signalled => {
+                if changed.is_err() {
+                    signalled = true;
+                    let _ = halt.send(true);
+                }
+            }
+        }
+    }
+}
+
+/// The worker's loops, by name, as they end.
+#[derive(Default)]
+struct Loops {
+    set: tokio::task::JoinSet<()>,
+    names: std::collections::HashMap<tokio::task::Id, &'static str>,
+}
+
+impl Loops {
+    fn spawn(&mut self, name: &'static str, body: impl Future<Output = ()> + Send + 'static) {
+        let id = self.set.spawn(body).id();
+        self.names.insert(id, name);
+    }
+
+    /// The next loop to end and how; `None` once all have.
+    async fn next(&mut self) -> Option<(&'static str, LoopEnd)> {
+        let (id, how) = match self.set.join_next_with_id().await? {
+            Ok((id, ())) => (id, LoopEnd::Returned),
+            Err(e) => (e.id(), LoopEnd::Panicked),
+        };
+        Some((self.names.remove(&id).unwrap_or("unnamed"), how))
     }
 }
 
@@ -537,5 +651,100 @@ fn absent_at(current: &Entry, reason: AbsentReason) -> Incoming {
         updated_at_ms: None,
         employer_cvr: None,
         desired: Desired::Absent(reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A loop as the worker's are: runs until halted, then returns.
+    async fn until_halted(mut halted: watch::Receiver<bool>) {
+        while !*halted.borrow_and_update() {
+            if halted.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Supervises two well-behaved loops and `third`; `stop_after` sends
+    /// the caller's stop. Returns what `supervise` named and how often it
+    /// reported a death.
+    async fn supervised<F>(
+        third: impl FnOnce(watch::Receiver<bool>) -> F,
+        stop_after: Option<Duration>,
+    ) -> (Option<(&'static str, LoopEnd)>, usize)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (halt, halted) = watch::channel(false);
+        let (stop_tx, mut stop) = watch::channel(false);
+        let mut loops = Loops::default();
+        loops.spawn("feed", until_halted(halted.clone()));
+        loops.spawn("third", third(halted.clone()));
+        loops.spawn("expiry", until_halted(halted));
+        let stopper = tokio::spawn(async move {
+            match stop_after {
+                Some(after) => {
+                    tokio::time::sleep(after).await;
+                    let _ = stop_tx.send(true);
+                }
+                None => std::future::pending().await,
+            }
+        });
+        let deaths = AtomicUsize::new(0);
+        let died = tokio::time::timeout(
+            Duration::from_secs(10),
+            supervise(&mut loops, &mut stop, &halt, || {
+                deaths.fetch_add(1, Ordering::SeqCst);
+            }),
+        )
+        .await
+        .expect("every loop ends once one has died or a stop came");
+        stopper.abort();
+        (died, deaths.into_inner())
+    }
+
+    #[tokio::test]
+    async fn a_panicking_loop_stops_the_others_and_is_named() {
+        let (died, deaths) = supervised(
+            |_| async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                panic!("injected");
+            },
+            None,
+        )
+        .await;
+        assert_eq!(died, Some(("third", LoopEnd::Panicked)));
+        assert_eq!(deaths, 1);
+    }
+
+    #[tokio::test]
+    async fn a_loop_that_returns_on_its_own_stops_the_others() {
+        let (died, deaths) = supervised(|_| async {}, None).await;
+        assert_eq!(died, Some(("third", LoopEnd::Returned)));
+        assert_eq!(deaths, 1);
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_every_loop_and_nothing_died() {
+        let (died, deaths) = supervised(until_halted, Some(Duration::from_millis(20))).await;
+        assert_eq!(died, None);
+        assert_eq!(deaths, 0);
+    }
+
+    #[tokio::test]
+    async fn a_panic_during_the_drain_is_still_reported() {
+        let (died, deaths) = supervised(
+            |halted| async move {
+                until_halted(halted).await;
+                panic!("injected while draining");
+            },
+            Some(Duration::from_millis(20)),
+        )
+        .await;
+        assert_eq!(died, Some(("third", LoopEnd::Panicked)));
+        assert_eq!(deaths, 1);
     }
 }

@@ -427,7 +427,18 @@ impl Worker {
                 if periodic {
                     next_periodic = every.map(|d| tokio::time::Instant::now() + d);
                 }
-                match self.reconcile(Repair::Apply, &mut |_| {}, &|_, _| {}).await {
+                // A run over a large ledger takes tens of seconds: a stop
+                // does not wait for it. Each repair is its own transaction,
+                // and a requested run stays requested until one completes.
+                let mut no_diffs = |_: &Diff| {};
+                let run = tokio::select! {
+                    run = self.reconcile(Repair::Apply, &mut no_diffs, &|_, _| {}) => run,
+                    _ = stop.changed() => {
+                        tracing::info!("reconcile interrupted by the stop");
+                        break;
+                    }
+                };
+                match run {
                     Ok(report) if report.listing_complete || self.settings.mode == Mode::Pull => {
                         failures = 0;
                         if let Some(at) = requested

@@ -142,6 +142,12 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
 /// Fixed texts only: the database's error may name hosts, users or worse,
 /// and this answer may face the network.
 async fn readyz(State(ops): State<Ops>) -> impl IntoResponse {
+    if ops.app.health.loop_died.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: a worker loop ended; the process is stopping",
+        );
+    }
     if ops.app.store.ping().await.is_err() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -115,6 +115,9 @@ pub struct IngestBatch {
     pub reconcile_requested: bool,
     /// An operator's resync: accept the current version again and redeliver.
     pub forced: bool,
+    /// An operator checked JobAG: accept a version however far it jumps
+    /// above the ledger's ([`crate::domain::ledger::implausible_jump`]).
+    pub accept_version: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

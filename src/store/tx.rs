@@ -141,8 +141,22 @@ pub(crate) async fn ingest<T: LedgerTx>(
     let loaded: HashSet<String> = entries.keys().cloned().collect();
     let mut dirty: Vec<String> = Vec::new();
     let mut stats = IngestStats::default();
+    let mut implausible: Vec<QuarantineItem> = Vec::new();
     for incoming in &batch.changes {
         let current = entries.get(&incoming.id);
+        if !batch.accept_version && ledger::implausible_jump(current, incoming.version) {
+            implausible.push(QuarantineItem {
+                posting_id: Some(incoming.id.clone()),
+                reason: format!(
+                    "version: implausible jump from {} to {}; after checking JobAG, `eures-sync resync --posting {} --accept-version` accepts it",
+                    current.map_or(0, |c| c.source_version),
+                    incoming.version,
+                    incoming.id
+                ),
+                feed_position: "version check".into(),
+            });
+            continue;
+        }
         match ledger::apply_change(
             current,
             incoming.clone(),
@@ -165,7 +179,7 @@ pub(crate) async fn ingest<T: LedgerTx>(
         .filter_map(|id| entries.get(id).map(|e| (e, loaded.contains(id))))
         .collect();
     write_all(tx, &writes, ctx.now_ms).await?;
-    for q in &batch.quarantined {
+    for q in batch.quarantined.iter().chain(&implausible) {
         tx.quarantine(q, ctx.now_ms).await?;
         stats.quarantined += 1;
     }
