@@ -37,6 +37,9 @@ pub const ENV_INPUT_API_TOKEN: &str = "EURES_SYNC_INPUT_API_TOKEN";
 
 /// Largest page the agent asks JobAG for.
 pub const MAX_PAGE_SIZE: u32 = 5000;
+/// The shortest retention `retention.audit_days` and `purge --older-than`
+/// accept, in days.
+pub const MIN_AUDIT_DAYS: u32 = 1;
 /// Largest number of concurrent EURES requests.
 pub const MAX_CONCURRENCY: usize = 1024;
 
@@ -296,6 +299,7 @@ impl Config {
     /// A missing default file means "all defaults"; a missing file given
     /// explicitly is an error.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        check_rust_log(std::env::var("RUST_LOG").ok().as_deref())?;
         let env = Env::prefixed(ENV_PREFIX).split("__");
         Self::load_from(Self::figment(path, env)?)
     }
@@ -362,7 +366,7 @@ impl Config {
         if !(1..=MAX_PAGE_SIZE).contains(&self.jobag.page_size) {
             return Err(ConfigError::invalid(
                 "jobag.page_size",
-                format!("must be between 1 and {MAX_PAGE_SIZE}"),
+                format!("must be 1–{MAX_PAGE_SIZE}"),
             ));
         }
 
@@ -384,7 +388,7 @@ impl Config {
         if !(1..=MAX_CONCURRENCY).contains(&self.eures.concurrency) {
             return Err(ConfigError::invalid(
                 "eures.concurrency",
-                format!("must be between 1 and {MAX_CONCURRENCY}"),
+                format!("must be 1–{MAX_CONCURRENCY}"),
             ));
         }
         if self.eures.request_timeout_ms == 0 {
@@ -413,10 +417,10 @@ impl Config {
             ));
         }
 
-        if self.retention.audit_days == 0 {
+        if self.retention.audit_days < MIN_AUDIT_DAYS {
             return Err(ConfigError::invalid(
                 "retention.audit_days",
-                "must be at least 1",
+                format!("must be at least {MIN_AUDIT_DAYS}"),
             ));
         }
         check_log_filter(&self.log.level).map_err(|why| ConfigError::invalid("log.level", why))?;
@@ -633,6 +637,18 @@ fn check_log_filter(filter: &str) -> Result<(), String> {
         .map_err(|_| WHAT.to_owned())
 }
 
+/// `RUST_LOG` (given as `value`), when set and not blank, overrides
+/// `log.level`: it is held to the same rules, so a typo in it is an error
+/// naming it rather than a worker that logs nothing.
+pub fn check_rust_log(value: Option<&str>) -> Result<(), ConfigError> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        Some(filter) => {
+            check_log_filter(filter).map_err(|why| ConfigError::invalid("RUST_LOG", why))
+        }
+        None => Ok(()),
+    }
+}
+
 fn non_empty_path(s: &str) -> Option<&Path> {
     let s = s.trim();
     (!s.is_empty()).then(|| Path::new(s))
@@ -749,11 +765,16 @@ fn figment_error(err: figment::Error) -> ConfigError {
             }
         }
         figment::error::Kind::InvalidType(actual, expected)
-        | figment::error::Kind::InvalidValue(actual, expected) => format!(
-            "wrong value: found {}, expected {}",
-            kind_of(actual),
-            plain_expectation(expected)
-        ),
+        | figment::error::Kind::InvalidValue(actual, expected) => {
+            match allowed_range(&path.join(".")) {
+                Some(range) => format!("must be {range} (found {})", kind_of(actual)),
+                None => format!(
+                    "wrong value: found {}, expected {}",
+                    kind_of(actual),
+                    plain_expectation(expected)
+                ),
+            }
+        }
         figment::error::Kind::UnknownVariant(found, expected) => {
             let choices = expected.join(", ");
             match closest(found, expected) {
@@ -800,6 +821,22 @@ fn env_var_name(path: &[String]) -> String {
     format!("{ENV_PREFIX}{}{section}", upper.join("__"))
 }
 
+/// What a numeric key accepts, in the words `validate` uses, for a value
+/// that did not even parse as one (a negative number, a decimal, text,
+/// a number too large for the key).
+fn allowed_range(key: &str) -> Option<String> {
+    Some(match key {
+        "jobag.page_size" => format!("1–{MAX_PAGE_SIZE}"),
+        "eures.concurrency" => format!("1–{MAX_CONCURRENCY}"),
+        "retention.audit_days" => format!("a whole number, at least {MIN_AUDIT_DAYS}"),
+        "jobag.poll_interval_ms" | "eures.request_timeout_ms" | "eures.max_attempts" => {
+            "a whole number, at least 1".to_owned()
+        }
+        "reconcile.interval_s" => "a whole number of seconds, 0 or more".to_owned(),
+        _ => return None,
+    })
+}
+
 /// What kind of value was found, without the value.
 fn kind_of(actual: &figment::error::Actual) -> &'static str {
     use figment::error::Actual;
@@ -823,7 +860,10 @@ fn kind_of(actual: &figment::error::Actual) -> &'static str {
 /// serde's expectation (`u32`, `usize`, `a string`) in an operator's words.
 fn plain_expectation(expected: &str) -> String {
     match expected.trim() {
-        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number (0 or more)".to_owned(),
+        "u8" => "a whole number, 0–255".to_owned(),
+        "u16" => "a whole number, 0–65535".to_owned(),
+        "u32" => format!("a whole number, 0–{}", u32::MAX),
+        "u64" | "u128" | "usize" => "a whole number (0 or more)".to_owned(),
         "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".to_owned(),
         "f32" | "f64" => "a number".to_owned(),
         "a boolean" | "bool" => "true or false".to_owned(),
@@ -1079,13 +1119,10 @@ mod tests {
                 "[jobag]\npoll_interval_ms = 0",
                 "jobag.poll_interval_ms: must be at least 1",
             ),
-            (
-                "[jobag]\npage_size = 0",
-                "jobag.page_size: must be between 1 and 5000",
-            ),
+            ("[jobag]\npage_size = 0", "jobag.page_size: must be 1–5000"),
             (
                 "[jobag]\npage_size = 5001",
-                "jobag.page_size: must be between 1 and 5000",
+                "jobag.page_size: must be 1–5000",
             ),
             (
                 "[jobag]\nnace_revision = \"3\"",
@@ -1114,11 +1151,11 @@ mod tests {
             ),
             (
                 "[eures]\nconcurrency = 0",
-                "eures.concurrency: must be between 1 and 1024",
+                "eures.concurrency: must be 1–1024",
             ),
             (
                 "[eures]\nconcurrency = 1025",
-                "eures.concurrency: must be between 1 and 1024",
+                "eures.concurrency: must be 1–1024",
             ),
             (
                 "[eures]\nrequest_timeout_ms = 0",
@@ -1261,10 +1298,36 @@ mod tests {
     fn wrong_values_are_described_not_quoted() {
         let e = err_of("[eures]\nconcurrency = \"forty\"\n");
         assert!(
-            e.starts_with("eures.concurrency: wrong value: found text, expected a whole number"),
+            e.starts_with("eures.concurrency: must be 1–1024 (found text)"),
             "{e}"
         );
         assert!(!e.contains("forty") && !e.contains("usize"), "{e}");
+        // A number that does not fit the key's type is out of its range,
+        // said as the range, never as the type.
+        for (toml, want) in [
+            (
+                "[eures]\nconcurrency = -1\n",
+                "eures.concurrency: must be 1–1024",
+            ),
+            (
+                "[jobag]\npage_size = 99999999999\n",
+                "jobag.page_size: must be 1–5000",
+            ),
+            (
+                "[retention]\naudit_days = 1.5\n",
+                "retention.audit_days: must be a whole number, at least 1",
+            ),
+            (
+                "[eures]\nmax_attempts = -3\n",
+                "eures.max_attempts: must be a whole number, at least 1",
+            ),
+        ] {
+            let e = err_of(toml);
+            assert!(e.starts_with(want), "{toml}: {e}");
+            for rust in ["u32", "u64", "usize", "i64"] {
+                assert!(!e.contains(rust), "{toml}: {e}");
+            }
+        }
         let e = err_of("[eures]\nmode = \"pul\"\n");
         assert!(
             e.starts_with("eures.mode: unknown choice (did you mean `pull`? one of push, pull)"),
@@ -1285,6 +1348,23 @@ mod tests {
         for bad in ["", "eures_sync", "eures_sync=loud", "info,,="] {
             let e = err_of(&format!("[log]\nlevel = \"{bad}\"\n"));
             assert!(e.starts_with("log.level: "), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_rust_log_is_held_to_the_rules_of_log_level() {
+        for good in [
+            None,
+            Some(""),
+            Some("  "),
+            Some("debug"),
+            Some("eures_sync=debug,warn"),
+        ] {
+            check_rust_log(good).unwrap();
+        }
+        for bad in ["inof", "eures_sync", "eures_sync=loud"] {
+            let e = check_rust_log(Some(bad)).unwrap_err().to_string();
+            assert!(e.starts_with("RUST_LOG: must be a level"), "{bad}: {e}");
         }
     }
 

@@ -23,7 +23,11 @@ fn main() -> ExitCode {
             } else {
                 eprintln!("error: {e:#}");
             }
-            ExitCode::from(1)
+            if e.downcast_ref::<eures_sync::cli::UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }

@@ -58,6 +58,8 @@ fn usage_errors_exit_with_2_and_runtime_errors_with_1() {
         &["status", "--bogus"][..],
         &["resync"][..],
         &["purge", "--older-than", "soon"][..],
+        &["purge", "--older-than", "0"][..],
+        &["sim", "--postings", "-3"][..],
     ] {
         let out = eures_sync().args(args).output().expect("run");
         assert_eq!(
@@ -67,7 +69,21 @@ fn usage_errors_exit_with_2_and_runtime_errors_with_1() {
             text(&out.stderr)
         );
         assert!(!out.stderr.is_empty(), "{args:?}: no usage message");
+        // Ranges in an operator's words, never a Rust type or range.
+        let stderr = text(&out.stderr);
+        for rust in ["u32", "u64", "4294967295", "..="] {
+            assert!(!stderr.contains(rust), "{args:?}: {stderr}");
+        }
     }
+    let out = eures_sync()
+        .args(["purge", "--older-than", "0"])
+        .output()
+        .expect("run");
+    assert!(
+        text(&out.stderr).contains("must be a whole number of days, at least 1"),
+        "{}",
+        text(&out.stderr)
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("missing.toml");
     let out = cli(&missing, &["status"]);
@@ -117,11 +133,75 @@ async fn migrate_creates_the_ledger_and_is_idempotent(backend: Backend) {
     let env = Env::start_with(backend).await;
     let config = env.dir.path().join("migrate.toml");
     std::fs::write(&config, env.config_toml()).expect("config");
-    for _ in 0..2 {
-        let out = cli(&config, &["migrate"]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        assert_eq!(text(&out.stdout), "migrations applied\n");
+    // Before: every migration pending, nothing created.
+    let status = cli(&config, &["migrate", "--status"]);
+    let known = eures_sync::store::connect(&env.db_url())
+        .await
+        .expect("store")
+        .pending_migrations()
+        .await
+        .expect("pending");
+    if backend == Backend::Sqlite {
+        // No ledger yet: the status says so and creates none.
+        assert_eq!(status.status.code(), Some(1), "{}", text(&status.stderr));
+        assert!(text(&status.stderr).contains("eures-sync migrate"));
+    } else {
+        assert!(status.status.success(), "{}", text(&status.stderr));
+        let stdout = text(&status.stdout);
+        assert_eq!(
+            stdout
+                .lines()
+                .filter(|l| l.starts_with("pending  "))
+                .count(),
+            known.len(),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("0 applied, {} pending", known.len())),
+            "{stdout}"
+        );
     }
+    let first = cli(&config, &["migrate"]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let stdout = text(&first.stdout);
+    for (version, description) in &known {
+        assert!(
+            stdout.contains(&format!("applied  {version}  {description}")),
+            "{stdout}"
+        );
+    }
+    assert!(
+        stdout.ends_with(&format!("{} migrations applied\n", known.len())),
+        "{stdout}"
+    );
+    let again = cli(&config, &["migrate"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(
+        text(&again.stdout),
+        "nothing to apply: the ledger is up to date\n"
+    );
+    let status = cli(&config, &["migrate", "--status"]);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    let stdout = text(&status.stdout);
+    let applied: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("applied  "))
+        .collect();
+    assert_eq!(applied.len(), known.len(), "{stdout}");
+    for ((version, description), line) in known.iter().zip(&applied) {
+        // applied  VERSION  YYYY-MM-DDTHH:MM:SSZ  DESCRIPTION
+        let fields: Vec<&str> = line.splitn(4, "  ").collect();
+        assert_eq!(fields[1], version.to_string(), "{line}");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(fields[2]).is_ok(),
+            "applied time: {line}"
+        );
+        assert_eq!(fields[3], description, "{line}");
+    }
+    assert!(
+        stdout.contains(&format!("{} applied, 0 pending", known.len())),
+        "{stdout}"
+    );
     let store = eures_sync::store::connect(&env.db_url())
         .await
         .expect("store");
@@ -310,4 +390,336 @@ async fn state_gauges_sum_to_the_ledger_and_counters_move_by_what_a_step_did(bac
     assert_eq!(states(&after)["present"], 9.0, "{after}");
     assert_eq!(states(&after)["absent"], 3.0, "{after}");
     agent.stop().await;
+}
+
+/// Every subcommand (and `dead-letters`' own), from the same definitions
+/// the binary parses: `["status"]`, `["dead-letters", "list"]`, ...
+fn subcommands() -> Vec<Vec<String>> {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, path: &[String], out: &mut Vec<Vec<String>>) {
+        for sub in cmd.get_subcommands() {
+            let mut p = path.to_vec();
+            p.push(sub.get_name().to_string());
+            out.push(p.clone());
+            walk(sub, &p, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&eures_sync::cli::Cli::command(), &[], &mut out);
+    out
+}
+
+#[test]
+fn every_flag_has_a_description_and_every_subcommand_an_example() {
+    use clap::CommandFactory;
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+            if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                out.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            undocumented(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+    let mut missing = Vec::new();
+    undocumented(&eures_sync::cli::Cli::command(), "eures-sync", &mut missing);
+    assert!(
+        missing.is_empty(),
+        "arguments without a description: {missing:?}"
+    );
+
+    let subcommands = subcommands();
+    assert!(subcommands.len() >= 16, "{subcommands:?}");
+    for path in &subcommands {
+        let out = eures_sync().args(path).arg("--help").output().expect("run");
+        let help = text(&out.stdout);
+        assert!(out.status.success(), "{path:?}: {}", text(&out.stderr));
+        if path.last().is_some_and(|p| p == "help") {
+            continue;
+        }
+        assert!(
+            help.contains("Example") && help.contains(&format!("eures-sync {}", path.join(" "))),
+            "{path:?} --help has no example of itself:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn top_level_help_names_the_config_path_token_variables_and_exit_codes() {
+    use eures_sync::config::{
+        DEFAULT_CONFIG_PATH, ENV_EURES_TOKEN, ENV_INPUT_API_TOKEN, ENV_JOBAG_TOKEN,
+    };
+    let out = eures_sync().arg("--help").output().expect("run");
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for needle in [
+        DEFAULT_CONFIG_PATH,
+        ENV_JOBAG_TOKEN,
+        ENV_EURES_TOKEN,
+        ENV_INPUT_API_TOKEN,
+        "EURES_SYNC__",
+        "Exit codes: 0 ok, 1 failure, 2 usage error",
+    ] {
+        assert!(
+            help.contains(needle),
+            "top-level help lacks {needle}:\n{help}"
+        );
+    }
+    let out = eures_sync().arg("--version").output().expect("run");
+    let version = text(&out.stdout);
+    assert!(out.status.success());
+    assert_eq!(
+        version.trim(),
+        format!(
+            "eures-sync {} (commit {})",
+            env!("CARGO_PKG_VERSION"),
+            eures_sync::telemetry::COMMIT
+        )
+    );
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_same_definitions() {
+    let out = eures_sync()
+        .args(["completions", "bash"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let script = text(&out.stdout);
+    assert!(
+        script.contains("complete -F"),
+        "not a bash completion: {script}"
+    );
+    for path in subcommands() {
+        let name = path.last().expect("a name");
+        assert!(script.contains(name.as_str()), "completion lacks {name}");
+    }
+    for flag in ["--dry-run", "--yes", "--older-than", "--status"] {
+        assert!(script.contains(flag), "completion lacks {flag}");
+    }
+    let out = eures_sync().arg("man").output().expect("run");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let page = text(&out.stdout);
+    // roff: after the apostrophe set-up (`.ie`/`.el`), the title line.
+    let title = page
+        .lines()
+        .find(|l| !l.starts_with(".ie") && !l.starts_with(".el"))
+        .unwrap_or_default();
+    assert!(
+        title.starts_with(".TH eures-sync 1"),
+        "not a man page: {page}"
+    );
+    for needle in ["eures\\-sync", "resync", "purge", "migrate"] {
+        assert!(page.contains(needle), "man page lacks {needle}");
+    }
+}
+
+/// A configuration with a migrated SQLite ledger and nothing running.
+fn sqlite_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let config = dir.join("agent.toml");
+    let url = format!("sqlite://{}?mode=rwc", dir.join("ledger.db").display());
+    std::fs::write(&config, format!("[database]\nurl = \"{url}\"\n")).expect("config");
+    let out = cli(&config, &["migrate"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    config
+}
+
+#[test]
+fn destructive_commands_without_a_terminal_need_yes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = sqlite_config(dir.path());
+    for args in [
+        &["purge"][..],
+        &["purge", "--older-than", "30"][..],
+        &["resync", "--all"][..],
+    ] {
+        let out = cli(&config, args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains("add --yes"), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?} did something");
+    }
+    let out = cli(&config, &["purge", "--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("would purge 0 audit rows"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = cli(&config, &["purge", "--yes"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("purged 0 audit rows"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn a_rust_log_that_does_not_parse_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = sqlite_config(dir.path());
+    for bad in ["inof", "eures_sync=loud"] {
+        let out = eures_sync()
+            .args(["status", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", bad)
+            .output()
+            .expect("run");
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {stderr}");
+        assert!(
+            stderr.contains("RUST_LOG: must be a level"),
+            "{bad}: {stderr}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+    let out = eures_sync()
+        .args(["status", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "eures_sync=debug,warn")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// A PostgreSQL URL's connection failure: exit 1, one line naming where
+/// (host:port, database, user), the cause once, and no password or
+/// PostgreSQL source location.
+fn db_error(url: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("pg.toml");
+    std::fs::write(&config, format!("[database]\nurl = \"{url}\"\n")).expect("config");
+    let out = cli(&config, &["status"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        !stderr.contains("Sekret-Pw"),
+        "the password leaked: {stderr}"
+    );
+    assert!(!stderr.contains(" line "), "a source line: {stderr}");
+    stderr
+}
+
+#[test]
+fn database_connection_errors_say_where_why_and_what_to_do() {
+    let admin = url::Url::parse(&common::pg_admin_url()).expect("admin url");
+    let host = admin.host_str().unwrap_or("127.0.0.1").to_string();
+    let port = admin.port().unwrap_or(5432);
+    let user = admin.username().to_string();
+
+    // A closed port: bound, then released, so nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let e = db_error(&format!(
+        "postgres://eures:Sekret-Pw@127.0.0.1:{closed}/ledger?acquire_timeout_ms=1500"
+    ));
+    assert!(
+        e.contains(&format!(
+            "database \"ledger\" at 127.0.0.1:{closed} as user \"eures\""
+        )),
+        "{e}"
+    );
+    assert_eq!(e.matches("refused").count(), 1, "{e}");
+    assert!(e.contains("PostgreSQL runs there"), "{e}");
+
+    // A port that takes the connection and never answers: timed out.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port_silent = silent.local_addr().expect("addr").port();
+    let e = db_error(&format!(
+        "postgres://eures:Sekret-Pw@127.0.0.1:{port_silent}/ledger?acquire_timeout_ms=1000"
+    ));
+    assert!(e.contains(&format!("at 127.0.0.1:{port_silent} ")), "{e}");
+    assert_eq!(e.matches("timed out").count(), 1, "{e}");
+    assert!(e.contains("firewall"), "{e}");
+    drop(silent);
+
+    let e = db_error(&format!(
+        "postgres://{user}:Sekret-Pw@{host}:{port}/no_such_ledger_db"
+    ));
+    assert!(
+        e.contains(&format!(
+            "database \"no_such_ledger_db\" at {host}:{port} as user \"{user}\""
+        )),
+        "{e}"
+    );
+    assert_eq!(e.matches("does not exist").count(), 1, "{e}");
+    assert!(e.contains("createdb"), "{e}");
+
+    let e = db_error(&format!(
+        "postgres://no_such_role_xyz:Sekret-Pw@{host}:{port}/{}",
+        admin.path().trim_start_matches('/')
+    ));
+    assert!(e.contains("as user \"no_such_role_xyz\""), "{e}");
+    assert_eq!(e.matches("authentication failed").count(), 1, "{e}");
+    assert!(e.contains("pg_hba.conf"), "{e}");
+}
+
+/// The binary on a terminal (util-linux's `script` gives it one), `answer`
+/// typed at it; bounded by coreutils' `timeout`.
+fn on_a_terminal(config: &std::path::Path, args: &str, answer: &str) -> Option<(i32, String)> {
+    use std::io::Write;
+    let line = format!(
+        "{} {args} --config {}",
+        env!("CARGO_BIN_EXE_eures-sync"),
+        config.display()
+    );
+    let mut child = std::process::Command::new("timeout")
+        .args(["60", "script", "-qec", &line, "/dev/null"])
+        .env_remove("RUST_BACKTRACE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(answer.as_bytes())
+        .expect("type the answer");
+    let out = child.wait_with_output().expect("script");
+    Some((out.status.code().unwrap_or(-1), text(&out.stdout)))
+}
+
+#[test]
+fn on_a_terminal_destructive_commands_ask_and_only_yes_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = sqlite_config(dir.path());
+    let Some((code, screen)) = on_a_terminal(&config, "purge", "n\n") else {
+        common::skip_or_fail(
+            "on_a_terminal_destructive_commands_ask_and_only_yes_goes_on",
+            "util-linux's script is not installed",
+        );
+        return;
+    };
+    assert_eq!(code, 1, "{screen}");
+    assert!(
+        screen.contains("This will delete 0 audit rows") && screen.contains("[y/N]"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("not confirmed; nothing changed"),
+        "{screen}"
+    );
+    assert!(!screen.contains("purged"), "{screen}");
+
+    let (code, screen) = on_a_terminal(&config, "purge", "y\n").expect("script");
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("purged 0 audit rows"), "{screen}");
+
+    // An empty answer is no; the question comes before JobAG is read.
+    let (code, screen) = on_a_terminal(&config, "resync --all", "\n").expect("script");
+    assert_eq!(code, 1, "{screen}");
+    assert!(
+        screen.contains("re-deliver every posting JobAG has. Go on? [y/N]"),
+        "{screen}"
+    );
+    assert!(screen.contains("not confirmed"), "{screen}");
 }

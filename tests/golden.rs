@@ -5,6 +5,13 @@
 //! byte for byte with `NN-name.xml`. Every `invalid-*.json` must be refused
 //! with the JobAG field named in [`INVALID`].
 //!
+//! A case that needs another configuration than the defaults says so in an
+//! optional top-level `"_settings"` object, which is taken out of the item
+//! before it is parsed: `"nace_revision"` (`jobag.nace_revision`, `"2"` or
+//! `"2.1"`) and `"posting_url_template"` (`jobag.posting_url_template`).
+//! Any other key there is refused, so a misspelt setting cannot pass
+//! unnoticed.
+//!
 //! After a deliberate change of the renderer, rewrite the expected documents
 //! with `UPDATE_GOLDEN=1 cargo test --test golden`, review the diff, and
 //! commit it.
@@ -14,6 +21,7 @@ use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use eures_sync::domain::codes::NaceRevision;
 use eures_sync::domain::posting::{ChangeBody, ParsedChange, PostingFields, parse_change};
 use eures_sync::domain::render::{DocumentSettings, HR_NS, OA_NS, content_hash, render};
 use quick_xml::events::Event;
@@ -73,13 +81,58 @@ fn golden_documents() -> Vec<PathBuf> {
         .collect()
 }
 
-fn load(path: &Path) -> (String, serde_json::Value, PostingFields) {
+/// One golden input: the posting's id, the feed item as JSON (without
+/// `_settings`), its parsed fields and the settings it is rendered with.
+struct Case {
+    id: String,
+    value: serde_json::Value,
+    fields: PostingFields,
+    settings: DocumentSettings,
+}
+
+/// The configuration a fixture's `_settings` object names, over the
+/// defaults.
+fn settings_of(path: &Path, settings: Option<serde_json::Value>) -> DocumentSettings {
+    let mut out = DocumentSettings::default();
+    let Some(settings) = settings else {
+        return out;
+    };
+    let settings = settings
+        .as_object()
+        .unwrap_or_else(|| panic!("{}: _settings is not an object", path.display()));
+    for (key, value) in settings {
+        let text = value
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: _settings.{key} is not a string", path.display()));
+        match key.as_str() {
+            "nace_revision" => {
+                out.nace_revision = NaceRevision::parse(text).unwrap_or_else(|| {
+                    panic!("{}: _settings.nace_revision {text:?}", path.display())
+                });
+            }
+            "posting_url_template" => out.posting_url_template = Some(text.to_string()),
+            other => panic!("{}: unknown _settings.{other}", path.display()),
+        }
+    }
+    out
+}
+
+fn load(path: &Path) -> Case {
     let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let value: serde_json::Value =
+    let mut value: serde_json::Value =
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let settings = value
+        .as_object_mut()
+        .and_then(|item| item.remove("_settings"));
+    let settings = settings_of(path, settings);
     match parse_change(&value) {
         ParsedChange::Change(change) => match change.body {
-            ChangeBody::Live(fields) => (change.id, value, *fields),
+            ChangeBody::Live(fields) => Case {
+                id: change.id,
+                value,
+                fields: *fields,
+                settings,
+            },
             other => panic!("{}: not a live posting: {other:?}", path.display()),
         },
         other => panic!("{}: quarantined: {other:?}", path.display()),
@@ -87,8 +140,8 @@ fn load(path: &Path) -> (String, serde_json::Value, PostingFields) {
 }
 
 fn render_file(path: &Path) -> Result<String, eures_sync::domain::render::Invalid> {
-    let (id, _, fields) = load(path);
-    render(&id, &fields, &DocumentSettings::default())
+    let case = load(path);
+    render(&case.id, &case.fields, &case.settings)
 }
 
 #[test]
@@ -302,6 +355,8 @@ fn golden_set_covers_the_hard_cases() {
         "🚀",
         "<PositionScheduleTypeCode>PartTime</PositionScheduleTypeCode>",
         "<ImmediateStartIndicator>true</ImmediateStartIndicator>",
+        // 69.20 under NACE Rev. 2.1 (Rev. 2 would say M69.2.0).
+        "<IndustryCode>N69.2.0</IndustryCode>",
     ] {
         assert!(any(needle), "no golden document contains {needle:?}");
     }
@@ -315,7 +370,7 @@ fn golden_set_covers_the_hard_cases() {
 #[test]
 fn contact_person_data_never_reaches_the_document() {
     for json in golden_inputs() {
-        let (_, value, fields) = load(&json);
+        let Case { value, fields, .. } = load(&json);
         let xml = render_file(&json).unwrap_or_else(|e| panic!("{}: {e}", json.display()));
         let Some(contact) = value.get("contact").and_then(|c| c.as_object()) else {
             continue;
@@ -371,7 +426,7 @@ fn hostile_markup_never_passes_and_ordinary_formatting_is_kept() {
         }
     }
     let ordinary = golden_dir().join("16-ordinary-danish-formatting.json");
-    let (_, value, _) = load(&ordinary);
+    let value = load(&ordinary).value;
     let description = value["description"].as_str().expect("description");
     let xml = render_file(&ordinary).expect("renders");
     assert!(
@@ -392,4 +447,79 @@ fn golden_documents_keep_every_eures_rule() {
             xml_path.display()
         );
     }
+}
+
+/// The text of the one `ApplicationMethod/Instructions` of `xml`.
+fn application_instructions(xml: &str) -> &str {
+    let (_, rest) = xml
+        .split_once("<Instructions><![CDATA[")
+        .expect("ApplicationMethod/Instructions");
+    assert!(!rest.contains("<Instructions>"), "one Instructions element");
+    rest.split_once("]]></Instructions>")
+        .expect("Instructions closed")
+        .0
+}
+
+#[test]
+fn scope_posting_documents_carry_the_url_alone() {
+    let mut seen = 0;
+    for json in golden_inputs() {
+        let case = load(&json);
+        if case.value["eures_consent_scope"] != "posting" {
+            continue;
+        }
+        seen += 1;
+        let name = json.display();
+        let xml = render_file(&json).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let want = match case.value["application"]["url"].as_str() {
+            Some(url) => url.to_string(),
+            None => case
+                .settings
+                .posting_url_template
+                .as_deref()
+                .unwrap_or_else(|| panic!("{name}: no URL and no template"))
+                .replace("{id}", &case.id),
+        };
+        assert_eq!(application_instructions(&xml), want, "{name}");
+        let mut personal: Vec<&str> = Vec::new();
+        for part in ["application", "contact"] {
+            if let Some(o) = case.value[part].as_object() {
+                personal.extend(
+                    o.iter()
+                        .filter(|(key, _)| *key != "url")
+                        .filter_map(|(_, v)| v.as_str()),
+                );
+            }
+        }
+        assert!(
+            !personal.is_empty(),
+            "{name}: nothing personal to leave out"
+        );
+        for secret in personal {
+            assert!(!xml.contains(secret), "{name}: {secret:?} in the document");
+        }
+        assert!(
+            !xml.contains('@'),
+            "{name}: an email address in the document"
+        );
+    }
+    assert!(seen >= 2, "golden cases with scope \"posting\": {seen}");
+}
+
+/// A case with `_settings` renders differently under the defaults, so the
+/// settings are read and matter.
+#[test]
+fn fixture_settings_change_the_document() {
+    let mut seen = 0;
+    for json in golden_inputs() {
+        let case = load(&json);
+        if case.settings == DocumentSettings::default() {
+            continue;
+        }
+        seen += 1;
+        let with = render(&case.id, &case.fields, &case.settings);
+        let without = render(&case.id, &case.fields, &DocumentSettings::default());
+        assert_ne!(with, without, "{}", json.display());
+    }
+    assert!(seen >= 2, "golden cases with _settings: {seen}");
 }

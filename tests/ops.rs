@@ -18,6 +18,7 @@ common::on_both_backends!(
     resync_and_reconcile_repair_through_the_running_worker,
     dead_letters_export_purge_status_inspect,
     metrics_health_readiness_and_logs_without_personal_data,
+    resync_all_dry_run_reports_exactly_what_resync_all_does,
 );
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -136,7 +137,7 @@ async fn resync_and_reconcile_repair_through_the_running_worker(backend: Backend
         1,
         "dry run delivered something"
     );
-    agent.cli_ok(&["resync", "--all"]);
+    agent.cli_ok(&["resync", "--all", "--yes"]);
     eventually(WAIT, "resync --all", || {
         (1..=20).all(|i| env.eures.history(&sample_id(i)).len() >= 2)
     })
@@ -235,6 +236,11 @@ async fn dead_letters_export_purge_status_inspect(backend: Backend) {
         env.eures.get(&sample_id(1)).is_none()
     })
     .await;
+    // EURES answers the delete before the worker records it.
+    eventually(WAIT, "the deletion recorded", || {
+        agent.cli_json(&["inspect", &sample_id(1), "--json"])["due"].is_null()
+    })
+    .await;
 
     let inspect = agent.cli_json(&["inspect", &sample_id(1), "--json"]);
     assert_eq!(inspect["id"], json!(sample_id(1)));
@@ -285,12 +291,26 @@ async fn dead_letters_export_purge_status_inspect(backend: Backend) {
     assert_eq!(refused.status.code(), Some(2), "--older-than 0 is refused");
     // Two days on, a retention of one day purges the audit rows but keeps
     // the tombstone: it holds the highest version the feed may replay.
-    let out = agent.cli_at("+2d", &["purge", "--older-than", "1"]);
+    // The dry run counts what the purge then deletes, and deletes nothing.
+    let dry = agent.cli_at("+2d", &["purge", "--older-than", "1", "--dry-run"]);
+    let dry = String::from_utf8_lossy(&dry.stdout).into_owned();
+    assert!(dry.starts_with("would purge "), "{dry}");
+    assert_eq!(
+        agent.cli_json(&["export", "--employer", &cvr])["transfers"]
+            .as_array()
+            .map(Vec::len),
+        Some(ops.len()),
+        "the dry run deleted audit rows"
+    );
+    let out = agent.cli_at("+2d", &["purge", "--older-than", "1", "--yes"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let purged = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(counts(&dry), counts(&purged), "{dry}{purged}");
+    assert_eq!(counts(&purged)[0], ops.len() as u64, "{purged}");
     let export = agent.cli_json(&["export", "--employer", &cvr]);
     assert_eq!(
         export["transfers"].as_array().unwrap().len(),
@@ -300,7 +320,7 @@ async fn dead_letters_export_purge_status_inspect(backend: Backend) {
     let kept = agent.cli_json(&["inspect", &sample_id(1), "--json"]);
     assert_eq!(kept["id"], json!(sample_id(1)), "the tombstone is kept");
     // Past the tombstones' minimum retention it goes too.
-    let out = agent.cli_at("+91d", &["purge", "--older-than", "1"]);
+    let out = agent.cli_at("+91d", &["purge", "--older-than", "1", "--yes"]);
     assert!(
         out.status.success(),
         "{}",
@@ -309,6 +329,76 @@ async fn dead_letters_export_purge_status_inspect(backend: Backend) {
     let out = agent.cli(&["inspect", &sample_id(1)]);
     assert_eq!(out.status.code(), Some(1), "the tombstone is purged");
     agent.stop().await;
+}
+
+/// The whole numbers in a line of CLI output, in order.
+fn counts(line: &str) -> Vec<u64> {
+    line.split_whitespace()
+        .filter_map(|w| w.trim_end_matches([',', ';', ':']).parse().ok())
+        .collect()
+}
+
+/// `resync --all --dry-run` reports exactly what `resync --all` then does
+/// on the same ledger: every kind of difference, counted the same.
+async fn resync_all_dry_run_reports_exactly_what_resync_all_does(backend: Backend) {
+    let env = env_with_token(backend).await;
+    for i in 1..=12 {
+        env.jobag.upsert(sample_posting(i));
+    }
+    let agent = Agent::start(&env);
+    env.converged(WAIT).await;
+    let config = agent.process.config.clone();
+    agent.stop().await;
+    // With no worker to follow the feed, the snapshot now differs from
+    // the ledger in each way a resync judges.
+    let mut p = editable(&env.jobag, &sample_id(2));
+    p["title"] = json!("Ny titel");
+    env.jobag.upsert(p);
+    env.jobag.upsert(sample_posting(13));
+    env.jobag.delete(&sample_id(3));
+    let cli = |args: &[&str]| {
+        let out = common::agent::cli(&config, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let dry = cli(&["resync", "--all", "--dry-run"]);
+    let real = cli(&["resync", "--all", "--yes"]);
+    assert!(dry.contains("would be re-delivered"), "{dry}");
+    assert_eq!(
+        dry.replace("would be re-delivered", "queued for re-delivery"),
+        real,
+        "the dry run and the resync disagree"
+    );
+    for kind in [
+        "resync: 10",
+        "newer_in_source: 1",
+        "missing_in_ledger: 1",
+        "gone_from_source: 1",
+    ] {
+        assert!(real.contains(kind), "{kind}: {real}");
+    }
+    assert!(
+        real.starts_with("12 postings read from JobAG; 13 queued"),
+        "{real}"
+    );
+
+    // A failing EURES listing: plain lines on stderr, no JSON log line.
+    env.eures.set_faults(Faults {
+        force_status: Some(403),
+        ..Faults::none()
+    });
+    let out = common::agent::cli(&config, &["reconcile", "--dry-run"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("EURES listing"), "{stderr}");
+    assert!(
+        stderr.lines().all(|l| !l.trim_start().starts_with('{')),
+        "a JSON log line: {stderr}"
+    );
 }
 
 async fn metrics_health_readiness_and_logs_without_personal_data(backend: Backend) {

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::engine::{Worker, now_ms};
-use crate::store::{AuditOf, AuditRow, Repair, Store};
+use crate::store::{AuditOf, AuditRow, PurgeStats, Repair, Store};
 
 /// The ledger and a worker over it; a dry run opens an existing ledger
 /// only, never creating or migrating one.
@@ -100,8 +100,10 @@ pub async fn resync(config: &Config, target: ResyncTarget, dry_run: bool) -> any
         }
         ResyncTarget::All => {
             let bar = progress("resync of all postings");
+            // The dry run finds exactly what the real one does: the same
+            // passes, the same verdicts, nothing written.
             let repair = if dry_run {
-                Repair::DryRun
+                Repair::ForceDryRun
             } else {
                 Repair::Force
             };
@@ -121,6 +123,9 @@ pub async fn resync(config: &Config, target: ResyncTarget, dry_run: bool) -> any
                     "queued for re-delivery"
                 }
             );
+            for (kind, n) in &report.differences {
+                println!("  {kind}: {n}");
+            }
         }
     }
     Ok(())
@@ -348,28 +353,110 @@ pub const TOMBSTONE_MIN_DAYS: u32 = 90;
 
 const DAY_MS: i64 = 86_400_000;
 
-pub async fn purge(config: &Config, older_than_days: Option<u32>) -> anyhow::Result<()> {
+pub async fn purge(
+    config: &Config,
+    older_than_days: Option<u32>,
+    dry_run: bool,
+    yes: bool,
+) -> anyhow::Result<()> {
     let days = older_than_days.unwrap_or(config.retention.audit_days);
     anyhow::ensure!(
-        days >= 1,
-        "retention.audit_days must be at least 1 day to purge"
+        days >= crate::config::MIN_AUDIT_DAYS,
+        "retention.audit_days must be at least {} day to purge",
+        crate::config::MIN_AUDIT_DAYS
     );
-    let store = crate::store::connect(&config.database.url).await?;
-    store.migrate().await?;
+    if !dry_run && !yes {
+        // Refused before anything is opened when nobody can be asked.
+        use std::io::IsTerminal;
+        if !std::io::stdin().is_terminal() {
+            super::confirm(
+                "delete audit rows, tombstones and quarantine records",
+                "purge",
+                false,
+            )?;
+        }
+    }
+    let store = if dry_run {
+        crate::store::open_existing(&config.database.url).await?
+    } else {
+        let store = crate::store::connect(&config.database.url).await?;
+        store.migrate().await?;
+        store
+    };
     let now = now_ms();
     let cutoff = now - i64::from(days) * DAY_MS;
     let tombstone_cutoff = cutoff.min(now - i64::from(TOMBSTONE_MIN_DAYS) * DAY_MS);
+    let describe = |stats: PurgeStats| {
+        format!(
+            "{} audit rows and {} quarantine records older than {days} days ({}), \
+             {} tombstones older than {} days",
+            stats.audit_rows,
+            stats.quarantine_rows,
+            iso(cutoff),
+            stats.tombstones,
+            days.max(TOMBSTONE_MIN_DAYS)
+        )
+    };
+    if dry_run || !yes {
+        let counts = store.purge_counts(cutoff, tombstone_cutoff).await?;
+        if dry_run {
+            println!("would purge {}; dry run: nothing deleted", describe(counts));
+            return Ok(());
+        }
+        super::confirm(&format!("delete {}", describe(counts)), "purge", false)?;
+    }
     let bar = progress(&format!("purging records older than {days} days"));
     let stats = store.purge(cutoff, tombstone_cutoff).await?;
     bar.finish_and_clear();
-    println!(
-        "purged {} audit rows and {} quarantine records older than {days} days ({}), \
-         {} tombstones older than {} days",
-        stats.audit_rows,
-        stats.quarantine_rows,
-        iso(cutoff),
-        stats.tombstones,
-        days.max(TOMBSTONE_MIN_DAYS)
-    );
+    println!("purged {}", describe(stats));
+    Ok(())
+}
+
+/// `migrate`: applies what is pending and says what that was;
+/// `migrate --status`: lists applied (with when) and pending migrations,
+/// applying nothing (and creating no ledger).
+pub async fn migrate(config: &Config, status: bool) -> anyhow::Result<()> {
+    let url = &config.database.url;
+    if status {
+        let store = crate::store::open_unchecked(url).await?;
+        let applied = store.applied_migrations().await?;
+        let pending = store.pending_migrations().await?;
+        println!("ledger {}", crate::store::display_url(url));
+        for m in &applied {
+            println!(
+                "applied  {}  {}  {}",
+                m.version,
+                m.installed_on.as_deref().unwrap_or("(time unknown)"),
+                m.description
+            );
+        }
+        for (version, description) in &pending {
+            println!("pending  {version}  {description}");
+        }
+        println!(
+            "{} applied, {} pending{}",
+            applied.len(),
+            pending.len(),
+            if pending.is_empty() {
+                ""
+            } else {
+                "; run `eures-sync migrate` (stop the workers first)"
+            }
+        );
+        return Ok(());
+    }
+    let store = crate::store::connect(url).await?;
+    let before = store.pending_migrations().await?;
+    store.migrate().await?;
+    let after = store.pending_migrations().await?;
+    let applied: Vec<_> = before.iter().filter(|m| !after.contains(*m)).collect();
+    if applied.is_empty() {
+        println!("nothing to apply: the ledger is up to date");
+    } else {
+        for (version, description) in &applied {
+            println!("applied  {version}  {description}");
+        }
+        println!("{} migrations applied", applied.len());
+    }
     Ok(())
 }

@@ -205,7 +205,7 @@ impl Worker {
         let needed: Vec<serde_json::Value> = postings
             .iter()
             .filter(|p| {
-                repair == Repair::Force
+                repair.forces()
                     || match (
                         p.get("id").and_then(serde_json::Value::as_str),
                         p.get("version").and_then(serde_json::Value::as_u64),

@@ -24,8 +24,8 @@ use super::row::FlatEntry;
 use super::sql::{self, Dialect, Stmt, Tx};
 use super::tx::{self, LedgerTx};
 use super::{
-    AuditOf, AuditRow, Claimed, Completion, Ctx, Diff, Held, IngestBatch, IngestStats, Known,
-    Listed, PurgeStats, Repair, Result, Store, StoreError, Summary, Unseen,
+    AppliedMigration, AuditOf, AuditRow, Claimed, Completion, Ctx, Diff, Held, IngestBatch,
+    IngestStats, Known, Listed, PurgeStats, Repair, Result, Store, StoreError, Summary, Unseen,
 };
 use crate::domain::ledger::{Entry, Incoming};
 
@@ -85,6 +85,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn stamp(&self, tx: &mut Tx<Self::Db>, proposed_ms: i64) -> Result<i64>;
     async fn migrate(&self) -> Result<()>;
     async fn pending_migrations(&self) -> Result<Vec<(i64, String)>>;
+    async fn applied_migrations(&self) -> Result<Vec<AppliedMigration>>;
     /// Waits until every ledger write already under way has committed (see
     /// `ExchangeStore::barrier`).
     async fn barrier(&self) -> Result<()>;
@@ -185,6 +186,10 @@ where
 
     async fn pending_migrations(&self) -> Result<Vec<(i64, String)>> {
         Backend::pending_migrations(self).await
+    }
+
+    async fn applied_migrations(&self) -> Result<Vec<AppliedMigration>> {
+        Backend::applied_migrations(self).await
     }
 
     async fn ping(&self) -> Result<()> {
@@ -416,6 +421,25 @@ where
 
     async fn purge(&self, cutoff_ms: i64, tombstone_cutoff_ms: i64) -> Result<PurgeStats> {
         transact!(self, "purge", |tx| tx.purge(cutoff_ms, tombstone_cutoff_ms))
+    }
+
+    async fn purge_counts(&self, cutoff_ms: i64, tombstone_cutoff_ms: i64) -> Result<PurgeStats> {
+        let mut counts = [0u64; 3];
+        for (n, (sql, before)) in [
+            (sql::PURGE_AUDIT_COUNT, cutoff_ms),
+            (sql::PURGE_TOMBSTONES_COUNT, tombstone_cutoff_ms),
+            (sql::PURGE_QUARANTINE_COUNT, cutoff_ms),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (count,): (i64,) = sqlx::query_as(sql)
+                .bind(before)
+                .fetch_one(self.pool())
+                .await?;
+            counts[n] = u64::try_from(count).unwrap_or(0);
+        }
+        Ok(PurgeStats::from(counts))
     }
 
     async fn reconcile_source(

@@ -46,6 +46,10 @@ pub enum StoreError {
     Corrupt { id: String, why: String },
     #[error("database url: {0}")]
     Url(String),
+    /// The first connection failed: one line saying where, why and what
+    /// to do (see `postgres::connect_error`).
+    #[error("{0}")]
+    Connect(String),
     /// A read-only command found no ledger, or one it must not migrate.
     #[error("{0}")]
     NotReady(String),
@@ -205,6 +209,8 @@ pub trait Store: Send + Sync + 'static {
     /// The migrations this binary knows that the ledger has not applied
     /// (version and description), without applying any.
     async fn pending_migrations(&self) -> Result<Vec<(i64, String)>>;
+    /// The migrations the ledger has applied, oldest first.
+    async fn applied_migrations(&self) -> Result<Vec<AppliedMigration>>;
     /// Cheap round trip for readiness.
     async fn ping(&self) -> Result<()>;
 
@@ -285,6 +291,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes audit rows and quarantine records older than `cutoff_ms`,
     /// tombstones older than `tombstone_cutoff_ms`.
     async fn purge(&self, cutoff_ms: i64, tombstone_cutoff_ms: i64) -> Result<PurgeStats>;
+    /// What [`Store::purge`] with these cutoffs would delete; deletes nothing.
+    async fn purge_counts(&self, cutoff_ms: i64, tombstone_cutoff_ms: i64) -> Result<PurgeStats>;
 
     // --- reconcile: a streaming three-way diff; what a run saw is kept as
     // one bit per ledger key (`engine::reconcile`), never as a set of ids ---
@@ -426,6 +434,29 @@ pub enum Repair {
     Apply,
     /// Resync: also redeliver what already matches.
     Force,
+    /// Resync's dry run: finds what `Force` would, writes nothing.
+    ForceDryRun,
+}
+
+impl Repair {
+    /// Whether what already matches is redelivered too (a resync).
+    pub fn forces(self) -> bool {
+        matches!(self, Repair::Force | Repair::ForceDryRun)
+    }
+
+    /// Whether what is found is written.
+    pub fn writes(self) -> bool {
+        matches!(self, Repair::Apply | Repair::Force)
+    }
+}
+
+/// A migration the ledger has applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedMigration {
+    pub version: i64,
+    pub description: String,
+    /// When, in UTC (`YYYY-MM-DDTHH:MM:SSZ`), as the database recorded it.
+    pub installed_on: Option<String>,
 }
 
 /// One item of the EURES listing.
@@ -451,11 +482,7 @@ pub struct Diff {
 /// or a ledger behind this binary's migrations, is an error naming the URL
 /// (password hidden) and what to run.
 pub async fn open_existing(url: &str) -> Result<Arc<dyn Store>> {
-    let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
-        Arc::new(SqliteStore::open_existing(url).await?)
-    } else {
-        connect(url).await?
-    };
+    let store = open_unchecked(url).await?;
     let pending = store.pending_migrations().await?;
     if let Some((version, description)) = pending.first() {
         return Err(StoreError::NotReady(format!(
@@ -466,6 +493,16 @@ pub async fn open_existing(url: &str) -> Result<Arc<dyn Store>> {
         )));
     }
     Ok(store)
+}
+
+/// Opens an existing ledger without creating or migrating it, whatever
+/// migrations it lacks (`migrate --status`).
+pub async fn open_unchecked(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open_existing(url).await?))
+    } else {
+        connect(url).await
+    }
 }
 
 /// A database URL fit for messages: any password replaced by `***`.

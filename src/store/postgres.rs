@@ -42,7 +42,7 @@ use super::backend::{Backend, Commit, ReapClock};
 use super::exchange::{ExchangeSql, POSTGRES_EXCHANGE};
 use super::row::{CLAIM_COLUMNS, COLUMNS};
 use super::sql::{Dialect, Stmt, Tx};
-use super::{Result, StoreError};
+use super::{AppliedMigration, Result, StoreError};
 
 /// The channel workers listen on for "work became due".
 pub const WAKE_CHANNEL: &str = "eures_sync";
@@ -182,12 +182,96 @@ impl PgStore {
                     Ok(true)
                 })
             })
-            .connect_with(options)
-            .await?;
+            .connect_with(options.clone())
+            .await;
+        let pool = match pool {
+            Ok(pool) => pool,
+            Err(e) => {
+                // The pool retries a refused connection until its acquire
+                // timeout, then says only that it timed out: one plain
+                // connection tells the operator which of the two it was.
+                let e = match e {
+                    sqlx::Error::PoolTimedOut => probe(&options).await.unwrap_or(e),
+                    e => e,
+                };
+                return Err(StoreError::Connect(connect_error(&options, &e)));
+            }
+        };
         Ok(PgStore {
             pool,
             reap_clock: Arc::default(),
         })
+    }
+}
+
+/// Why the first connection failed, in one line for the operator: where
+/// (host:port, database, user; never the password), the cause once, and
+/// what to do about it.
+fn connect_error(options: &PgConnectOptions, e: &sqlx::Error) -> String {
+    let target = format!(
+        "cannot connect to database \"{}\" at {}:{} as user \"{}\"",
+        options.get_database().unwrap_or(options.get_username()),
+        options.get_host(),
+        options.get_port(),
+        options.get_username()
+    );
+    let (cause, fix) = connect_cause(e);
+    format!("{target}: {cause}; {fix}")
+}
+
+/// Why a TCP connection to the server fails, if it fails at once (a
+/// refused port, an unknown host); `None` for a unix socket, a connection
+/// that succeeds, or one that hangs.
+async fn probe(options: &PgConnectOptions) -> Option<sqlx::Error> {
+    let host = options.get_host();
+    if host.starts_with('/') {
+        return None;
+    }
+    let connect = tokio::net::TcpStream::connect((host, options.get_port()));
+    match tokio::time::timeout(Duration::from_secs(2), connect).await {
+        Ok(Err(e)) => Some(sqlx::Error::Io(e)),
+        Ok(Ok(_)) | Err(_) => None,
+    }
+}
+
+/// A connection failure's cause and its fix, from what the driver said.
+fn connect_cause(e: &sqlx::Error) -> (String, &'static str) {
+    const URL: &str = "(database.url, or EURES_SYNC__DATABASE__URL)";
+    match e {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => (
+            "connection refused".into(),
+            "check that PostgreSQL runs there and listens on that address and port \
+             (database.url, or EURES_SYNC__DATABASE__URL)",
+        ),
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => (
+            "timed out".into(),
+            "check the host and port, and any firewall on the way \
+             (database.url, or EURES_SYNC__DATABASE__URL)",
+        ),
+        sqlx::Error::PoolTimedOut => (
+            "timed out".into(),
+            "check the host and port, and any firewall on the way; a slow network may need \
+             a larger acquire_timeout_ms in the URL",
+        ),
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("3D000") => (
+                "database does not exist".into(),
+                "create it (`createdb -O USER NAME`) or correct the database name in the URL \
+                 (database.url, or EURES_SYNC__DATABASE__URL)",
+            ),
+            Some("28P01" | "28000") => (
+                format!("authentication failed ({})", db.message()),
+                "check the user and the password in the URL (the password is not shown \
+                 here) and the server's pg_hba.conf",
+            ),
+            _ => (db.message().to_owned(), URL),
+        },
+        sqlx::Error::Tls(tls) => (
+            format!("TLS failed: {tls}"),
+            "check sslmode and sslrootcert in the URL against the server's certificate",
+        ),
+        sqlx::Error::Io(io) => (io.to_string(), URL),
+        other => (other.to_string(), URL),
     }
 }
 
@@ -463,6 +547,30 @@ impl Backend for PgStore {
             &sqlx::migrate!("migrations/postgres"),
             &applied,
         ))
+    }
+
+    async fn applied_migrations(&self) -> Result<Vec<AppliedMigration>> {
+        let has_table: bool =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                .fetch_one(&self.pool)
+                .await?;
+        if !has_table {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+            "SELECT version, description, to_char(installed_on AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+               FROM _sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(version, description, installed_on)| AppliedMigration {
+                version,
+                description,
+                installed_on,
+            })
+            .collect())
     }
 
     async fn lead(&self, owner: &str, ttl: Duration) -> Result<bool> {

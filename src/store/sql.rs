@@ -152,6 +152,13 @@ pub(crate) const PURGE_TOMBSTONES: &str = "DELETE FROM postings \
        AND due_op IS NULL AND lease_owner IS NULL AND last_change_ms < $1 \
        AND (closed_ms IS NULL OR closed_ms < $1)";
 pub(crate) const PURGE_QUARANTINE: &str = "DELETE FROM quarantine WHERE at_ms < $1";
+/// How many rows each purge statement above would delete (`purge --dry-run`).
+pub(crate) const PURGE_AUDIT_COUNT: &str = "SELECT COUNT(*) FROM audit WHERE at_ms < $1";
+pub(crate) const PURGE_TOMBSTONES_COUNT: &str = "SELECT COUNT(*) FROM postings \
+     WHERE state IN ('absent', 'quarantined') AND delivered_state = 'absent' \
+       AND due_op IS NULL AND lease_owner IS NULL AND last_change_ms < $1 \
+       AND (closed_ms IS NULL OR closed_ms < $1)";
+pub(crate) const PURGE_QUARANTINE_COUNT: &str = "SELECT COUNT(*) FROM quarantine WHERE at_ms < $1";
 
 /// The statements each database words its own way. Parameters are bound
 /// in the order given here, the same for both databases.

@@ -31,7 +31,7 @@ use super::backend::{Backend, Commit, ReapClock};
 use super::exchange::{ExchangeSql, SQLITE_EXCHANGE};
 use super::row::{CLAIM_COLUMNS, COLUMNS};
 use super::sql::{Dialect, Stmt, Tx};
-use super::{Result, StoreError};
+use super::{AppliedMigration, Result, StoreError};
 
 static SELECT_MANY: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {COLUMNS} FROM postings WHERE id IN (SELECT value FROM json_each(?1))")
@@ -480,6 +480,32 @@ impl Backend for SqliteStore {
     /// One writer at a time: taking the write lock waits for the transaction
     /// holding it, and WAL readers started after this commit see everything
     /// it wrote (and every later writer stamps a later time).
+    async fn applied_migrations(&self) -> Result<Vec<AppliedMigration>> {
+        let has_table: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' \
+               AND name = '_sqlx_migrations')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        if !has_table {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+            "SELECT version, description, strftime('%Y-%m-%dT%H:%M:%SZ', installed_on) \
+               FROM _sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(version, description, installed_on)| AppliedMigration {
+                version,
+                description,
+                installed_on,
+            })
+            .collect())
+    }
+
     async fn barrier(&self) -> Result<()> {
         let _turn = self.writers.lock().await;
         self.writer

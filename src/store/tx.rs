@@ -373,13 +373,11 @@ pub(crate) async fn reconcile_source<T: LedgerTx>(
         }
         let current = entries.get(&incoming.id);
         let (kind, forced) = match current {
-            None => ("missing_in_ledger", repair == Repair::Force),
-            Some(c) if incoming.version > c.source_version => {
-                ("newer_in_source", repair == Repair::Force)
-            }
+            None => ("missing_in_ledger", repair.forces()),
+            Some(c) if incoming.version > c.source_version => ("newer_in_source", repair.forces()),
             Some(c) if incoming.version == c.source_version => {
                 let want = DesiredState::from(incoming.desired.clone());
-                if repair == Repair::Force {
+                if repair.forces() {
                     ("resync", true)
                 } else if want.is_present() && ledger::is_gone(c) {
                     ("back_in_source", true)
@@ -442,7 +440,7 @@ pub(crate) async fn reconcile_unseen<T: LedgerTx>(
             writes.push(next);
         }
     }
-    if repair != Repair::DryRun {
+    if repair.writes() {
         write_all(tx, &existing(&writes), ctx.now_ms).await?;
     }
     diffs.sort_by(|a, b| a.id.cmp(&b.id));
@@ -558,7 +556,7 @@ async fn finish_page<T: LedgerTx>(
     ctx: Ctx,
     repair: Repair,
 ) -> Result<()> {
-    if repair != Repair::DryRun {
+    if repair.writes() {
         write_all(tx, &flagged(writes), ctx.now_ms).await?;
     }
     Ok(())
