@@ -183,6 +183,19 @@ impl Worker {
         }
     }
 
+    /// The time eligibility is judged by: the ledger's (on PostgreSQL the
+    /// database server's), so workers whose clocks differ judge
+    /// `publication_end` alike. The process clock if the ledger does not
+    /// answer (the write that follows fails then anyway).
+    pub(crate) async fn ledger_now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.store
+            .now_ms()
+            .await
+            .ok()
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .unwrap_or_else(chrono::Utc::now)
+    }
+
     /// Reads one page of the feed after the stored cursor and applies it.
     /// Returns the stats and whether more pages wait.
     pub async fn poll_once(&self) -> anyhow::Result<(IngestStats, bool)> {
@@ -228,7 +241,7 @@ impl Worker {
                 &chunk,
                 &position,
                 first,
-                chrono::Utc::now(),
+                self.ledger_now().await,
                 &self.settings.document,
             );
             first += chunk.len();
@@ -280,7 +293,7 @@ impl Worker {
     ) -> anyhow::Result<IngestStats> {
         let current = self.store.get(id).await?;
         let fetched = self.jobag.posting_with_retry(id).await?;
-        let now = chrono::Utc::now();
+        let now = self.ledger_now().await;
         let (incoming, forced) = match fetched {
             Some(value) => {
                 let (mut changes, quarantined) = ingest::evaluate_page(
@@ -465,7 +478,7 @@ impl Worker {
                         .poll_interval
                         .saturating_mul(failures.min(30))
                         .min(Duration::from_secs(30));
-                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "feed poll failed");
+                    tracing::warn!(jobag = %self.jobag.base_url(), error = %e, retry_in_ms = wait.as_millis() as u64, "feed poll failed");
                     wait
                 }
             };

@@ -222,7 +222,7 @@ impl Worker {
             &needed,
             "snapshot",
             0,
-            chrono::Utc::now(),
+            self.ledger_now().await,
             &self.settings.document,
         );
         if !quarantined.is_empty() {

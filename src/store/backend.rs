@@ -83,6 +83,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// SQLite, with one worker, the process clock, never below a time it
     /// stamped before (SPEC 3.7).
     async fn stamp(&self, tx: &mut Tx<Self::Db>, proposed_ms: i64) -> Result<i64>;
+    /// The same clock outside a transaction.
+    async fn now_ms(&self) -> Result<i64>;
     async fn migrate(&self) -> Result<()>;
     async fn pending_migrations(&self) -> Result<Vec<(i64, String)>>;
     async fn applied_migrations(&self) -> Result<Vec<AppliedMigration>>;
@@ -195,6 +197,10 @@ where
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(self.pool()).await?;
         Ok(())
+    }
+
+    async fn now_ms(&self) -> Result<i64> {
+        Backend::now_ms(self).await
     }
 
     async fn lead(&self, owner: &str, ttl: Duration) -> Result<bool> {

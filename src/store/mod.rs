@@ -213,6 +213,11 @@ pub trait Store: Send + Sync + 'static {
     async fn applied_migrations(&self) -> Result<Vec<AppliedMigration>>;
     /// Cheap round trip for readiness.
     async fn ping(&self) -> Result<()>;
+    /// The time the ledger judges by (see `Backend::stamp`): the database
+    /// server's on PostgreSQL, the process's (never below a time already
+    /// stamped) on SQLite. Eligibility is judged by it, so a worker whose
+    /// clock is off does not take a live posting for expired.
+    async fn now_ms(&self) -> Result<i64>;
 
     // --- several workers ---
 

@@ -510,6 +510,10 @@ impl Backend for PgStore {
         Ok(sqlx::query_scalar(DB_NOW_MS).fetch_one(&mut *tx.0).await?)
     }
 
+    async fn now_ms(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar(DB_NOW_MS).fetch_one(&self.pool).await?)
+    }
+
     /// `SHARE` conflicts with the `ROW EXCLUSIVE` lock every write
     /// transaction takes before it reads its clock: this waits for those
     /// under way, and any that starts later stamps a later time.

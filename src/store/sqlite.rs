@@ -450,6 +450,10 @@ impl Backend for SqliteStore {
         Ok(now)
     }
 
+    async fn now_ms(&self) -> Result<i64> {
+        Ok((self.clock)().max(self.stamped.load(Ordering::SeqCst)))
+    }
+
     async fn migrate(&self) -> Result<()> {
         sqlx::migrate!("migrations/sqlite")
             .run(&self.writer)
