@@ -6,16 +6,25 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::agent::Agent;
+use common::agent::{Agent, eures_sync};
 use common::{Backend, Env, eventually, merged_toml, publish};
 use eures_sync::sim::eures::Faults;
 use eures_sync::sim::jobag::{sample_id, sample_posting};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(90);
+
+/// Debian's libfaketime (package `libfaketime`, which `faketime` pulls in).
+fn libfaketime() -> &'static str {
+    const MULTI_THREADED: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+    assert!(
+        std::path::Path::new(MULTI_THREADED).exists(),
+        "{MULTI_THREADED} is missing: `apt-get install faketime` (what .ci/run does)"
+    );
+    MULTI_THREADED
+}
 
 /// `eures-sync run` on `env` with the wall clock shifted by `offset`
 /// (`+60s`); timers keep the true monotonic clock.
@@ -26,14 +35,14 @@ fn skewed(env: &Env, name: &str, offset: &str) -> Agent {
         "[log]\nformat = \"json\"\nlevel = \"info\"\n",
     );
     std::fs::write(&config, toml).expect("write config");
-    let mut cmd = Command::new("faketime");
-    cmd.args(["-f", offset])
-        .arg(env!("CARGO_BIN_EXE_eures-sync"))
-        .args(["run", "--config"])
+    // libfaketime preloaded into the binary itself, not the `faketime`
+    // wrapper, which would stand between the test's signals and the worker.
+    let mut cmd = eures_sync();
+    cmd.args(["run", "--config"])
         .arg(&config)
-        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-        .env_remove("RUST_LOG")
-        .env_remove("RUST_BACKTRACE");
+        .env("LD_PRELOAD", libfaketime())
+        .env("FAKETIME", offset)
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
     let mut agent = Agent::start(cmd, &env.dir.path().join(format!("{name}.log")));
     agent.config = config;
     agent
@@ -60,6 +69,20 @@ async fn two_workers_a_minute_apart_agree_on_leases_and_expiry() {
     let mut behind = skewed(&env, "behind", "-60s");
     ahead.listen();
     behind.listen();
+    // The clocks really are off: each worker's log stamps say so.
+    for (agent, expected) in [(&ahead, 60), (&behind, -60)] {
+        let log = agent.log_text();
+        let first: serde_json::Value =
+            serde_json::from_str(log.lines().next().expect("a log line")).expect("JSON log");
+        let stamped =
+            chrono::DateTime::parse_from_rfc3339(first["timestamp"].as_str().expect("timestamp"))
+                .expect("RFC 3339");
+        let off = (stamped.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds();
+        assert!(
+            (expected - 15..=expected + 5).contains(&off),
+            "the worker's clock is {off} s off, not {expected} s"
+        );
+    }
 
     // Everything arrives, the ending postings included: the worker a
     // minute ahead would think them over.
