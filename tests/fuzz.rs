@@ -125,6 +125,8 @@ fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
         cases,
         rng_seed: RngSeed::Fixed(seed::seed("fuzz cases")),
+        // The seed printed repeats a failure; no file of past cases.
+        failure_persistence: None,
         ..ProptestConfig::default()
     }
 }

@@ -494,6 +494,14 @@ impl World {
             Duration::from_millis(10),
             PUSH,
         );
+        // Rejected content is parked at once (SPEC 4.2), unless the
+        // posting moved on while the request was out.
+        let unchanged = e.due() == Some(sent.op)
+            && e.source_version == sent.version
+            && e.desired.hash() == sent.hash.as_deref();
+        if matches!(result, AttemptResult::Rejected(_)) && unchanged {
+            prop_assert!(next.retry.dead, "rejected, not parked: {:?}", next);
+        }
         self.store(next)
     }
 
