@@ -605,7 +605,7 @@ impl World {
             return Ok(());
         };
         let (run, listed) = (*run, listing.get(id).cloned());
-        let next = match (self.ledger.get(id), listed) {
+        let next = match (self.ledger.get(id), listed.clone()) {
             (None, Some(h)) => orphan(id, h.version, &h.hash, self.now, PUSH),
             (None, None) => return Ok(()),
             (Some(e), Some(h)) => observe_remote(e, Some((h.version, &h.hash)), self.now, PUSH),
@@ -616,6 +616,28 @@ impl World {
             }
             (Some(_), None) => return Ok(()),
         };
+        // SPEC 3.6: what the listing shows wrong is repaired: an unwanted
+        // copy (an orphan too) deleted, an altered one updated, a missing
+        // one created.
+        let want = next.desired.hash().map(str::to_string);
+        let repair = match (&listed, &want) {
+            (Some(_), None) => Some(Op::Delete),
+            (Some(h), Some(w)) if h.hash != *w => Some(Op::Update),
+            (None, Some(_)) => Some(Op::Create),
+            _ => None,
+        };
+        if let Some(op) = repair
+            && !next.retry.dead
+        {
+            prop_assert_eq!(
+                next.due(),
+                Some(op),
+                "{} listed as {:?}: {:?}",
+                id,
+                listed,
+                next
+            );
+        }
         self.store(next)
     }
 
