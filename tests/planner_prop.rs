@@ -818,7 +818,7 @@ impl World {
 
 fn config() -> ProptestConfig {
     ProptestConfig {
-        cases: 4_000,
+        cases: 10_000,
         rng_seed: RngSeed::Fixed(seed::seed("planner_prop cases")),
         // The seed printed repeats a failure; no file of past cases.
         failure_persistence: None,
