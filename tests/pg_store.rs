@@ -294,7 +294,8 @@ async fn the_exchange_barrier_waits_for_writes_under_way() {
     loop {
         let queued: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_locks WHERE NOT granted \
-             AND relation = 'postings'::regclass",
+             AND relation = 'postings'::regclass \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         )
         .fetch_one(&mut writer)
         .await
