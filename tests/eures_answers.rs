@@ -147,7 +147,8 @@ async fn a_413_dead_letters_a_create_but_never_a_deletion(backend: Backend) {
         env.eures.get(&other).is_some()
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Nothing due (a dead letter aside), nothing in flight.
+    env.judged(WAIT).await;
     assert_eq!(
         requests(&env, &big),
         [(Method::PUT, 1, 413)],
@@ -225,7 +226,8 @@ async fn the_default_max_attempts_dead_letters_a_posting_the_portal_keeps_failin
     // top.
     assert_eq!(e.retry.strikes, 20, "{e:?}");
     assert!(e.retry.attempts >= 20, "{e:?}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Nothing due (the dead letter aside), nothing in flight.
+    env.judged(WAIT).await;
     let sent = requests(&env, &broken);
     assert_eq!(sent.len(), e.retry.attempts as usize, "{sent:?}");
     assert!(sent.iter().all(|r| *r == (Method::PUT, 1, 500)), "{sent:?}");

@@ -8,48 +8,73 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use common::{Env, editable, eventually, eventually_async, publish};
+use common::{Env, editable, eventually, eventually_async, now_ms, publish};
 use eures_sync::sim::eures::Faults;
 use eures_sync::sim::jobag::sample_posting;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// A 429 with `Retry-After` pauses every request, not only the throttled
+/// posting's: work that becomes due during the pause waits for its end.
+/// One posting is throttled, so no other request can be in flight when the
+/// pause begins; the window checked is the agent's own pause, read from
+/// its health state, less a margin for the two clocks' granularity.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_in_seconds_pauses_every_request() {
     let env = Env::start().await;
     env.eures.set_faults(Faults {
         force_status: Some(429),
-        retry_after_secs: 2,
+        retry_after_secs: 5,
         ..Faults::none()
     });
-    publish(&env.jobag, 20);
+    publish(&env.jobag, 1);
     let running = env.worker().await;
-    eventually(WAIT, "a 429", || {
-        env.eures.requests().iter().any(|r| r.status == 429)
+    let paused_until = || {
+        running
+            .worker
+            .health
+            .throttled_until_ms
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    eventually(WAIT, "the pause a 429 asks for", || {
+        paused_until() > now_ms()
     })
     .await;
-    let first = env
-        .eures
-        .requests()
-        .iter()
-        .find(|r| r.status == 429)
-        .map(|r| r.finished)
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let paused_at = std::time::Instant::now();
+    let pause_end = paused_at + Duration::from_millis((paused_until() - now_ms()).max(0) as u64);
     env.eures.set_faults(Faults::none());
+    // New work during the pause.
+    for i in 2..=11 {
+        env.jobag.upsert(sample_posting(i));
+    }
+    eventually(WAIT, "the new postings ingested", || {
+        futures::executor::block_on(running.worker.store.cursor())
+            .ok()
+            .flatten()
+            == Some(env.jobag.head_cursor())
+    })
+    .await;
+    let ingested = std::time::Instant::now();
+    assert!(
+        ingested + Duration::from_secs(1) < pause_end,
+        "the new postings were ingested {:?} after the pause began: too late to test it",
+        ingested - paused_at
+    );
     env.converged(WAIT).await;
-    // Nothing was sent while Retry-After ran (a little slack for requests already in flight).
-    let early = env
+    let margin = Duration::from_millis(200);
+    let early: Vec<_> = env
         .eures
         .requests()
-        .iter()
-        .filter(|r| {
-            r.started > first + Duration::from_millis(100)
-                && r.started < first + Duration::from_millis(1_800)
-        })
-        .count();
-    assert_eq!(early, 0, "requests during Retry-After");
+        .into_iter()
+        .filter(|r| r.started > paused_at && r.started + margin < pause_end)
+        .map(|r| (r.method, r.reference, r.started - paused_at))
+        .collect();
+    assert!(
+        early.is_empty(),
+        "requests during the {:?} of Retry-After: {early:?}",
+        pause_end - paused_at
+    );
     env.settled(WAIT).await;
     running.stop().await;
 }
@@ -90,11 +115,18 @@ async fn request_timeout_408_and_hangs_are_retried() {
     })
     .await;
     // Now EURES hangs past the 2 s request timeout.
+    let hung = std::time::Instant::now();
     env.eures.set_faults(Faults {
         hang: true,
         ..Faults::none()
     });
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    eventually(WAIT, "a held request given up by the agent", || {
+        env.eures
+            .requests()
+            .iter()
+            .any(|r| r.started >= hung && r.status == 0)
+    })
+    .await;
     assert_eq!(env.eures.len(), 0);
     env.eures.set_faults(Faults::none());
     env.converged(WAIT).await;
@@ -129,7 +161,10 @@ async fn unauthorized_pauses_delivery_and_probes_at_most_once_a_second() {
     })
     .await;
     // Let the requests already in flight when the first 401 came back end.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually(WAIT, "the requests in flight answered", || {
+        env.eures.in_flight() == 0
+    })
+    .await;
     let from = std::time::Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let probes = env
@@ -179,7 +214,13 @@ async fn jobag_outage_and_repeated_pages_lose_nothing() {
         let current = env.jobag.current(&id).unwrap();
         env.jobag.push_raw(current);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually(WAIT, "the repeated changes read", || {
+        futures::executor::block_on(running.worker.store.cursor())
+            .ok()
+            .flatten()
+            == Some(env.jobag.head_cursor())
+    })
+    .await;
     env.converged(WAIT).await;
     for i in 1..=10u64 {
         let id = sample_posting(i)["id"].as_str().unwrap().to_string();
@@ -497,8 +538,11 @@ async fn database_full_gives_a_clear_error_loses_nothing_and_recovers() {
             == Some(env.jobag.head_cursor())
     })
     .await;
-    // The worker claims them at once and EURES holds each for 1.5 s.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The worker claims them and EURES holds each for 1.5 s.
+    eventually(WAIT, "the ten creates in flight", || {
+        env.eures.in_flight() == 10
+    })
+    .await;
 
     // Empty the write-ahead log (it would otherwise take new frames in
     // space it already holds), then take every free block.

@@ -18,7 +18,8 @@ const WAIT: Duration = Duration::from_secs(30);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// SPEC 3.8: the copy is gone within the request timeout + 5 s + one retry
 /// (one more request, at most a request timeout).
-const WINDOW: Duration = Duration::from_secs(2 + 5 + 2);
+const WINDOW: Duration =
+    Duration::from_secs(REQUEST_TIMEOUT.as_secs() + 5 + REQUEST_TIMEOUT.as_secs());
 /// How long the gateway holds the create: past the request timeout, so the
 /// agent gives up on it, and past the withdrawal's DELETE.
 const HOLD: Duration = Duration::from_secs(4);
@@ -104,7 +105,13 @@ async fn a_create_applied_after_the_withdrawals_delete_is_deleted_again() {
     );
     assert!(lived <= WINDOW, "the late copy lived {lived:?}");
     // The verification found nothing more: nothing stays due.
-    tokio::time::sleep(REQUEST_TIMEOUT).await;
+    let url = env.db_url();
+    common::eventually_async(WAIT, "nothing due, nothing in flight", || {
+        let url = url.clone();
+        let eures = &env.eures;
+        async move { common::ledger_busy(&url).await == 0 && eures.in_flight() == 0 }
+    })
+    .await;
     let gets = env
         .eures
         .requests()

@@ -140,7 +140,13 @@ async fn a_reconcile_asked_for_by_a_lost_cursor_survives_failures_and_restarts()
     })
     .await;
     // Its runs fail while EURES answers 503: the request stays.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    eventually(WAIT, "a listing read refused", || {
+        env.eures
+            .requests()
+            .iter()
+            .any(|r| r.reference.is_none() && r.status == 503)
+    })
+    .await;
     assert!(
         store.reconcile_requested().await.expect("read").is_some(),
         "a reconcile that could not read the listing completed nothing"

@@ -131,7 +131,9 @@ async fn resync_and_reconcile_repair_through_the_running_worker(backend: Backend
     .await;
     let dry = agent.cli_ok(&["resync", "--all", "--dry-run"]);
     assert!(dry.contains("would be re-delivered"), "{dry}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Whatever the dry run made due would be delivered before the ledger
+    // is quiet.
+    env.judged(WAIT).await;
     assert_eq!(
         env.eures.history(&sample_id(5)).len(),
         1,
@@ -161,7 +163,7 @@ async fn resync_and_reconcile_repair_through_the_running_worker(backend: Backend
     for kind in ["altered_on_eures", "orphan_on_eures", "missing_on_eures"] {
         assert!(dry.contains(kind), "dry run misses {kind}: {dry}");
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.judged(WAIT).await;
     assert!(env.eures.get("orphan-0001").is_some(), "dry run repaired");
     let out = agent.cli_ok(&["reconcile"]);
     assert!(out.contains("orphan-0001"), "{out}");

@@ -202,16 +202,36 @@ async fn concurrent_ingests_of_a_new_posting_both_land() {
 async fn leadership_is_exclusive_and_moves_when_it_lapses() {
     let (_db, stores) = stores(2).await;
     let (a, b) = (&stores[0], &stores[1]);
-    let ttl = Duration::from_millis(300);
-    assert!(a.lead("a", ttl).await.expect("lead"));
-    assert!(!b.lead("b", ttl).await.expect("lead"));
-    assert!(a.lead("a", ttl).await.expect("renew"));
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(b.lead("b", ttl).await.expect("take over"), "a lapsed");
-    assert!(!a.lead("a", ttl).await.expect("lead"));
+    // Long enough that no stall of a loaded machine lets it lapse here.
+    let held = Duration::from_secs(60);
+    assert!(a.lead("a", held).await.expect("lead"));
+    assert!(!b.lead("b", held).await.expect("lead"));
+    assert!(a.lead("a", held).await.expect("renew"));
+    assert!(!b.lead("b", held).await.expect("lead"));
+    // A short renewal: b takes over once it lapses, and not before.
+    let short = Duration::from_millis(200);
+    let renewed = std::time::Instant::now();
+    assert!(a.lead("a", short).await.expect("renew"));
+    let mut tries = 0;
+    while !b.lead("b", held).await.expect("lead") {
+        tries += 1;
+        assert!(tries < 1_000, "a's lapsed leadership never moved");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        renewed.elapsed() >= short,
+        "b took over {:?} into a's {short:?}",
+        renewed.elapsed()
+    );
+    assert!(!a.lead("a", held).await.expect("lead"));
+    // Resigning hands it over at once.
     assert!(b.lead("b", Duration::ZERO).await.expect("resign"));
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    assert!(a.lead("a", ttl).await.expect("lead"), "b gave it up");
+    let mut tries = 0;
+    while !a.lead("a", held).await.expect("lead") {
+        tries += 1;
+        assert!(tries < 100, "b resigned, yet a cannot lead");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,7 +288,25 @@ async fn the_exchange_barrier_waits_for_writes_under_way() {
         .await
         .expect("a write under way");
     let waiting = tokio::spawn(async move { exchange.barrier().await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The barrier queues behind the write: its lock request shows, not
+    // granted, in pg_locks (or the barrier already passed, wrongly).
+    let mut tries = 0;
+    loop {
+        let queued: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted \
+             AND relation = 'postings'::regclass \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_one(&mut writer)
+        .await
+        .expect("pg_locks");
+        if queued > 0 || waiting.is_finished() {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 1_000, "the barrier neither queued nor passed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(
         !waiting.is_finished(),
         "the barrier passed a write under way"

@@ -849,7 +849,7 @@ async fn fault_hang_holds_requests_until_released() {
                 .map(|r| r.status())
         }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for("the PUT held", || sim.in_flight() == 1).await;
     assert!(!held.is_finished());
     assert!(sim.is_empty());
     sim.set_faults(Faults::none());
@@ -924,7 +924,7 @@ async fn eures_shutdown_closes_held_connections() {
             .send()
             .await
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for("the PUT held", || sim.in_flight() == 1).await;
     sim.shutdown();
     let result = tokio::time::timeout(Duration::from_secs(5), held)
         .await
@@ -937,8 +937,23 @@ async fn eures_shutdown_closes_held_connections() {
         .await;
     assert!(err.is_err());
     // The abandoned request is still recorded, with no answer.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_for("the abandoned request recorded", || {
+        !sim.requests().is_empty()
+    })
+    .await;
     let recs = sim.requests();
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].status, 0);
+}
+
+/// Polls `f` every 10 ms until true; fails after 10 s.
+async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !f() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

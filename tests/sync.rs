@@ -68,7 +68,8 @@ async fn every_eligibility_rule_keeps_its_posting_off_eures(backend: Backend) {
         store.get(&id_deleted).await.ok().flatten().is_some()
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Nothing due, nothing leased, nothing in flight: nothing else can come.
+    env.judged(CONVERGE).await;
     assert_eq!(env.eures.len(), 1, "only the eligible posting is on EURES");
     let expectations = [
         (1, "not_published"),
