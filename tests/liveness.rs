@@ -15,10 +15,13 @@ use hyper::Method;
 const WAIT: Duration = Duration::from_secs(60);
 
 /// The portal holds a newer version than JobAG ever made, and JobAG has
-/// deleted the posting: every DELETE is answered 409 and re-reads a
-/// posting JobAG no longer has. The DELETE backs off like any retry.
+/// deleted the posting: the DELETE is answered 409 and re-reads a posting
+/// JobAG no longer has. The agent asks EURES which version it holds and the
+/// next DELETE carries it, so the copy goes without a reconcile (none runs
+/// here). Before, every DELETE was answered 409 until a reconcile listed
+/// the copy; they backed off meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delete_answered_409_backs_off() {
+async fn a_delete_answered_409_learns_the_portals_version_and_the_copy_goes() {
     let env = Env::start().await;
     env.jobag.upsert(sample_posting(1));
     let running = env.worker().await;
@@ -27,18 +30,21 @@ async fn a_delete_answered_409_backs_off() {
     let doc = env.eures.get(&id).expect("delivered").content;
     env.eures.insert_orphan(&id, 99, doc);
     env.eures.clear_requests();
-    env.jobag.delete(&id);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let deletes = env
+    let deleted = env.jobag.delete(&id);
+    eventually(WAIT, "the copy deleted", || env.eures.get(&id).is_none()).await;
+    let deletes: Vec<(u64, u16)> = env
         .eures
         .requests()
         .iter()
         .filter(|r| r.method == Method::DELETE && r.reference.as_deref() == Some(id.as_str()))
-        .count();
-    // The test worker's backoff starts at 20 ms and is capped at 0.5 s:
-    // about 15 attempts in 3 s.
-    eprintln!("{deletes} DELETEs answered 409 in 3 s");
-    assert!((2..=40).contains(&deletes), "{deletes} DELETEs in 3 s");
+        .map(|r| (r.source_version.unwrap_or(0), r.status))
+        .collect();
+    let (last, refused) = deletes.split_last().expect("DELETEs");
+    assert_eq!(*last, (99, 204), "{deletes:?}");
+    assert!(
+        !refused.is_empty() && refused.iter().all(|d| *d == (deleted, 409)),
+        "{deletes:?}"
+    );
     running.stop().await;
 }
 

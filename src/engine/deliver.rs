@@ -17,7 +17,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use super::{Worker, now_ms};
 use crate::deliver::{EuresClient, Outcome, VacancyPut};
 use crate::domain::ledger::{AttemptResult, Op, RetryLimits};
-use crate::store::{Claimed, Completion};
+use crate::store::{Claimed, Completion, Listed, Repair};
 
 /// While busy, wait this long for more slots to free before claiming, so a
 /// claim takes several operations at once. It bounds the extra wait of a
@@ -230,9 +230,13 @@ impl Worker {
             }
             for f in batch.drain(..) {
                 if matches!(f.result, AttemptResult::Superseded) {
-                    // EURES holds something newer than we know: learn it from the source.
+                    // EURES holds something newer than we know: learn it
+                    // from the source, and for a deletion from EURES too.
                     let worker = self.clone();
                     tokio::spawn(async move {
+                        if f.claimed.op == Op::Delete {
+                            worker.learn_held_version(&f.claimed.id).await;
+                        }
                         if let Err(e) = worker.reread(&f.claimed.id, false).await {
                             tracing::warn!(posting = %f.claimed.id, error = %e, "re-reading a superseded posting failed");
                         }
@@ -240,6 +244,41 @@ impl Worker {
                 }
             }
             self.wake.notify_one();
+        }
+    }
+
+    /// A DELETE was answered 409: the portal holds a version above the one
+    /// sent (one JobAG never made, or one the ledger lost track of when an
+    /// answer was lost). The portal's own word for it is recorded as a
+    /// reconcile listing it would be, so the next DELETE carries it (SPEC
+    /// 4.2: the highest version seen) instead of being refused until the
+    /// next reconcile.
+    async fn learn_held_version(&self, id: &str) {
+        let Some(eures) = &self.eures else {
+            return;
+        };
+        match eures.get_one(id).await {
+            Ok(Some(held)) => {
+                let listed = Listed {
+                    reference: held.reference,
+                    source_version: held.source_version,
+                    content_sha256: held.content_sha256,
+                };
+                if let Err(e) = self
+                    .store
+                    .reconcile_remote(std::slice::from_ref(&listed), self.ctx(), Repair::Apply)
+                    .await
+                {
+                    tracing::warn!(posting = %id, error = %e, "recording the version EURES holds failed");
+                } else {
+                    tracing::info!(posting = %id, version = listed.source_version, "a deletion answered 409: EURES holds this version, the next DELETE carries it");
+                }
+            }
+            // Gone meanwhile: the next DELETE is answered 404, which is done.
+            Ok(None) => {}
+            Err(outcome) => {
+                tracing::warn!(posting = %id, outcome = ?outcome, "asking EURES which version it holds failed; the DELETE is retried");
+            }
         }
     }
 
