@@ -3,7 +3,10 @@
 //! for delivery; the feed repeats, replays old versions and loses events;
 //! EURES fails in every way it may, rejects some content, and drifts
 //! (copies altered or removed behind our back, orphans); workers die with
-//! requests in flight; operators resync and retry dead letters.
+//! requests in flight; operators resync and retry dead letters. A gateway
+//! holds requests whose answer was lost and applies them at any later point
+//! within the verification window (SPEC 3.8: `request_timeout_ms` + 5 s),
+//! interleaved with withdrawals, deletions, edits, expiry and reconcile.
 //!
 //! Checked after every step: versions sent never go back, deletions go
 //! first, a withdrawal waits for nobody, a feed event at or below the
@@ -44,6 +47,12 @@ const LIMITS: RetryLimits = RetryLimits {
     max_attempts: 3,
     verify_after: Duration::from_millis(7_000),
 };
+
+/// How long after sending a request a gateway may still apply it: the
+/// window the agent's verification covers.
+fn window_ms() -> i64 {
+    i64::try_from(LIMITS.verify_after.as_millis()).expect("fits")
+}
 
 fn posting_id(i: usize) -> String {
     format!("p{i}")
@@ -93,21 +102,30 @@ enum Event {
     },
     /// A worker claims up to `batch` ready operations; EURES answers each
     /// with `fault` (None: as the portal decides); `applied_anyway`: a lost
-    /// answer hides an applied request.
+    /// answer hides an applied request; `held`: a lost answer hides a
+    /// request a gateway holds and may apply later ([`Event::Late`]).
     Attempt {
         fault: Option<u8>,
         applied_anyway: bool,
+        held: bool,
         batch: usize,
+    },
+    /// The gateway applies one request it held (the `nth`, modulo how many
+    /// it holds), if the verification window since it was sent has not
+    /// passed; otherwise it drops it.
+    Late {
+        nth: usize,
     },
     /// One attempt while JobAG moves the posting on.
     Racing {
         bump: u64,
         body: Body,
     },
-    /// The worker dies with one attempt in flight, applied or not; the
-    /// posting may move meanwhile; the lease runs out.
+    /// The worker dies with one attempt in flight, applied, held by a
+    /// gateway, or lost; the posting may move meanwhile; the lease runs out.
     Crash {
         applied: bool,
+        held: bool,
         edit: Option<Body>,
     },
     Tick {
@@ -164,11 +182,14 @@ fn event() -> impl Strategy<Value = Event> {
         5 => (0..POSTINGS, 1u64..3, body(), proptest::bool::weighted(0.1))
             .prop_map(|(id, bump, body, lost)| Event::Edit { id, bump, body, lost }),
         2 => (0..POSTINGS, 0usize..4).prop_map(|(id, back)| Event::Replay { id, back }),
-        6 => (proptest::option::of(0u8..6), any::<bool>(), 1usize..4)
-            .prop_map(|(fault, applied_anyway, batch)| Event::Attempt { fault, applied_anyway, batch }),
+        6 => (proptest::option::of(0u8..6), any::<bool>(), any::<bool>(), 1usize..4)
+            .prop_map(|(fault, applied_anyway, held, batch)| {
+                Event::Attempt { fault, applied_anyway, held, batch }
+            }),
+        2 => (0usize..4).prop_map(|nth| Event::Late { nth }),
         1 => (1u64..3, body()).prop_map(|(bump, body)| Event::Racing { bump, body }),
-        1 => (any::<bool>(), proptest::option::of(body()))
-            .prop_map(|(applied, edit)| Event::Crash { applied, edit }),
+        1 => (any::<bool>(), any::<bool>(), proptest::option::of(body()))
+            .prop_map(|(applied, held, edit)| Event::Crash { applied, held, edit }),
         2 => (1i64..3_000).prop_map(|ms| Event::Tick { ms }),
         1 => (0..POSTINGS).prop_map(|id| Event::Resync { id }),
         1 => (0..POSTINGS).prop_map(|id| Event::Revive { id }),
@@ -179,6 +200,14 @@ fn event() -> impl Strategy<Value = Event> {
         1 => (0..POSTINGS, proptest::bool::weighted(0.3))
             .prop_map(|(id, missed)| Event::Snapshot { id, missed }),
     ]
+}
+
+/// A request a gateway holds after the agent gave up on its answer.
+#[derive(Debug, Clone)]
+struct InTransit {
+    id: String,
+    sent: Sent,
+    sent_at: i64,
 }
 
 /// A copy EURES holds.
@@ -274,6 +303,8 @@ struct World {
     sent_high: BTreeMap<String, u64>,
     /// The version each orphan slot first appeared with.
     orphan_versions: [Option<u64>; ORPHANS],
+    /// Requests a gateway holds, oldest first.
+    gateway: Vec<InTransit>,
 }
 
 type Check = Result<(), TestCaseError>;
@@ -288,6 +319,7 @@ impl World {
             listing: None,
             sent_high: BTreeMap::new(),
             orphan_versions: [None; ORPHANS],
+            gateway: Vec::new(),
         }
     }
 
@@ -505,7 +537,50 @@ impl World {
         self.store(next)
     }
 
-    fn attempt(&mut self, fault: Option<u8>, applied_anyway: bool, batch: usize) -> Check {
+    /// A request whose answer is lost is held by a gateway, to be applied
+    /// later (or never). It was sent now: the order of sending is checked.
+    fn hold(&mut self, id: &str, sent: &Sent) -> Check {
+        if sent.op == Op::Verify {
+            return Ok(());
+        }
+        let high = self.sent_high.entry(id.to_string()).or_insert(0);
+        prop_assert!(
+            sent.version >= *high,
+            "{} sent {:?} v{} after v{}",
+            id,
+            sent.op,
+            sent.version,
+            *high
+        );
+        *high = sent.version;
+        self.gateway.push(InTransit {
+            id: id.to_string(),
+            sent: sent.clone(),
+            sent_at: self.now,
+        });
+        Ok(())
+    }
+
+    /// The gateway lets one held request through, unknown to the agent:
+    /// applied as the portal decides if it is still within the window the
+    /// agent verifies (SPEC 3.8), dropped otherwise.
+    fn late(&mut self, nth: usize) {
+        if self.gateway.is_empty() {
+            return;
+        }
+        let held = self.gateway.remove(nth % self.gateway.len());
+        if self.now < held.sent_at + window_ms() {
+            let _ = self.portal.apply(&held.id, &held.sent);
+        }
+    }
+
+    fn attempt(
+        &mut self,
+        fault: Option<u8>,
+        applied_anyway: bool,
+        held: bool,
+        batch: usize,
+    ) -> Check {
         for (id, sent) in self.claim(batch)? {
             let result = match fault {
                 None => self.send(&id, &sent)?,
@@ -515,6 +590,8 @@ impl World {
                     let uncertain = matches!(kind, 0 | 3 | 4);
                     if applied_anyway && uncertain {
                         let _ = self.send(&id, &sent)?;
+                    } else if held && uncertain {
+                        self.hold(&id, &sent)?;
                     }
                     match kind {
                         0 => AttemptResult::Transient("503".into()),
@@ -551,12 +628,14 @@ impl World {
         self.finish(&id, &sent, result)
     }
 
-    fn crash(&mut self, applied: bool, edit: Option<Body>) -> Check {
+    fn crash(&mut self, applied: bool, held: bool, edit: Option<Body>) -> Check {
         let Some((id, sent)) = self.claim(1)?.into_iter().next() else {
             return Ok(());
         };
         if applied {
             let _ = self.send(&id, &sent)?;
+        } else if held {
+            self.hold(&id, &sent)?;
         }
         if let Some(body) = edit
             && let Some(i) = (0..POSTINGS).find(|i| posting_id(*i) == id)
@@ -719,10 +798,19 @@ impl World {
             Event::Attempt {
                 fault,
                 applied_anyway,
+                held,
                 batch,
-            } => self.attempt(fault, applied_anyway, batch),
+            } => self.attempt(fault, applied_anyway, held, batch),
+            Event::Late { nth } => {
+                self.late(nth);
+                Ok(())
+            }
             Event::Racing { bump, body } => self.racing(bump, body),
-            Event::Crash { applied, edit } => self.crash(applied, edit),
+            Event::Crash {
+                applied,
+                held,
+                edit,
+            } => self.crash(applied, held, edit),
             Event::Tick { ms } => self.tick(ms),
             Event::Resync { id } => self.resync(id),
             Event::Revive { id } => self.revive(&posting_id(id)),
@@ -748,6 +836,18 @@ impl World {
     /// next pass), the operator retries the dead letters, and delivery
     /// runs until nothing is due.
     fn quiet(&mut self) -> Check {
+        // The worst moment for what the gateway still holds: applied just
+        // as the faults stop, after whatever the agent did meanwhile.
+        while !self.gateway.is_empty() {
+            self.late(0);
+        }
+        // The verifications due are done before reconcile could mend what
+        // they are for.
+        for _ in 0..3 {
+            self.tick(window_ms())?;
+            self.attempt(None, false, false, POSTINGS + ORPHANS)?;
+        }
+        self.verified()?;
         for _ in 0..2 {
             self.tick(1)?;
             for id in 0..POSTINGS {
@@ -769,7 +869,33 @@ impl World {
         }
         for _ in 0..60 {
             self.tick(10_000)?;
-            self.attempt(None, false, POSTINGS + ORPHANS)?;
+            self.attempt(None, false, false, POSTINGS + ORPHANS)?;
+        }
+        Ok(())
+    }
+
+    /// SPEC 3.8, before any reconcile: no copy of ours that the ledger does
+    /// not want stays on EURES once the verification window has passed
+    /// (the posting's desired state from JobAG alone; rejected content and
+    /// orphans are reconcile's part).
+    fn verified(&self) -> Check {
+        for id in 0..POSTINGS {
+            let key = posting_id(id);
+            let unwanted = self
+                .current(id)
+                .is_none_or(|(_, body)| wanted(body, self.now).is_none());
+            let fed = self
+                .ledger
+                .get(&key)
+                .is_some_and(|e| self.current(id).is_some_and(|(v, _)| v == e.source_version));
+            if unwanted && fed {
+                prop_assert!(
+                    !self.portal.held.contains_key(&key),
+                    "{} is on EURES after the verification window; ledger {:?}",
+                    key,
+                    self.ledger.get(&key)
+                );
+            }
         }
         Ok(())
     }
