@@ -780,8 +780,12 @@ pub fn observe_remote(
     entry.delivered = match remote {
         // Not listed is no proof of absence: a create EURES applied after
         // its listing page was read would stay. Where no copy is wanted, a
-        // DELETE makes sure (404 is fine).
-        None if !entry.desired.is_present() && entry.delivered != Delivered::Absent => {
+        // DELETE makes sure (404 is fine). Nor while a request is in doubt:
+        // a gateway may still apply it, so the deletion that follows one
+        // must go out and be verified.
+        None if entry.doubt.in_doubt
+            || (!entry.desired.is_present() && entry.delivered != Delivered::Absent) =>
+        {
             Delivered::Unknown
         }
         None => Delivered::Absent,
@@ -1056,6 +1060,26 @@ mod tests {
             false,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_listing_without_the_copy_does_not_clear_a_doubt() {
+        let e = apply_change(None, incoming(1, present("h1")), 0, PUSH, false).unwrap();
+        let lost = outcome(
+            &e,
+            Op::Create,
+            AttemptResult::Transient("timeout".into()),
+            10,
+        );
+        // Reconcile does not list it: the create may still be on its way.
+        let unlisted = observe_remote(&lost, None, 20, PUSH);
+        assert_eq!(unlisted.delivered, Delivered::Unknown);
+        assert_eq!(unlisted.due(), Some(Op::Create));
+        // Withdrawn then: the DELETE goes out and is verified.
+        let w = withdrawn(&unlisted, 2, 30);
+        assert_eq!(w.due(), Some(Op::Delete));
+        let deleted = outcome(&w, Op::Delete, AttemptResult::Done, 40);
+        assert_eq!(deleted.due(), Some(Op::Verify));
     }
 
     #[test]
