@@ -78,7 +78,8 @@ async fn a_409_to_a_put_rereads_jobag_and_sends_the_newer_version(backend: Backe
 
 /// The feed tells of a withdrawal (v2) while JobAG already holds a
 /// re-consent (v3), and EURES holds v3. The agent's DELETE v2 is answered
-/// 409; it re-reads JobAG, learns v3 and sends it.
+/// 409; it re-reads JobAG, learns v3 and sends it (it does not ask EURES
+/// for its version: nothing is to be deleted any more).
 async fn a_409_to_a_delete_rereads_jobag_and_sends_what_it_holds(backend: Backend) {
     let env = Env::start_with(backend).await;
     let id = sample_id(1);

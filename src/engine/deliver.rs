@@ -234,11 +234,11 @@ impl Worker {
                     // from the source, and for a deletion from EURES too.
                     let worker = self.clone();
                     tokio::spawn(async move {
-                        if f.claimed.op == Op::Delete {
-                            worker.learn_held_version(&f.claimed.id).await;
-                        }
                         if let Err(e) = worker.reread(&f.claimed.id, false).await {
                             tracing::warn!(posting = %f.claimed.id, error = %e, "re-reading a superseded posting failed");
+                        }
+                        if f.claimed.op == Op::Delete {
+                            worker.learn_held_version(&f.claimed.id).await;
                         }
                     });
                 }
@@ -257,6 +257,12 @@ impl Worker {
         let Some(eures) = &self.eures else {
             return;
         };
+        // The re-read before this may have found the posting wanted again
+        // (JobAG holds what EURES holds): then nothing is to be deleted.
+        match self.store.get(id).await {
+            Ok(Some(entry)) if entry.due() == Some(Op::Delete) => {}
+            _ => return,
+        }
         match eures.get_one(id).await {
             Ok(Some(held)) => {
                 let listed = Listed {
