@@ -84,6 +84,7 @@ impl Rig {
         let jobag = JobagSim::start(JobagOptions::default()).await?;
         let eures = EuresSim::start(EuresOptions {
             record_requests: false,
+            check_content_rules: false,
             ..EuresOptions::default()
         })
         .await?;
@@ -177,6 +178,7 @@ impl Spent {
 async fn ceiling(postings: u64, concurrency: usize) -> anyhow::Result<(f64, Spent)> {
     let eures = EuresSim::start(EuresOptions {
         record_requests: false,
+        check_content_rules: false,
         ..EuresOptions::default()
     })
     .await?;

@@ -28,7 +28,11 @@ use crate::domain::eligibility::{AbsentReason, Desired};
 use crate::domain::ledger::{self, Entry, Incoming, Mode};
 use crate::domain::render::DocumentSettings;
 use crate::source::{JobagClient, SourceError};
-use crate::store::{Ctx, IngestBatch, IngestStats, QuarantineItem, Store};
+use crate::store::{Ctx, IngestBatch, IngestStats, Store};
+
+/// How long after a failed re-read of a posting whose feed change was
+/// unusable it is tried again.
+pub const REREAD_RETRY: Duration = Duration::from_secs(5);
 
 /// Feed items evaluated and written per ledger transaction.
 const INGEST_CHUNK: usize = 100;
@@ -254,7 +258,9 @@ impl Worker {
             };
             let applied = self.store.ingest(&batch, self.ctx()).await?;
             crate::telemetry::record_quarantined(applied.quarantined);
-            self.reread_damaged(&batch.quarantined).await;
+            if !batch.quarantined.is_empty() {
+                self.reread_damaged().await;
+            }
             stats.applied += applied.applied;
             stats.ignored += applied.ignored;
             stats.quarantined += applied.quarantined;
@@ -361,14 +367,22 @@ impl Worker {
     /// new posting. When JobAG's own copy is unusable too, a copy on EURES
     /// is withdrawn until a readable version arrives: when in doubt, the
     /// copy goes.
-    async fn reread_damaged(&self, quarantined: &[QuarantineItem]) {
-        let mut ids: Vec<&str> = quarantined
-            .iter()
-            .filter_map(|q| q.posting_id.as_deref())
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        for id in ids {
+    ///
+    /// The postings to re-read are kept in the ledger with the page that
+    /// named them: one whose re-read fails is tried again
+    /// [`REREAD_RETRY`] later, by this run or the next.
+    pub(crate) async fn reread_damaged(&self) {
+        // The ledger's clock: it stamped when each is due.
+        let now = self.store.now_ms().await.unwrap_or_else(|_| now_ms());
+        let ids = match self.store.rereads_due(now).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the postings to re-read failed");
+                return;
+            }
+        };
+        for id in &ids {
+            let id = id.as_str();
             let outcome = match self.reread(id, false).await {
                 Err(e) if e.is::<UnusablePosting>() => {
                     tracing::warn!(posting = id, error = %e,
@@ -377,8 +391,16 @@ impl Worker {
                 }
                 other => other.map(|_| ()),
             };
-            if let Err(e) = outcome {
-                tracing::warn!(posting = id, error = %e, "re-reading a posting whose feed change was unusable failed");
+            let retry_at = match outcome {
+                Ok(()) => None,
+                Err(e) => {
+                    tracing::warn!(posting = id, error = %e, retry_in_s = REREAD_RETRY.as_secs(),
+                        "re-reading a posting whose feed change was unusable failed");
+                    Some(now.saturating_add(REREAD_RETRY.as_millis() as i64))
+                }
+            };
+            if let Err(e) = self.store.reread_done(id, retry_at).await {
+                tracing::warn!(posting = id, error = %e, "recording a re-read failed; it is done again");
             }
         }
     }
@@ -468,6 +490,8 @@ impl Worker {
                 }
                 Ok((_, false)) => {
                     failures = 0;
+                    // Caught up: the re-reads that failed before, if due.
+                    self.reread_damaged().await;
                     self.settings.poll_interval
                 }
                 Err(e) => {

@@ -86,6 +86,9 @@ struct Shared {
     feed: Mutex<Feed>,
     /// While set, every endpoint answers 503.
     outage: AtomicBool,
+    /// While set, `GET /api/v1/postings/{id}` answers 503 (the feed and the
+    /// snapshot work).
+    posting_reads_failing: AtomicBool,
     /// The bearer token requests must carry, when set.
     token: RwLock<Option<String>>,
     /// Per-endpoint request counters (see [`JobagCounters`]).
@@ -162,6 +165,7 @@ impl JobagSim {
                 versions: HashMap::new(),
             }),
             outage: AtomicBool::new(false),
+            posting_reads_failing: AtomicBool::new(false),
             token: RwLock::new(opts.token),
             changes: AtomicU64::new(0),
             snapshot: AtomicU64::new(0),
@@ -369,6 +373,14 @@ impl JobagSim {
         feed.forgotten = feed.forgotten.max(position);
     }
 
+    /// While `on`, single-posting reads answer 503 and nothing else does:
+    /// a re-read of one posting fails while the feed flows.
+    pub fn set_posting_reads_failing(&self, on: bool) {
+        self.shared
+            .posting_reads_failing
+            .store(on, Ordering::Relaxed);
+    }
+
     /// While `true`, every endpoint answers `503 Service Unavailable`.
     pub fn set_outage(&self, on: bool) {
         self.shared.outage.store(on, Ordering::Relaxed);
@@ -443,7 +455,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> HandlerResult {
     };
     counter.fetch_add(1, Ordering::Relaxed);
 
-    if shared.outage.load(Ordering::Relaxed) {
+    let posting_read = matches!(route, Route::Get(_));
+    if shared.outage.load(Ordering::Relaxed)
+        || (posting_read && shared.posting_reads_failing.load(Ordering::Relaxed))
+    {
         return Ok(error_body(
             StatusCode::SERVICE_UNAVAILABLE,
             "",

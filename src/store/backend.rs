@@ -227,6 +227,36 @@ where
         transact!(self, "poll", |tx| tx.set_state(sql::LAST_POLL_KEY, at))
     }
 
+    async fn rereads_due(&self, now_ms: i64) -> Result<Vec<String>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(sql::LIST_REREADS)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter(|(_, at)| at.parse::<i64>().is_ok_and(|at| at <= now_ms))
+            .filter_map(|(key, _)| key.strip_prefix(sql::REREAD_PREFIX).map(str::to_string))
+            .collect())
+    }
+
+    async fn reread_done(&self, id: &str, retry_at_ms: Option<i64>) -> Result<()> {
+        let key = format!("{}{id}", sql::REREAD_PREFIX);
+        let key = key.as_str();
+        match retry_at_ms {
+            None => {
+                sqlx::query(sql::DELETE_STATE)
+                    .bind(key)
+                    .execute(self.pool())
+                    .await?;
+                Ok(())
+            }
+            Some(at) => {
+                let at = at.to_string();
+                let at = at.as_str();
+                transact!(self, "reread", |tx| tx.set_state(key, at))
+            }
+        }
+    }
+
     async fn reconcile_requested(&self) -> Result<Option<i64>> {
         Ok(state(self.pool(), sql::RECONCILE_KEY)
             .await?

@@ -237,6 +237,12 @@ pub trait Store: Send + Sync + 'static {
     async fn set_last_poll(&self, at_ms: i64) -> Result<()>;
     /// When a reconcile was asked for that has not completed since.
     async fn reconcile_requested(&self) -> Result<Option<i64>>;
+    /// Postings whose feed change was unusable and that are due to be
+    /// re-read from JobAG at `now_ms` (kept across restarts).
+    async fn rereads_due(&self, now_ms: i64) -> Result<Vec<String>>;
+    /// The posting was re-read: forgotten. `retry_at_ms`: the re-read
+    /// failed, try again then.
+    async fn reread_done(&self, id: &str, retry_at_ms: Option<i64>) -> Result<()>;
     /// A reconcile begun after the request made at `requested_ms`
     /// completed: the request is done (a later one stays).
     async fn reconcile_done(&self, requested_ms: i64) -> Result<()>;

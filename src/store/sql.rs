@@ -29,6 +29,13 @@ pub(crate) const LAST_POLL_KEY: &str = "last_source_poll_ms";
 pub(crate) const RECONCILE_KEY: &str = "reconcile_requested_ms";
 /// Forgets the request `$1` names (epoch ms), not a later one.
 pub(crate) const RECONCILE_DONE: &str = "DELETE FROM agent_state WHERE key = $1 AND value = $2";
+/// `reread:{id}` → when (epoch ms) to re-read the posting from JobAG: its
+/// feed change was unusable, and it may have been a withdrawal. Kept until
+/// a re-read succeeds, across restarts.
+pub(crate) const REREAD_PREFIX: &str = "reread:";
+pub(crate) const LIST_REREADS: &str =
+    "SELECT key, value FROM agent_state WHERE key LIKE 'reread:%' ORDER BY key";
+pub(crate) const DELETE_STATE: &str = "DELETE FROM agent_state WHERE key = $1";
 
 /// Rows per multi-row write: 29 columns each, well under SQLite's 32,766
 /// and PostgreSQL's 65,535 bound parameters.

@@ -186,6 +186,13 @@ pub(crate) async fn ingest<T: LedgerTx>(
         tx.quarantine(q, ctx.now_ms).await?;
         stats.quarantined += 1;
     }
+    // A change the feed carried unusable may have been a withdrawal: its
+    // posting is re-read from JobAG, remembered with the page, so neither
+    // a failed re-read nor a restart loses it.
+    for id in batch.quarantined.iter().filter_map(|q| q.posting_id.as_deref()) {
+        let key = format!("{}{id}", super::sql::REREAD_PREFIX);
+        tx.set_state(&key, &ctx.now_ms.to_string()).await?;
+    }
     if let Some(cursor) = &batch.next_cursor {
         tx.set_state(super::sql::CURSOR_KEY, cursor).await?;
     }
