@@ -37,11 +37,18 @@ async fn a_failed_reread_of_a_damaged_withdrawal_survives_a_kill(backend: Backen
         .contains("re-reading a posting whose feed change was unusable failed")
     {
         first.assert_alive();
-        assert!(started.elapsed() < WAIT, "no failed re-read: {}", first.log_text());
+        assert!(
+            started.elapsed() < WAIT,
+            "no failed re-read: {}",
+            first.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     first.kill();
-    assert!(env.eures.get(&id).is_some(), "the copy went without a re-read");
+    assert!(
+        env.eures.get(&id).is_some(),
+        "the copy went without a re-read"
+    );
 
     // JobAG answers again; a new worker, its cursor past the damaged change.
     env.jobag.set_posting_reads_failing(false);

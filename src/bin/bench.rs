@@ -535,7 +535,11 @@ async fn workers(postings: u64, max_workers: usize, admin_url: &str) -> anyhow::
     for n in 1..=max_workers {
         let db = PgDb::create(admin_url, &format!("eures_bench_{}", std::process::id())).await?;
         let jobag = JobagSim::start(JobagOptions::default()).await?;
-        let eures = EuresSim::start(EuresOptions::default()).await?;
+        let eures = EuresSim::start(EuresOptions {
+            check_content_rules: false,
+            ..EuresOptions::default()
+        })
+        .await?;
         eures.set_faults(eures_sync::sim::eures::Faults {
             latency: Duration::from_millis(2),
             ..eures_sync::sim::eures::Faults::none()

@@ -228,13 +228,14 @@ where
     }
 
     async fn rereads_due(&self, now_ms: i64) -> Result<Vec<String>> {
-        let rows: Vec<(String, String)> = sqlx::query_as(sql::LIST_REREADS)
+        // (key, value): the row type the other state reads already decode.
+        let rows: Vec<(Option<String>, String)> = sqlx::query_as(sql::LIST_REREADS)
             .fetch_all(self.pool())
             .await?;
         Ok(rows
             .into_iter()
             .filter(|(_, at)| at.parse::<i64>().is_ok_and(|at| at <= now_ms))
-            .filter_map(|(key, _)| key.strip_prefix(sql::REREAD_PREFIX).map(str::to_string))
+            .filter_map(|(key, _)| key?.strip_prefix(sql::REREAD_PREFIX).map(str::to_string))
             .collect())
     }
 

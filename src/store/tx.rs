@@ -189,7 +189,11 @@ pub(crate) async fn ingest<T: LedgerTx>(
     // A change the feed carried unusable may have been a withdrawal: its
     // posting is re-read from JobAG, remembered with the page, so neither
     // a failed re-read nor a restart loses it.
-    for id in batch.quarantined.iter().filter_map(|q| q.posting_id.as_deref()) {
+    for id in batch
+        .quarantined
+        .iter()
+        .filter_map(|q| q.posting_id.as_deref())
+    {
         let key = format!("{}{id}", super::sql::REREAD_PREFIX);
         tx.set_state(&key, &ctx.now_ms.to_string()).await?;
     }
