@@ -134,8 +134,9 @@ fn open_fds() -> usize {
         .count()
 }
 
-/// Sockets this process accepted on `port` (server side, not the listening
-/// one; connections still in the kernel's accept queue have no inode yet).
+/// Sockets this process accepted on `port` and still holds open (server
+/// side, not the listening one; connections still in the kernel's accept
+/// queue have no inode yet).
 fn accepted_on(port: u16) -> usize {
     let mut n = 0;
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
@@ -148,9 +149,13 @@ fn accepted_on(port: u16) -> usize {
                 .get(1)
                 .and_then(|a| a.rsplit_once(':'))
                 .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-            let listening = f.get(3) == Some(&"0A");
+            // Held open by the server: ESTABLISHED (01) or CLOSE_WAIT (08,
+            // the client closed, the server not yet). A socket the server
+            // has closed leaves both states at once, even while the kernel
+            // still lists it (FIN_WAIT, with its inode for a moment).
+            let held = matches!(f.get(3).copied(), Some("01" | "08"));
             let inode = f.get(9).copied().unwrap_or("0");
-            if local_port == Some(port) && !listening && inode != "0" {
+            if local_port == Some(port) && held && inode != "0" {
                 n += 1;
             }
         }
