@@ -160,10 +160,24 @@ async fn unauthorized_pauses_delivery_and_probes_at_most_once_a_second() {
             .load(std::sync::atomic::Ordering::SeqCst)
     })
     .await;
-    // Let the requests already in flight when the first 401 came back end.
-    eventually(WAIT, "the requests in flight answered", || {
-        env.eures.in_flight() == 0
-    })
+    // Let the requests already claimed when the first 401 came back end:
+    // the window starts once at most one request has started in the last
+    // second (a worker that kept sending would never get there).
+    eventually(
+        WAIT,
+        "the requests claimed before the pause answered",
+        || {
+            let second_ago = std::time::Instant::now() - Duration::from_secs(1);
+            env.eures.in_flight() == 0
+                && env
+                    .eures
+                    .requests()
+                    .iter()
+                    .filter(|r| r.started >= second_ago)
+                    .count()
+                    <= 1
+        },
+    )
     .await;
     let from = std::time::Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
