@@ -506,9 +506,9 @@ impl World {
         Ok(claimed)
     }
 
-    /// What EURES does with a request, checking it first: versions sent
-    /// for a reference never go back.
-    fn send(&mut self, id: &str, sent: &Sent) -> Result<AttemptResult, TestCaseError> {
+    /// Checks a request as it goes out: versions sent for a reference
+    /// never go back.
+    fn sending(&mut self, id: &str, sent: &Sent) -> Check {
         if sent.op != Op::Verify {
             let high = self.sent_high.entry(id.to_string()).or_insert(0);
             prop_assert!(
@@ -521,6 +521,12 @@ impl World {
             );
             *high = sent.version;
         }
+        Ok(())
+    }
+
+    /// What EURES does with a request, checked as it goes out.
+    fn send(&mut self, id: &str, sent: &Sent) -> Result<AttemptResult, TestCaseError> {
+        self.sending(id, sent)?;
         Ok(self.portal.apply(id, sent))
     }
 
@@ -552,16 +558,7 @@ impl World {
         if sent.op == Op::Verify {
             return Ok(());
         }
-        let high = self.sent_high.entry(id.to_string()).or_insert(0);
-        prop_assert!(
-            sent.version >= *high,
-            "{} sent {:?} v{} after v{}",
-            id,
-            sent.op,
-            sent.version,
-            *high
-        );
-        *high = sent.version;
+        self.sending(id, sent)?;
         self.gateway.push(InTransit {
             id: id.to_string(),
             sent: sent.clone(),
