@@ -5,8 +5,10 @@
 //! Layout:
 //! - [`domain`]: pure logic (posting model, eligibility, HR-XML rendering,
 //!   the per-posting ledger planner). No IO, no clock reads.
-//! - [`source`]: the JobAG feed client.
-//! - [`deliver`]: the EURES push client, response classification, retry schedule.
+//! - [`jobag`]: the JobAG feed client.
+//! - [`eures`]: the EURES push client, response classification, retry schedule.
+//! - [`http_client`]: the reqwest set-up both clients share (base URLs, TLS
+//!   roots, token header) and their error texts.
 //! - [`store`]: the ledger (SQLite, PostgreSQL); the only place that writes SQL.
 //! - [`engine`]: the worker loops (ingest, deliver, expire, reconcile).
 //! - [`http`]: metrics, health and the Input API (pull mode).
@@ -15,11 +17,12 @@
 
 pub mod cli;
 pub mod config;
-pub mod deliver;
 pub mod domain;
 pub mod engine;
+pub mod eures;
 pub mod http;
+pub mod http_client;
+pub mod jobag;
 pub mod sim;
-pub mod source;
 pub mod store;
 pub mod telemetry;

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use common::{Env, PgDb, pg_admin_url};
 use eures_sync::config::Config;
-use eures_sync::deliver::EuresClient;
-use eures_sync::source::JobagClient;
+use eures_sync::eures::EuresClient;
+use eures_sync::jobag::JobagClient;
 use figment::Figment;
 use figment::providers::{Format, Toml};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};

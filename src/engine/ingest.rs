@@ -9,7 +9,7 @@ use crate::domain::eligibility::evaluate;
 use crate::domain::ledger::Incoming;
 use crate::domain::posting::{ParsedChange, parse_change, valid_id};
 use crate::domain::render::DocumentSettings;
-use crate::source::{FeedItem, Unreadable};
+use crate::jobag::{FeedItem, Unreadable};
 use crate::store::QuarantineItem;
 
 /// Parses and evaluates one page of feed items. `position` names where the

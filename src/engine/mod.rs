@@ -12,7 +12,7 @@
 //! seconds of a leader's death. Other processes' commits that make work due
 //! wake the delivery loop through [`Store::watch_wakeups`].
 
-pub mod deliver;
+pub mod delivery;
 pub mod ingest;
 pub mod reconcile;
 
@@ -23,11 +23,11 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::{Notify, watch};
 
-use crate::deliver::{EuresClient, RetryPolicy};
 use crate::domain::eligibility::{AbsentReason, Desired};
 use crate::domain::ledger::{self, Entry, Incoming, Mode};
 use crate::domain::render::DocumentSettings;
-use crate::source::{JobagClient, SourceError};
+use crate::eures::{EuresClient, RetryPolicy};
+use crate::jobag::{JobagClient, SourceError};
 use crate::store::{Ctx, IngestBatch, IngestStats, Store};
 
 /// How long after a failed re-read of a posting whose feed change was

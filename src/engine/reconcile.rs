@@ -17,8 +17,8 @@ use std::time::Duration;
 use roaring::RoaringTreemap;
 
 use super::{Worker, ingest, now_ms};
-use crate::deliver::ListedVacancy;
 use crate::domain::ledger::Mode;
+use crate::eures::ListedVacancy;
 use crate::store::{Diff, Listed, Repair, Unseen};
 
 /// Rows per ledger page in the "not seen" passes.

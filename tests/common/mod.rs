@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eures_sync::config::Config;
-use eures_sync::deliver::RetryPolicy;
 use eures_sync::domain::eligibility::{Desired, evaluate};
 use eures_sync::domain::posting::{ParsedChange, parse_change};
 use eures_sync::domain::render::DocumentSettings;
 use eures_sync::engine::Worker;
+use eures_sync::eures::RetryPolicy;
 use eures_sync::sim::eures::{EuresOptions, EuresSim};
 use eures_sync::sim::jobag::{JobagOptions, JobagSim};
 use figment::Figment;

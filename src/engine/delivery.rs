@@ -15,8 +15,8 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::{Worker, now_ms};
-use crate::deliver::{EuresClient, Outcome, VacancyPut};
 use crate::domain::ledger::{AttemptResult, Op, RetryLimits};
+use crate::eures::{EuresClient, Outcome, VacancyPut};
 use crate::store::{Claimed, Completion, Listed, Repair};
 
 /// While busy, wait this long for more slots to free before claiming, so a

@@ -25,10 +25,8 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use url::Url;
 
-pub use crate::deliver::client::SetupError;
-use crate::deliver::client::{
-    BodyError, describe_error, http_setup, json_error_summary, read_bounded,
-};
+pub use crate::http_client::SetupError;
+use crate::http_client::{BodyError, describe_error, http_setup, json_error_summary, read_bounded};
 
 /// Default bound of one response body: a feed that never ends cannot
 /// exhaust memory.
@@ -512,7 +510,7 @@ enum Fetched {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deliver::client::test_server::{Reply, reply, serve};
+    use crate::http_client::test_server::{Reply, reply, serve};
     use serde_json::json;
 
     const TIMEOUT: Duration = Duration::from_secs(5);

@@ -10,8 +10,9 @@ pub mod classify;
 pub mod client;
 pub mod schedule;
 
+pub use crate::http_client::SetupError;
 pub use classify::{
     MAX_RETRY_AFTER, Outcome, classify_delete, classify_get, classify_put, parse_retry_after,
 };
-pub use client::{Attempt, EuresClient, ListPage, ListedVacancy, SetupError, VacancyPut};
+pub use client::{Attempt, EuresClient, ListPage, ListedVacancy, VacancyPut};
 pub use schedule::{RetryPolicy, backoff_ceiling, backoff_delay};
