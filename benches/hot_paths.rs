@@ -9,7 +9,7 @@ use eures_sync::domain::eligibility::evaluate;
 use eures_sync::domain::ledger::{Incoming, Mode, apply_change};
 use eures_sync::domain::posting::{ParsedChange, parse_change};
 use eures_sync::domain::render::DocumentSettings;
-use eures_sync::sim::jobag::sample_posting;
+use eures_sync_sims::jobag::sample_posting;
 use serde_json::{Value, json};
 
 fn page(n: u64) -> Vec<Value> {

@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use common::{Env, editable};
-use eures_sync::sim::jobag::sample_posting;
+use eures_sync_sims::jobag::sample_posting;
 
 const WAIT: Duration = Duration::from_secs(60);
 

@@ -12,9 +12,9 @@ use std::time::Duration;
 use common::agent::cli;
 use common::{Env, editable};
 use eures_sync::domain::ledger::Entry;
-use eures_sync::sim::eures::Faults;
-use eures_sync::sim::jobag::{sample_id, sample_posting};
 use eures_sync::store::Store;
+use eures_sync_sims::eures::Faults;
+use eures_sync_sims::jobag::{sample_id, sample_posting};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(90);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::agent::{cli, eures_sync};
 use common::{Backend, Env, editable, eventually_async};
 use eures_sync::http::input_api::BASE;
-use eures_sync::sim::jobag::{sample_id, sample_posting};
+use eures_sync_sims::jobag::{sample_id, sample_posting};
 use serde_json::{Value, json};
 
 common::on_both_backends!(

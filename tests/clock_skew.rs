@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::agent::{Agent, eures_sync};
 use common::{Backend, Env, eventually, merged_toml, publish};
-use eures_sync::sim::eures::Faults;
-use eures_sync::sim::jobag::{sample_id, sample_posting};
+use eures_sync_sims::eures::Faults;
+use eures_sync_sims::jobag::{sample_id, sample_posting};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(90);

@@ -1,4 +1,4 @@
-//! The EURES content rules (`eures_sync::sim::conformance`) against what the
+//! The EURES content rules (`eures_sync_sims::conformance`) against what the
 //! renderer produces: every generated valid posting renders to a document
 //! that keeps every rule, and the EURES simulator refuses, over real HTTP, a
 //! document that breaks one.
@@ -6,9 +6,9 @@
 use eures_sync::domain::codes::NaceRevision;
 use eures_sync::domain::posting::{ChangeBody, ParsedChange, parse_change};
 use eures_sync::domain::render::{DocumentSettings, render};
-use eures_sync::sim::conformance::check;
-use eures_sync::sim::eures::{EuresOptions, EuresSim};
-use eures_sync::sim::jobag::sample_posting;
+use eures_sync_sims::conformance::check;
+use eures_sync_sims::eures::{EuresOptions, EuresSim};
+use eures_sync_sims::jobag::sample_posting;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

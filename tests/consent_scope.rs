@@ -27,7 +27,7 @@ use common::agent::{Agent, cli};
 use common::{Backend, Env, editable, eventually_async};
 use eures_sync::domain::render::content_hash;
 use eures_sync::http::input_api::BASE;
-use eures_sync::sim::jobag::{sample_id, sample_posting};
+use eures_sync_sims::jobag::{sample_id, sample_posting};
 use hyper::Method;
 use serde_json::{Value, json};
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 use common::agent::Agent;
 use common::{Backend, Env, assert_churned, churn, eventually, publish};
 use eures_sync::domain::ledger::Delivered;
-use eures_sync::sim::eures::Faults;
-use eures_sync::sim::jobag::sample_posting;
+use eures_sync_sims::eures::Faults;
+use eures_sync_sims::jobag::sample_posting;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 

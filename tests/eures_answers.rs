@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{Backend, Env, editable, eventually, eventually_async};
 use eures_sync::config::Config;
-use eures_sync::sim::jobag::{sample_id, sample_posting};
+use eures_sync_sims::jobag::{sample_id, sample_posting};
 use hyper::Method;
 use serde_json::json;
 

@@ -9,8 +9,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use common::{Env, editable, eventually, eventually_async, now_ms, publish};
-use eures_sync::sim::eures::Faults;
-use eures_sync::sim::jobag::sample_posting;
+use eures_sync_sims::eures::Faults;
+use eures_sync_sims::jobag::sample_posting;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);

@@ -440,7 +440,7 @@ fn golden_documents_keep_every_eures_rule() {
     for xml_path in golden_documents() {
         let xml =
             fs::read_to_string(&xml_path).unwrap_or_else(|e| panic!("{}: {e}", xml_path.display()));
-        let violations = eures_sync::sim::conformance::check(&xml);
+        let violations = eures_sync_sims::conformance::check(&xml);
         assert!(
             violations.is_empty(),
             "{}: {violations:?}",

@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::history::{Rule, judge, judge_reference};
-use eures_sync::sim::eures::{EuresOptions, EuresSim, Faults, RequestRecord};
+use eures_sync_sims::eures::{EuresOptions, EuresSim, Faults, RequestRecord};
 use hyper::Method;
 use serde_json::json;
 
@@ -109,7 +109,7 @@ fn two_requests_in_flight_and_a_missing_version_are_caught() {
 
 /// A document the simulator accepts (it applies the EURES content rules).
 fn doc() -> String {
-    eures_sync::sim::jobag::sample_document(1, "Udvikler")
+    eures_sync_sims::jobag::sample_document(1, "Udvikler")
 }
 
 async fn put(c: &reqwest::Client, sim: &EuresSim, reference: &str, version: u64) -> u16 {

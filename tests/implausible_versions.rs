@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::agent::cli;
 use common::{Backend, Env, eventually};
 use eures_sync::domain::ledger::IMPLAUSIBLE_JUMP;
-use eures_sync::sim::jobag::{sample_id, sample_posting};
+use eures_sync_sims::jobag::{sample_id, sample_posting};
 use serde_json::{Value, json};
 
 common::on_both_backends!(an_implausible_version_is_quarantined_and_accepted_on_request);

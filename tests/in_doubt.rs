@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Env, editable, eventually};
-use eures_sync::sim::jobag::{sample_id, sample_posting};
+use eures_sync_sims::jobag::{sample_id, sample_posting};
 use hyper::Method;
 use serde_json::json;
 

@@ -138,7 +138,10 @@ fn open_fds() -> usize {
 /// side, not the listening one; connections still in the kernel's accept
 /// queue have no inode yet).
 fn accepted_on(port: u16) -> usize {
-    let mut n = 0;
+    // By inode: /proc/net/tcp is read in several chunks and is not a
+    // snapshot, so a socket can be listed twice while connections come and
+    // go between two reads.
+    let mut held = std::collections::HashSet::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
             continue;
@@ -152,15 +155,16 @@ fn accepted_on(port: u16) -> usize {
             // Held open by the server: ESTABLISHED (01) or CLOSE_WAIT (08,
             // the client closed, the server not yet). A socket the server
             // has closed leaves both states at once, even while the kernel
-            // still lists it (FIN_WAIT, with its inode for a moment).
-            let held = matches!(f.get(3).copied(), Some("01" | "08"));
+            // still lists it (FIN_WAIT, with its inode for a moment); one
+            // still in the accept queue has no inode yet.
+            let open = matches!(f.get(3).copied(), Some("01" | "08"));
             let inode = f.get(9).copied().unwrap_or("0");
-            if local_port == Some(port) && held && inode != "0" {
-                n += 1;
+            if local_port == Some(port) && open && inode != "0" {
+                held.insert(inode.to_owned());
             }
         }
     }
-    n
+    held.len()
 }
 
 /// The value of one sample of the process' metrics (0 when absent).
@@ -388,10 +392,8 @@ async fn open_connections_are_capped() {
         probe_started.elapsed() >= Duration::from_millis(800),
         "the probe waited behind the cap"
     );
-    // One more than the cap has been sampled, rarely, on a loaded machine
-    // (not explained yet: the listener frees a slot only after the
-    // connection's socket is closed); without the cap all 40 would show.
-    assert!(most <= 9, "{most} connections accepted at once");
+    // Without the cap all 40 would show.
+    assert!(most <= 8, "{most} connections accepted at once");
     assert!(most >= 7, "the cap was reached: {most}");
     for c in clients {
         assert!(

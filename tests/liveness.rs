@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use common::{Env, eventually, eventually_async};
 use eures_sync::domain::ledger::Op;
-use eures_sync::sim::eures::Faults;
-use eures_sync::sim::jobag::{sample_id, sample_posting};
 use eures_sync::store::{Ctx, Listed, Repair};
+use eures_sync_sims::eures::Faults;
+use eures_sync_sims::jobag::{sample_id, sample_posting};
 use hyper::Method;
 
 const WAIT: Duration = Duration::from_secs(60);

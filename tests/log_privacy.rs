@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use eures_sync::domain::posting::{ChangeBody, ParsedChange, parse_change};
 use eures_sync::domain::render::{DocumentSettings, render};
-use eures_sync::sim::jobag::sample_posting;
+use eures_sync_sims::jobag::sample_posting;
 use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Clone, Default)]

@@ -10,8 +10,8 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::{Env, editable, eventually_async};
-use eures_sync::sim::eures::Faults;
-use eures_sync::sim::jobag::{sample_id, sample_posting};
+use eures_sync_sims::eures::Faults;
+use eures_sync_sims::jobag::{sample_id, sample_posting};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(90);

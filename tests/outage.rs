@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::{Env, editable, eventually_async};
 use eures_sync::config::Config;
-use eures_sync::sim::eures::Faults;
-use eures_sync::sim::jobag::{sample_id, sample_posting};
+use eures_sync_sims::eures::Faults;
+use eures_sync_sims::jobag::{sample_id, sample_posting};
 use figment::Figment;
 use figment::providers::{Format, Toml};
 use serde_json::json;

@@ -16,8 +16,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Backend, Env, assert_churned, churn, eventually};
-use eures_sync::sim::eures::Faults;
-use eures_sync::sim::jobag::sample_posting;
+use eures_sync_sims::eures::Faults;
+use eures_sync_sims::jobag::sample_posting;
 
 fn restart_postgres() {
     let status = match std::env::var("EURES_TEST_PG_RESTART") {

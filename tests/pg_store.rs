@@ -15,8 +15,8 @@ use common::{PgDb, now_ms};
 use eures_sync::domain::ledger::{AttemptResult, Delivered, Incoming, Mode, Op, RetryLimits};
 use eures_sync::domain::render::DocumentSettings;
 use eures_sync::engine::ingest::evaluate_page;
-use eures_sync::sim::jobag::{sample_id, sample_posting};
 use eures_sync::store::{Completion, Ctx, IngestBatch, Store};
+use eures_sync_sims::jobag::{sample_id, sample_posting};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 

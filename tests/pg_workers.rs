@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::agent::Agent;
 use common::{Backend, Env, assert_churned, churn, eventually, publish};
-use eures_sync::sim::eures::Faults;
-use eures_sync::sim::jobag::sample_id;
+use eures_sync_sims::eures::Faults;
+use eures_sync_sims::jobag::sample_id;
 
 /// Periodic reconcile off: these tests watch delivery and leadership only.
 const WORKER_TOML: &str = "[reconcile]\ninterval_s = 0\n";

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::{Backend, Env, editable, eventually, eventually_async};
 use eures_sync::domain::ledger::DesiredState;
-use eures_sync::sim::eures::Faults;
-use eures_sync::sim::jobag::{sample_id, sample_posting};
+use eures_sync_sims::eures::Faults;
+use eures_sync_sims::jobag::{sample_id, sample_posting};
 use hyper::Method;
 use serde_json::json;
 

@@ -14,8 +14,8 @@ use eures_sync::domain::render::content_hash;
 use eures_sync::engine::Health;
 use eures_sync::http::input_api::{BASE, InputApi, MAX_DETAILS};
 use eures_sync::http::{AppState, serve};
-use eures_sync::sim::jobag::sample_posting;
 use eures_sync::store::Store;
+use eures_sync_sims::jobag::sample_posting;
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::Env;
-use eures_sync::sim::jobag::{sample_id, sample_posting};
 use eures_sync::store::Repair;
+use eures_sync_sims::jobag::{sample_id, sample_posting};
 
 const POSTINGS: u64 = 2_300;
 const WAIT: Duration = Duration::from_secs(120);

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Backend, Env, editable, eventually};
-use eures_sync::sim::jobag::{sample_id, sample_posting};
+use eures_sync_sims::jobag::{sample_id, sample_posting};
 use serde_json::json;
 
 common::on_both_backends!(a_failed_reread_of_a_damaged_withdrawal_survives_a_kill);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::agent::Agent;
 use common::{Env, eventually, publish};
 use eures_sync::cli::SHUTDOWN_DEADLINE;
-use eures_sync::sim::eures::Faults;
+use eures_sync_sims::eures::Faults;
 
 const WAIT: Duration = Duration::from_secs(60);
 

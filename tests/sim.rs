@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime};
 
-use eures_sync::sim::eures::{EuresOptions, EuresSim, Faults};
-use eures_sync::sim::jobag::{self, JobagOptions, JobagSim, sample_id, sample_posting};
+use eures_sync_sims::eures::{EuresOptions, EuresSim, Faults};
+use eures_sync_sims::jobag::{self, JobagOptions, JobagSim, sample_id, sample_posting};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -302,7 +302,7 @@ async fn jobag_shutdown_stops_serving() {
 
 /// A document the simulator accepts (it applies the EURES content rules).
 fn doc(title: &str) -> String {
-    eures_sync::sim::jobag::sample_document(1, title)
+    eures_sync_sims::jobag::sample_document(1, title)
 }
 
 fn put_body(reference: &str, version: u64, content: &str) -> Value {

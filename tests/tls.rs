@@ -161,7 +161,7 @@ async fn http_clients_refuse_an_unknown_ca_and_trust_the_extra_one() {
     let config = Config::load_from(Figment::new().merge(Toml::string(&toml))).expect("config");
     assert_eq!(config.jobag.base_url, jobag);
     for i in 1..=5 {
-        env.jobag.upsert(eures_sync::sim::jobag::sample_posting(i));
+        env.jobag.upsert(eures_sync_sims::jobag::sample_posting(i));
     }
     let running = env.worker_with(config).await;
     env.settled(Duration::from_secs(60)).await;

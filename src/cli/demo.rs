@@ -15,8 +15,8 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::engine::Worker;
-use crate::sim::eures::{EuresOptions, EuresSim};
-use crate::sim::jobag::{JobagOptions, JobagSim, sample_posting};
+use eures_sync_sims::eures::{EuresOptions, EuresSim};
+use eures_sync_sims::jobag::{JobagOptions, JobagSim, sample_posting};
 
 /// How long one demo step may take before the demo gives up.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);

@@ -2,13 +2,16 @@
 //! Each command acts through the database, so it works while a worker runs.
 
 mod backup;
+#[cfg(feature = "simulators")]
 mod demo;
 mod inspect;
 mod ops;
 mod run;
 
-pub use run::SHUTDOWN_DEADLINE;
+#[cfg(feature = "simulators")]
 mod sim;
+
+pub use run::SHUTDOWN_DEADLINE;
 
 use std::path::PathBuf;
 
@@ -63,6 +66,7 @@ fn retention_days(s: &str) -> Result<u32, String> {
 }
 
 /// A count of sample postings: a whole number, 0 or more.
+#[cfg(feature = "simulators")]
 fn count(s: &str) -> Result<u64, String> {
     s.trim()
         .parse::<u64>()
@@ -93,6 +97,7 @@ pub enum Command {
     Run,
     /// Run the whole story on the embedded default: a SQLite ledger and
     /// in-process JobAG and EURES simulators; prints what happened.
+    #[cfg(feature = "simulators")]
     #[command(after_help = "Example:\n  eures-sync demo --postings 10")]
     Demo {
         /// How many sample postings to publish.
@@ -213,6 +218,7 @@ pub enum Command {
     },
     /// Run the JobAG and EURES simulators for local development (the
     /// default config points at them) until Ctrl-C.
+    #[cfg(feature = "simulators")]
     #[command(after_help = "Example:\n  eures-sync sim --postings 500")]
     Sim {
         /// Where the JobAG simulator listens (IP:PORT).
@@ -265,7 +271,9 @@ pub enum DeadLetterAction {
 /// Runs the parsed command. Errors carry one line for the operator.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        #[cfg(feature = "simulators")]
         Command::Demo { postings, db } => demo::run(postings, &db).await,
+        #[cfg(feature = "simulators")]
         Command::Sim {
             jobag_listen,
             eures_listen,
@@ -334,10 +342,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     dry_run,
                     yes,
                 } => ops::purge(&config, older_than, dry_run, yes).await,
-                Command::Demo { .. }
-                | Command::Sim { .. }
-                | Command::Completions { .. }
-                | Command::Man => unreachable!("handled above"),
+                #[cfg(feature = "simulators")]
+                Command::Demo { .. } | Command::Sim { .. } => unreachable!("handled above"),
+                Command::Completions { .. } | Command::Man => unreachable!("handled above"),
             }
         }
     }

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 
-use crate::sim::eures::{EuresOptions, EuresSim};
-use crate::sim::jobag::{JobagOptions, JobagSim, sample_posting};
+use eures_sync_sims::eures::{EuresOptions, EuresSim};
+use eures_sync_sims::jobag::{JobagOptions, JobagSim, sample_posting};
 
 pub async fn run(
     jobag_listen: SocketAddr,

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use eures_sync::sim::eures::RequestRecord;
+use eures_sync_sims::eures::RequestRecord;
 use hyper::Method;
 
 /// A promise about one reference's requests.

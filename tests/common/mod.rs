@@ -22,8 +22,8 @@ use eures_sync::domain::posting::{ParsedChange, parse_change};
 use eures_sync::domain::render::DocumentSettings;
 use eures_sync::engine::Worker;
 use eures_sync::eures::RetryPolicy;
-use eures_sync::sim::eures::{EuresOptions, EuresSim};
-use eures_sync::sim::jobag::{JobagOptions, JobagSim};
+use eures_sync_sims::eures::{EuresOptions, EuresSim};
+use eures_sync_sims::jobag::{JobagOptions, JobagSim};
 use figment::Figment;
 use figment::providers::{Format, Toml};
 use serde_json::Value;
@@ -527,7 +527,7 @@ where
 /// `1` consent withdrawn, `2` retitled `"{title} {i}"`.
 pub fn churn(jobag: &JobagSim, n: u64, title: &str) {
     for i in 1..=n {
-        let id = eures_sync::sim::jobag::sample_id(i);
+        let id = eures_sync_sims::jobag::sample_id(i);
         match i % 3 {
             0 => {
                 jobag.delete(&id);
@@ -551,7 +551,7 @@ pub fn churn(jobag: &JobagSim, n: u64, title: &str) {
 /// theirs went backwards.
 pub fn assert_churned(eures: &EuresSim, n: u64) {
     for i in 1..=n {
-        let id = eures_sync::sim::jobag::sample_id(i);
+        let id = eures_sync_sims::jobag::sample_id(i);
         let history = eures.history(&id);
         assert!(
             history.windows(2).all(|w| w[0].1 <= w[1].1),
@@ -584,7 +584,7 @@ pub fn merged_toml(base: &str, extra: &str) -> String {
 /// Publishes sample postings `1..=n`.
 pub fn publish(jobag: &JobagSim, n: u64) {
     for i in 1..=n {
-        jobag.upsert(eures_sync::sim::jobag::sample_posting(i));
+        jobag.upsert(eures_sync_sims::jobag::sample_posting(i));
     }
 }
 

@@ -801,7 +801,7 @@ pub fn observe_remote(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::eligibility::AbsentReason;
+    use crate::eligibility::AbsentReason;
     use chrono::DateTime;
 
     const PUSH: Mode = Mode::Push;

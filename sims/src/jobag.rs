@@ -660,18 +660,18 @@ pub fn sample_document(i: u64, title: &str) -> String {
     posting["version"] = json!(1);
     posting["updated_at"] = json!("2026-11-20T10:00:00Z");
     posting["title"] = json!(title);
-    let crate::domain::posting::ParsedChange::Change(change) =
-        crate::domain::posting::parse_change(&posting)
+    let eures_sync_domain::posting::ParsedChange::Change(change) =
+        eures_sync_domain::posting::parse_change(&posting)
     else {
         unreachable!("a sample posting always parses");
     };
-    let crate::domain::posting::ChangeBody::Live(fields) = change.body else {
+    let eures_sync_domain::posting::ChangeBody::Live(fields) = change.body else {
         unreachable!("a sample posting is live");
     };
-    crate::domain::render::render(
+    eures_sync_domain::render::render(
         &change.id,
         &fields,
-        &crate::domain::render::DocumentSettings::default(),
+        &eures_sync_domain::render::DocumentSettings::default(),
     )
     .unwrap_or_else(|e| unreachable!("a sample posting renders: {e:?}"))
 }
@@ -696,7 +696,7 @@ mod tests {
 
     #[test]
     fn sample_postings_are_complete_and_parse() {
-        use crate::domain::posting::PostingFields;
+        use eures_sync_domain::posting::PostingFields;
         for i in [0, 1, 2, 3, 99_999] {
             let p = sample_posting(i);
             assert_eq!(p["id"], sample_id(i));

@@ -133,7 +133,7 @@ fn check_rules(p: &PostingFields, now: DateTime<Utc>) -> Result<DateTime<Utc>, A
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::posting::{ParsedChange, parse_change};
+    use crate::posting::{ParsedChange, parse_change};
     use serde_json::{Value, json};
 
     fn now() -> DateTime<Utc> {

@@ -1,6 +1,8 @@
 //! The project's own JobAG and EURES simulators: real HTTP servers on
 //! loopback (port 0 by default), driven in-process from Rust by tests, the
-//! demo and the benchmarks, and later served by `eures-sync sim ...`.
+//! demo and the benchmarks, and served by `eures-sync sim`. A crate of its
+//! own so that a production build of the agent carries none of it (the
+//! agent links it only with its default `simulators` feature).
 //!
 //! - [`jobag`] owns the source side of SPEC 4.1: the change feed, the
 //!   snapshot and single-posting reads, plus [`jobag::sample_posting`].

@@ -17,8 +17,8 @@
 use std::collections::BTreeSet;
 
 use super::text::clean_line;
-use crate::domain::codes::{eures_country_code, nuts_matches_country};
-use crate::domain::posting::Location;
+use crate::codes::{eures_country_code, nuts_matches_country};
+use crate::posting::Location;
 
 /// One address as rendered.
 #[derive(Debug, Clone, PartialEq, Eq)]

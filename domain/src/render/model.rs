@@ -10,11 +10,11 @@ use super::address::{Address, eures_addresses};
 use super::html::formatted;
 use super::text::{clean_line, strip_forbidden};
 use super::{DocumentSettings, Invalid};
-use crate::domain::codes::{
+use crate::codes::{
     DRIVING_LICENCE_CLASSES, cefr_valid, esco_occupation_uri, isco_concept_code, isco_valid,
     iso639_1_valid, nace_to_eures,
 };
-use crate::domain::posting::{
+use crate::posting::{
     Application, ConsentScope, EmploymentType, PostingFields, Requirements, Salary, WorkingTime,
 };
 
@@ -454,7 +454,7 @@ fn amount(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::posting::LanguageRequirement;
+    use crate::posting::LanguageRequirement;
 
     #[test]
     fn amounts_are_stable_text() {

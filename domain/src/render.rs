@@ -368,7 +368,7 @@ fn write_remuneration(x: &mut Xml, r: &Remuneration) -> io::Result<()> {
 mod tests {
     use super::text::strip_forbidden;
     use super::*;
-    use crate::domain::posting::{
+    use crate::posting::{
         Application, Contact, Employer, EmploymentType, Location, Occupation, Requirements, Salary,
         WorkingTime,
     };

@@ -353,7 +353,7 @@ pub fn parse_change(item: &Value) -> ParsedChange {
 
 /// Whether `s` may be a posting id: ids become URL path segments and log
 /// fields, so only a safe alphabet is taken.
-pub(crate) fn valid_id(s: &str) -> bool {
+pub fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_ID_LEN
         && s.chars()

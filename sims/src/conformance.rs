@@ -17,7 +17,7 @@ use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
 
-use crate::domain::codes::{
+use eures_sync_domain::codes::{
     DRIVING_LICENCE_CLASSES, NaceRevision, cefr_valid, eures_country_code, iso639_1_valid,
     nace_section,
 };
