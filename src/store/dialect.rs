@@ -26,11 +26,12 @@ use super::types::{ChangeKind, ExchangeFilter};
 /// in the order given here, the same for both databases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stmt {
-    /// `{COLUMNS}` of the records whose ids are the list `$1`, in id order;
-    /// locked.
+    /// `{COLUMNS}` of the records whose ids are the list `$1`, in no set
+    /// order; locked (on PostgreSQL in id order, so that two transactions
+    /// never wait for each other in a cycle).
     SelectMany,
     /// `{COLUMNS}, lease_owner, lease_token` of the records whose ids are
-    /// the list `$1`, in id order; locked.
+    /// the list `$1`; locked as [`Stmt::SelectMany`].
     SelectLeased,
     /// `{COLUMNS}, lease_owner, lease_token` of up to `$2` records leased
     /// until before `$1`, earliest first; locked, skipping rows locked by
@@ -121,8 +122,6 @@ static SQLITE_SELECT_EXPIRED: LazyLock<String> = LazyLock::new(|| {
 static SQLITE_SELECT_DEAD: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {COLUMNS} FROM postings WHERE dead = 1 AND id > ?1 ORDER BY id LIMIT ?2")
 });
-// The statements as `Stmt` describes them; no `FOR UPDATE`: every write
-// transaction is exclusive.
 static SQLITE_SELECT_ABANDONED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {COLUMNS}, lease_owner, lease_token FROM postings \
@@ -142,6 +141,7 @@ static SQLITE_CLAIM: LazyLock<String> = LazyLock::new(|| {
 fn json_ids(ids: &[&str]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
 }
+
 impl Dialect for Sqlite {
     fn sql(stmt: Stmt) -> &'static str {
         match stmt {
@@ -274,6 +274,7 @@ static PG_CLAIM: LazyLock<String> = LazyLock::new(|| {
 fn owned(ids: &[&str]) -> Vec<String> {
     ids.iter().map(|id| (*id).to_owned()).collect()
 }
+
 impl Dialect for Postgres {
     fn sql(stmt: Stmt) -> &'static str {
         match stmt {

@@ -23,8 +23,10 @@
 //! Only how PostgreSQL opens, stamps, leads and listens lives here; what it
 //! says its own way is its table in `dialect.rs`, and the `Store` methods
 //! (`generic.rs`), transaction bodies (`writes.rs`) and the SQL both
-//! databases accept (`sql.rs`) are shared. It never decides anything (the planner does) and
-//! never holds a lock while anything but the database is being waited for.
+//! databases accept (`sql.rs`) are shared. It never decides anything (the
+//! planner does) and never holds a lock while anything but the database is
+//! being waited for. Its tests need the private pool settings and TLS
+//! decision, so they stay beside it (the last quarter of the file).
 
 use std::str::FromStr;
 use std::sync::Arc;

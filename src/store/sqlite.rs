@@ -10,7 +10,9 @@
 //! writing; what it says its own way (id lists through `json_each`, 0/1
 //! flags; no row locks, since the transaction is exclusive) is its table
 //! in `dialect.rs`, and the `Store` itself is shared (`generic.rs`). It
-//! never decides anything: the planner does.
+//! never decides anything: the planner does. Its tests need the store's
+//! own connections and transactions, so they stay beside it (the last
+//! third of the file).
 
 use std::path::Path;
 use std::str::FromStr;

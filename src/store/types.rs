@@ -248,7 +248,8 @@ pub struct PurgeStats {
 }
 
 impl From<[u64; 3]> for PurgeStats {
-    /// Rows deleted by the three purge statements, in the order of `sql.rs`.
+    /// Rows deleted by the three purge statements, in the order
+    /// `LedgerTx::purge` runs them: audit, tombstones, quarantine.
     fn from([audit_rows, tombstones, quarantine_rows]: [u64; 3]) -> Self {
         PurgeStats {
             audit_rows,
