@@ -95,6 +95,8 @@ fn millis(d: Duration) -> i64 {
 impl<B> Store for B
 where
     B: Backend,
+    // What the statements need of the database: run, bind and decode the
+    // column types the named rows (`row.rs`) are made of.
     for<'c> &'c mut <B::Db as Database>::Connection: Executor<'c, Database = B::Db>,
     <B::Db as Database>::Arguments: IntoArguments<B::Db>,
     for<'r> &'r str: ColumnIndex<<B::Db as Database>::Row> + Encode<'r, B::Db> + Type<B::Db>,
