@@ -7,7 +7,7 @@ use crate::config::Config;
 
 pub async fn run(config: &Config, path: &Path) -> anyhow::Result<()> {
     let url = config.database.url.trim();
-    if !url.starts_with("sqlite:") {
+    if !crate::store::DatabaseUrl::is_sqlite(url) {
         anyhow::bail!("{}", pg_dump_advice(url));
     }
     let report = crate::store::backup::backup_sqlite(url, path)

@@ -103,8 +103,12 @@ pub async fn run(config: Config, config_path: Option<&Path>) -> anyhow::Result<(
 /// process that holds it. The kernel drops the lock when the process ends,
 /// however it ends.
 fn hold_sqlite_ledger(url: &str) -> anyhow::Result<Option<std::fs::File>> {
+    use crate::store::DatabaseUrl;
     use std::str::FromStr;
-    if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
+    if !matches!(
+        DatabaseUrl::parse(url),
+        Ok(DatabaseUrl::Sqlite { in_memory: false })
+    ) {
         return Ok(None);
     }
     let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)

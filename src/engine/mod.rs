@@ -146,7 +146,7 @@ impl Worker {
             )?),
             Mode::Pull => None,
         };
-        let owner = if config.database.url.starts_with("sqlite:") {
+        let owner = if crate::store::DatabaseUrl::is_sqlite(&config.database.url) {
             // One worker per SQLite file: a restarted process takes back
             // the leases its predecessor held.
             "local".to_string()

@@ -3,265 +3,54 @@
 //! modification, closing), read a page at a time in key order, and the
 //! documents of the ACTIVE copies.
 //!
-//! Owns the [`ExchangeStore`] trait, its implementation for both ledgers
-//! and the SQL behind it (the same text but for how each database writes
-//! "true" and a list of ids). It must never write the ledger (the planner decides and stamps,
-//! the worker writes), never page by OFFSET or load every row, never select
-//! content in a listing, and never hand out the content of a copy that is not
-//! ACTIVE. A posting that was never ACTIVE (`created_ms IS NULL`) has no
-//! reference here at all.
+//! Implements [`ExchangeStore`] once for both ledgers; its queries are each
+//! database's [`ExchangeSql`](super::dialect::ExchangeSql) (the same text
+//! but for how each writes "true" and a list of ids). It must never write
+//! the ledger (the planner decides and stamps, the worker writes), never
+//! page by OFFSET or load every row, never select content in a listing,
+//! and never hand out the content of a copy that is not ACTIVE. A posting
+//! that was never ACTIVE (`created_ms IS NULL`) has no reference here at
+//! all.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 
 use super::backend::Backend;
-use super::sql::Dialect;
-use super::{PgStore, Result, SqliteStore, StoreError};
+use super::dialect::Dialect;
+use super::postgres::PgStore;
+use super::row::{DetailRow, RefRow};
+use super::sqlite::SqliteStore;
+use super::types::Result;
+use super::url::DatabaseUrl;
 
-/// How getChanges sorts a reference (SPEC 4.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ChangeKind {
-    /// Not closed, and created at its last modification.
-    Created,
-    /// Not closed, changed after its creation.
-    Modified,
-    /// Has a closing timestamp.
-    Closed,
-}
-
-impl ChangeKind {
-    pub const ALL: [ChangeKind; 3] = [
-        ChangeKind::Created,
-        ChangeKind::Modified,
-        ChangeKind::Closed,
-    ];
-
-    /// The condition a row of this kind meets, word for word the WHERE
-    /// clause of its partial index in `migrations/sqlite/0002_exchange.sql`
-    /// (and `migrations/postgres/0005_exchange.sql`).
-    fn condition(self) -> &'static str {
-        match self {
-            ChangeKind::Created => {
-                "created_ms IS NOT NULL AND closed_ms IS NULL AND created_ms = modified_ms"
-            }
-            ChangeKind::Modified => {
-                "created_ms IS NOT NULL AND closed_ms IS NULL AND created_ms <> modified_ms"
-            }
-            ChangeKind::Closed => "created_ms IS NOT NULL AND closed_ms IS NOT NULL",
-        }
-    }
-}
-
-/// Condition of an ACTIVE copy; the WHERE clause of `postings_x_active`,
-/// `{TRUE}` standing for the database's way to write true.
-const ACTIVE_CONDITION: &str = "created_ms IS NOT NULL AND closed_ms IS NULL AND active = {TRUE}";
-
-/// Which references a page lists, and in which order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExchangeFilter {
-    /// Every ACTIVE copy, ordered by reference (getAll).
-    Active,
-    /// References of one kind whose last modification is at or after
-    /// `since_ms`, ordered by (last modification, reference) (getChanges).
-    Changed { kind: ChangeKind, since_ms: i64 },
-}
-
-/// One reference's exchange facts, without its document.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExchangeRef {
-    /// The JobAG posting id.
-    pub reference: String,
-    /// The ledger's ACTIVE flag; see [`ExchangeRef::is_active`].
-    pub active: bool,
-    /// When the copy last became ACTIVE (epoch ms, the agent's clock).
-    pub created_ms: i64,
-    /// When the copy's content or status last changed (epoch ms).
-    pub modified_ms: i64,
-    /// When the copy was closed; `None` while ACTIVE.
-    pub closed_ms: Option<i64>,
-}
-
-impl ExchangeRef {
-    /// ACTIVE on the exchange. A row that is flagged active but carries a
-    /// closing timestamp (which the planner never writes) counts as CLOSED:
-    /// when in doubt, the copy goes.
-    pub fn is_active(&self) -> bool {
-        self.active && self.closed_ms.is_none()
-    }
-
-    /// How getChanges reports this reference.
-    pub fn kind(&self) -> ChangeKind {
-        if self.closed_ms.is_some() {
-            ChangeKind::Closed
-        } else if self.created_ms == self.modified_ms {
-            ChangeKind::Created
-        } else {
-            ChangeKind::Modified
-        }
-    }
-}
-
-/// One reference's facts and, while it is ACTIVE, its document.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExchangeDetail {
-    pub meta: ExchangeRef,
-    /// The rendered PositionOpening; `None` when the copy is CLOSED, and also
-    /// when an ACTIVE copy's document was erased (a ledger written in push
-    /// mode): the caller must then not serve it as ACTIVE.
-    pub content: Option<String>,
-}
-
-#[async_trait]
-pub trait ExchangeStore: Send + Sync + 'static {
-    /// Waits until every ledger write already under way has committed, so
-    /// that pages read afterwards show every change stamped before the call.
-    /// Listings call it first: a poller that asks for changes since the
-    /// moment of its previous call must not miss a change that was being
-    /// committed at that moment.
-    async fn barrier(&self) -> Result<()>;
-
-    /// Up to `limit` references matching `filter`, after `after` (the last
-    /// reference of the previous page, in the filter's order), metadata only.
-    /// A page shorter than `limit` is the last one.
-    async fn exchange_page(
-        &self,
-        filter: ExchangeFilter,
-        after: Option<&ExchangeRef>,
-        limit: i64,
-    ) -> Result<Vec<ExchangeRef>>;
-
-    /// The known references among `references`, in no particular order,
-    /// with the document of the ACTIVE ones. Unknown references and
-    /// postings that were never ACTIVE are left out.
-    async fn exchange_details(&self, references: &[String]) -> Result<Vec<ExchangeDetail>>;
-}
+pub use super::api::ExchangeStore;
+pub use super::types::{ChangeKind, ExchangeDetail, ExchangeFilter, ExchangeRef};
 
 /// Opens the Input API's view of the database a URL names. It gets its own
 /// connections, so EURES's polling never waits for the worker's pool (nor the
 /// other way round).
 pub async fn connect_exchange(url: &str) -> Result<Arc<dyn ExchangeStore>> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
-    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Ok(Arc::new(PgStore::connect(url).await?))
-    } else {
-        Err(StoreError::Url(
-            "database.url must start with sqlite: or postgres:".into(),
-        ))
-    }
-}
-
-const REF_COLUMNS: &str = "id, active, created_ms, modified_ms, closed_ms";
-
-/// One database's exchange queries, built once (sqlx takes `'static` SQL
-/// text only): at slot `2 * filter_slot(filter)` of `pages` the first page,
-/// after it the next ones.
-pub(crate) struct ExchangeSql {
-    pages: Vec<String>,
-    details: String,
-}
-
-impl ExchangeSql {
-    /// `truth` is how the database writes true (SQLite's partial indexes
-    /// match `active = 1` only); `ids_in` selects the ids of the list `$1`.
-    fn new(truth: &str, ids_in: &str) -> ExchangeSql {
-        let active = ACTIVE_CONDITION.replace("{TRUE}", truth);
-        let by_reference = |next: &str| {
-            format!(
-                "SELECT {REF_COLUMNS} FROM postings WHERE {active}{next} \
-                 ORDER BY id LIMIT $1"
-            )
-        };
-        // A following page starts after the previous page's last row, which is
-        // at or after `since` already. Repeating `modified_ms >= since` there
-        // would make SQLite start every page's range at `since` instead.
-        let by_change = |kind: ChangeKind, from: &str| {
-            format!(
-                "SELECT {REF_COLUMNS} FROM postings WHERE {} AND {from} \
-                 ORDER BY modified_ms, id LIMIT $1",
-                kind.condition()
-            )
-        };
-        let mut pages = vec![by_reference(""), by_reference(" AND id > $2")];
-        for kind in ChangeKind::ALL {
-            pages.push(by_change(kind, "modified_ms >= $2"));
-            pages.push(by_change(kind, "(modified_ms, id) > ($2, $3)"));
-        }
-        let details = format!(
-            "SELECT {REF_COLUMNS}, \
-               CASE WHEN active = {truth} AND closed_ms IS NULL AND desired_present = {truth} \
-                    THEN (SELECT content FROM documents WHERE documents.seq = postings.seq) \
-               END AS content \
-             FROM postings WHERE {ids_in} AND created_ms IS NOT NULL"
-        );
-        ExchangeSql { pages, details }
-    }
-
-    /// The query of one page: the first (`next == false`) or a following one.
-    fn page(&self, filter: ExchangeFilter, next: bool) -> &str {
-        self.pages[2 * filter_slot(filter) + usize::from(next)].as_str()
-    }
-}
-
-pub(crate) static SQLITE_EXCHANGE: LazyLock<ExchangeSql> =
-    LazyLock::new(|| ExchangeSql::new("1", "id IN (SELECT value FROM json_each($1))"));
-pub(crate) static POSTGRES_EXCHANGE: LazyLock<ExchangeSql> =
-    LazyLock::new(|| ExchangeSql::new("TRUE", "id = ANY($1)"));
-
-/// Position of a filter's queries in [`ExchangeSql::pages`] (kinds in `ChangeKind::ALL` order).
-fn filter_slot(filter: ExchangeFilter) -> usize {
-    match filter {
-        ExchangeFilter::Active => 0,
-        ExchangeFilter::Changed { kind, .. } => match kind {
-            ChangeKind::Created => 1,
-            ChangeKind::Modified => 2,
-            ChangeKind::Closed => 3,
-        },
-    }
-}
-
-type RefRow = (String, bool, Option<i64>, Option<i64>, Option<i64>);
-
-fn to_ref((reference, active, created_ms, modified_ms, closed_ms): RefRow) -> Result<ExchangeRef> {
-    let Some(created_ms) = created_ms else {
-        return Err(StoreError::Corrupt {
-            id: reference,
-            why: "exchange reference without a creation timestamp".into(),
-        });
-    };
-    Ok(ExchangeRef {
-        reference,
-        active,
-        created_ms,
-        // The planner stamps both together; should the second be missing,
-        // the copy reads as unmodified since its creation.
-        modified_ms: modified_ms.unwrap_or(created_ms),
-        closed_ms,
+    Ok(match DatabaseUrl::parse(url)? {
+        DatabaseUrl::Sqlite { .. } => Arc::new(SqliteStore::connect(url).await?),
+        DatabaseUrl::Postgres => Arc::new(PgStore::connect(url).await?),
     })
 }
-
-type DetailRow = (
-    String,
-    bool,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-);
 
 #[async_trait]
 impl<B> ExchangeStore for B
 where
     B: Backend,
+    // What the statements need of the database: run, bind and decode the
+    // column types the named rows (`row.rs`) are made of.
     for<'c> &'c mut <B::Db as Database>::Connection: Executor<'c, Database = B::Db>,
     <B::Db as Database>::Arguments: IntoArguments<B::Db>,
-    for<'r> RefRow: FromRow<'r, <B::Db as Database>::Row>,
-    for<'r> DetailRow: FromRow<'r, <B::Db as Database>::Row>,
-    for<'t> &'t str: Encode<'t, B::Db> + Type<B::Db>,
-    i64: for<'t> Encode<'t, B::Db> + Type<B::Db>,
+    for<'r> &'r str: ColumnIndex<<B::Db as Database>::Row> + Encode<'r, B::Db> + Type<B::Db>,
+    String: for<'r> Decode<'r, B::Db> + Type<B::Db>,
+    i64: for<'r> Decode<'r, B::Db> + for<'r> Encode<'r, B::Db> + Type<B::Db>,
+    bool: for<'r> Decode<'r, B::Db> + Type<B::Db>,
 {
     async fn barrier(&self) -> Result<()> {
         Backend::barrier(self).await
@@ -284,7 +73,7 @@ where
             }
         }
         let rows = query.fetch_all(self.pool()).await?;
-        rows.into_iter().map(to_ref).collect()
+        rows.into_iter().map(RefRow::into_ref).collect()
     }
 
     async fn exchange_details(&self, references: &[String]) -> Result<Vec<ExchangeDetail>> {
@@ -292,14 +81,14 @@ where
             return Ok(Vec::new());
         }
         let ids: Vec<&str> = references.iter().map(String::as_str).collect();
-        let sql = <B::Db as Dialect>::exchange().details.as_str();
+        let sql = <B::Db as Dialect>::exchange().details();
         let rows: Vec<DetailRow> = <B::Db as Dialect>::bind_ids(sqlx::query_as(sql), &ids)
             .fetch_all(self.pool())
             .await?;
         rows.into_iter()
-            .map(|(id, active, created, modified, closed, content)| {
-                let meta = to_ref((id, active, created, modified, closed))?;
-                let content = if meta.is_active() { content } else { None };
+            .map(|row| {
+                let meta = row.meta.into_ref()?;
+                let content = if meta.is_active() { row.content } else { None };
                 Ok(ExchangeDetail { meta, content })
             })
             .collect()
@@ -650,7 +439,10 @@ mod tests {
         ];
         for (filter, index) in cases {
             for next in [false, true] {
-                let sql = format!("EXPLAIN QUERY PLAN {}", SQLITE_EXCHANGE.page(filter, next));
+                let sql = format!(
+                    "EXPLAIN QUERY PLAN {}",
+                    <sqlx::Sqlite as Dialect>::exchange().page(filter, next)
+                );
                 let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(sql))
                     .bind(1_000_i64);
                 q = match (filter, next) {

@@ -20,29 +20,27 @@
 //!   5000) may be given as query parameters of the URL; they are removed
 //!   before the rest reaches the driver.
 //!
-//! Only what PostgreSQL says its own way (its [`Stmt`] table) and how it
-//! opens, leads and listens live here; the `Store` methods (`backend.rs`),
-//! transaction bodies (`tx.rs`) and the SQL both databases accept
-//! (`sql.rs`) are shared. It never decides anything (the planner does) and
-//! never holds a lock while anything but the database is being waited for.
+//! Only how PostgreSQL opens, stamps, leads and listens lives here; what it
+//! says its own way is its table in `dialect.rs`, and the `Store` methods
+//! (`generic.rs`), transaction bodies (`writes.rs`) and the SQL both
+//! databases accept (`sql.rs`) are shared. It never decides anything (the
+//! planner does) and never holds a lock while anything but the database is
+//! being waited for. Its tests need the private pool settings and TLS
+//! decision, so they stay beside it (the last quarter of the file).
 
 use std::str::FromStr;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{
-    PgArguments, PgConnectOptions, PgListener, PgPoolOptions, PgQueryResult, PgSslMode, Postgres,
-};
-use sqlx::query::QueryAs;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgSslMode, Postgres};
 use sqlx::{Connection, PgPool, Pool};
 use tokio::sync::{Notify, watch};
 
 use super::backend::{Backend, Commit, ReapClock};
-use super::exchange::{ExchangeSql, POSTGRES_EXCHANGE};
-use super::row::{CLAIM_COLUMNS, COLUMNS};
-use super::sql::{Dialect, Stmt, Tx};
-use super::{AppliedMigration, Result, StoreError};
+use super::dialect::Dialect;
+use super::ledger_tx::Tx;
+use super::types::{Result, StoreError};
 
 /// The channel workers listen on for "work became due".
 pub const WAKE_CHANNEL: &str = "eures_sync";
@@ -51,52 +49,6 @@ const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The one leadership role.
 const LEADER_ROLE: &str = "leader";
 
-static SELECT_MANY: LazyLock<String> = LazyLock::new(|| {
-    format!("SELECT {COLUMNS} FROM postings WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-});
-static SELECT_LEASED: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {COLUMNS}, lease_owner, lease_token FROM postings \
-         WHERE id = ANY($1) ORDER BY id FOR UPDATE"
-    )
-});
-/// Every worker runs the expiry pass: rows another one is expiring (or
-/// anyone is writing) are skipped, and expiry is idempotent.
-static SELECT_EXPIRED: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {COLUMNS} FROM postings WHERE desired_present AND publication_end_ms <= $1 \
-         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
-    )
-});
-static SELECT_DEAD: LazyLock<String> = LazyLock::new(|| {
-    format!("SELECT {COLUMNS} FROM postings WHERE dead AND id > $1 ORDER BY id LIMIT $2")
-});
-static SELECT_DEAD_LOCKED: LazyLock<String> =
-    LazyLock::new(|| format!("{} FOR UPDATE", SELECT_DEAD.as_str()));
-static SELECT_ABANDONED: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {COLUMNS}, lease_owner, lease_token FROM postings \
-         WHERE lease_owner IS NOT NULL AND lease_until_ms < $1 \
-         ORDER BY lease_until_ms LIMIT $2 FOR UPDATE SKIP LOCKED"
-    )
-});
-/// The MATERIALIZED CTE runs the locking pick exactly once; SKIP LOCKED
-/// passes over rows another worker is claiming or another transaction is
-/// writing, and `lease_owner IS NULL` over those already leased (expired
-/// leases were reaped just before, in the same transaction).
-static CLAIM: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH picked AS MATERIALIZED ( \
-           SELECT id AS picked_id FROM postings \
-           WHERE due_op IS NOT NULL AND next_attempt_at_ms <= $3 \
-             AND lease_owner IS NULL \
-           ORDER BY due_rank, next_attempt_at_ms LIMIT $4 \
-           FOR UPDATE SKIP LOCKED) \
-         UPDATE postings SET lease_owner = $1, lease_until_ms = $2, lease_token = $5 \
-         WHERE id = ANY (ARRAY (SELECT picked_id FROM picked)) \
-         RETURNING {CLAIM_COLUMNS}, due_rank, next_attempt_at_ms"
-    )
-});
 /// The database server's time in epoch milliseconds.
 const DB_NOW_MS: &str = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
@@ -336,76 +288,6 @@ fn transport(
     }
 }
 
-/// Ids as a `TEXT[]` parameter, for `= ANY($n)`.
-fn owned(ids: &[&str]) -> Vec<String> {
-    ids.iter().map(|id| (*id).to_owned()).collect()
-}
-
-impl Dialect for Postgres {
-    fn sql(stmt: Stmt) -> &'static str {
-        match stmt {
-            Stmt::SelectMany => SELECT_MANY.as_str(),
-            Stmt::SelectLeased => SELECT_LEASED.as_str(),
-            Stmt::SelectAbandoned => SELECT_ABANDONED.as_str(),
-            Stmt::Claim => CLAIM.as_str(),
-            Stmt::SelectExpired => SELECT_EXPIRED.as_str(),
-            Stmt::SelectDead => SELECT_DEAD_LOCKED.as_str(),
-            Stmt::ListDead => SELECT_DEAD.as_str(),
-            Stmt::UnseenInSnapshot => {
-                "SELECT seq, id FROM postings WHERE seq > $1 AND last_change_ms < $2 \
-                   AND (desired_present OR delivered_state <> 'absent') ORDER BY seq LIMIT $3"
-            }
-            Stmt::UnseenInListing => {
-                "SELECT seq, id FROM postings WHERE seq > $1 AND last_change_ms < $2 \
-                   AND delivered_state <> 'absent' ORDER BY seq LIMIT $3"
-            }
-            Stmt::KnownVersions => {
-                "SELECT id, seq, source_version, \
-                   (NOT desired_present AND absent_reason IS NOT NULL AND absent_reason = 'deleted') \
-                 FROM postings WHERE id = ANY($1)"
-            }
-            Stmt::DeliveredCopies => {
-                "SELECT id, seq, delivered_state, delivered_version, delivered_hash \
-                 FROM postings WHERE id = ANY($1)"
-            }
-            Stmt::EraseDocuments => {
-                "DELETE FROM documents WHERE seq IN (SELECT seq FROM postings WHERE id = ANY($1)) \
-                 RETURNING seq"
-            }
-            Stmt::WithDocument => {
-                "SELECT postings.id FROM postings JOIN documents ON documents.seq = postings.seq \
-                 WHERE postings.id = ANY($1)"
-            }
-            Stmt::DocumentsOf => {
-                "SELECT postings.id, documents.content FROM postings \
-                 JOIN documents ON documents.seq = postings.seq WHERE postings.id = ANY($1)"
-            }
-            Stmt::CountDead => "SELECT COUNT(*) FROM postings WHERE dead",
-            Stmt::NextExpiry => {
-                "SELECT MIN(publication_end_ms) FROM postings WHERE desired_present"
-            }
-        }
-    }
-
-    fn bind_ids<'q, O>(
-        query: QueryAs<'q, Postgres, O, PgArguments>,
-        ids: &[&str],
-    ) -> QueryAs<'q, Postgres, O, PgArguments> {
-        query.bind(owned(ids))
-    }
-
-    /// Delivered to every listening worker when the transaction commits.
-    const WAKE: Option<&'static str> = Some("NOTIFY eures_sync");
-
-    fn rows_affected(done: &PgQueryResult) -> u64 {
-        done.rows_affected()
-    }
-
-    fn exchange() -> &'static ExchangeSql {
-        &POSTGRES_EXCHANGE
-    }
-}
-
 /// Listens for wake-ups until `stop`, reconnecting with a capped backoff.
 async fn listen(pool: PgPool, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
     let mut failures: u32 = 0;
@@ -529,52 +411,8 @@ impl Backend for PgStore {
     async fn migrate(&self) -> Result<()> {
         // sqlx holds an advisory lock while migrating: workers starting
         // together apply each migration once.
-        sqlx::migrate!("migrations/postgres")
-            .run(&self.pool)
-            .await?;
+        Postgres::migrator().run(&self.pool).await?;
         Ok(())
-    }
-
-    async fn pending_migrations(&self) -> Result<Vec<(i64, String)>> {
-        let has_table: bool =
-            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-                .fetch_one(&self.pool)
-                .await?;
-        let applied: Vec<i64> = if has_table {
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(&self.pool)
-                .await?
-        } else {
-            Vec::new()
-        };
-        Ok(super::not_applied(
-            &sqlx::migrate!("migrations/postgres"),
-            &applied,
-        ))
-    }
-
-    async fn applied_migrations(&self) -> Result<Vec<AppliedMigration>> {
-        let has_table: bool =
-            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-                .fetch_one(&self.pool)
-                .await?;
-        if !has_table {
-            return Ok(Vec::new());
-        }
-        let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
-            "SELECT version, description, to_char(installed_on AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
-               FROM _sqlx_migrations WHERE success ORDER BY version",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(version, description, installed_on)| AppliedMigration {
-                version,
-                description,
-                installed_on,
-            })
-            .collect())
     }
 
     async fn lead(&self, owner: &str, ttl: Duration) -> Result<bool> {
@@ -743,7 +581,7 @@ mod tests {
         .execute(&store.pool)
         .await
         .unwrap();
-        let claim = CLAIM
+        let claim = <Postgres as Dialect>::sql(crate::store::dialect::Stmt::Claim)
             .replace("$1", "'w'")
             .replace("$2", "1")
             .replace("$3", "100000")

@@ -1,12 +1,15 @@
-//! The flat column form of a ledger [`Entry`] (and of a claimed operation),
-//! shared by both databases. Mapping only: no statement runs here, and no
-//! value is decided here that the planner did not compute.
+//! The rows the ledger's statements return, by name: the flat column form
+//! of a ledger [`Entry`] (and of a claimed operation), and one struct per
+//! other shape of result, shared by both databases. A generic caller then
+//! needs only its database to decode the column types (`String`, `i64`,
+//! `bool`), not one bound per row shape. Mapping only: no statement runs
+//! here, and no value is decided here that the planner did not compute.
 
 use std::sync::LazyLock;
 
 use crate::domain::ledger::{Content, Delivered, DesiredState, Doubt, Entry, Exchange, Op, Retry};
 
-use super::{Claimed, StoreError};
+use super::types::{Claimed, ExchangeRef, StoreError, Summary};
 
 /// The columns of `postings` a record writes, in the order [`FlatEntry`]
 /// binds them. Its document is a row of `documents` (see [`Content`]).
@@ -307,6 +310,205 @@ impl FlatClaim {
             lease_token: self.lease_token.unwrap_or_default(),
         })
     }
+}
+
+/// One number (`... AS n`).
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub(crate) struct Count {
+    pub n: i64,
+}
+
+impl Count {
+    pub fn get(self) -> u64 {
+        u64::try_from(self.n).unwrap_or(0)
+    }
+}
+
+/// The one nullable time a `SELECT MIN(...) AS at` returns.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub(crate) struct Earliest {
+    pub at: Option<i64>,
+}
+
+/// A count per value of a column (`... AS label, COUNT(*) AS n`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct CountOf {
+    pub label: String,
+    pub n: i64,
+}
+
+/// A row of `agent_state`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct StateRow {
+    pub key: String,
+    pub value: String,
+}
+
+/// The value of one `agent_state` key.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct StateValue {
+    pub value: String,
+}
+
+/// A posting id.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct Id {
+    pub id: String,
+}
+
+/// A record's key (`postings.seq`).
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub(crate) struct Seq {
+    #[expect(dead_code, reason = "returned by the statement, not needed")]
+    pub seq: i64,
+}
+
+/// A record's key and posting id, in key order.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct Keyed {
+    pub seq: i64,
+    pub id: String,
+}
+
+/// A stored document by posting id.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct DocumentOf {
+    pub id: String,
+    pub content: String,
+}
+
+/// A quarantined posting or feed item: its id if it had one, and why.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct Quarantined {
+    pub posting_id: Option<String>,
+    pub reason: String,
+}
+
+/// What a snapshot page is compared with (`Stmt::KnownVersions`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct KnownRow {
+    pub id: String,
+    pub seq: i64,
+    pub source_version: i64,
+    pub gone: bool,
+}
+
+/// What a listing page is compared with (`Stmt::DeliveredCopies`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct DeliveredRow {
+    pub id: String,
+    pub seq: i64,
+    pub delivered_state: String,
+    pub delivered_version: Option<i64>,
+    pub delivered_hash: Option<String>,
+}
+
+impl DeliveredRow {
+    /// Version and content hash of the copy delivered, if any.
+    pub fn copy(&self) -> Option<(u64, String)> {
+        match (
+            self.delivered_state.as_str(),
+            self.delivered_version,
+            &self.delivered_hash,
+        ) {
+            ("present", Some(v), Some(hash)) => Some((u64::try_from(v).unwrap_or(0), hash.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a table exists (`... AS present`).
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub(crate) struct Exists {
+    pub present: bool,
+}
+
+/// A migration the ledger applied (`Stmt::AppliedMigrations`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct MigrationRow {
+    pub version: i64,
+    pub description: String,
+    pub installed_on: Option<String>,
+}
+
+/// One reference of the EURES Input API, without its document.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct RefRow {
+    pub id: String,
+    pub active: bool,
+    pub created_ms: Option<i64>,
+    pub modified_ms: Option<i64>,
+    pub closed_ms: Option<i64>,
+}
+
+impl RefRow {
+    pub fn into_ref(self) -> Result<ExchangeRef, StoreError> {
+        let Some(created_ms) = self.created_ms else {
+            return Err(StoreError::Corrupt {
+                id: self.id,
+                why: "exchange reference without a creation timestamp".into(),
+            });
+        };
+        Ok(ExchangeRef {
+            reference: self.id,
+            active: self.active,
+            created_ms,
+            // The planner stamps both together; should the second be
+            // missing, the copy reads as unmodified since its creation.
+            modified_ms: self.modified_ms.unwrap_or(created_ms),
+            closed_ms: self.closed_ms,
+        })
+    }
+}
+
+/// One reference with its document, where the query gives it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct DetailRow {
+    #[sqlx(flatten)]
+    pub meta: RefRow,
+    pub content: Option<String>,
+}
+
+/// The summary from the rows of the counting queries (`sql.rs`).
+pub(crate) fn summary(
+    states: Vec<CountOf>,
+    due_ops: Vec<CountOf>,
+    absent_reasons: Vec<CountOf>,
+    dead_letters: Count,
+    oldest_due_since_ms: Option<i64>,
+    last_poll: Option<String>,
+    now_ms: i64,
+) -> Summary {
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    let mut s = Summary {
+        dead_letters: dead_letters.get(),
+        oldest_pending_ms: oldest_due_since_ms.map(|t| (now_ms - t).max(0)),
+        last_source_poll_ms: last_poll.and_then(|v| v.parse().ok()),
+        absent_reasons: absent_reasons
+            .into_iter()
+            .map(|r| (r.label, n(r.n)))
+            .collect(),
+        ..Summary::default()
+    };
+    for CountOf { label, n: count } in states {
+        match label.as_str() {
+            "present" => s.present = n(count),
+            "pending" => s.pending = n(count),
+            "absent" => s.absent = n(count),
+            "quarantined" => s.quarantined = n(count),
+            _ => {}
+        }
+    }
+    for CountOf { label, n: count } in due_ops {
+        match label.as_str() {
+            "create" => s.backlog_create = n(count),
+            "update" => s.backlog_update = n(count),
+            // A verification is the end of a deletion.
+            "delete" | "verify" => s.backlog_delete += n(count),
+            _ => {}
+        }
+    }
+    s
 }
 
 #[cfg(test)]

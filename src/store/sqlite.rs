@@ -6,68 +6,30 @@
 //! the newest transactions may roll back, but they roll back together with
 //! the feed cursor they moved, so the feed is simply re-read.
 //!
-//! This file holds only what SQLite says its own way (its [`Stmt`] table:
-//! id lists through `json_each`, 0/1 flags, `MAX`; no row locks, since the
-//! transaction is exclusive) and how it opens; the `Store` itself is shared
-//! (`backend.rs`, `tx.rs`, `sql.rs`). It never decides anything: the
-//! planner does.
+//! This file holds only how SQLite opens, stamps, migrates and takes turns
+//! writing; what it says its own way (id lists through `json_each`, 0/1
+//! flags; no row locks, since the transaction is exclusive) is its table
+//! in `dialect.rs`, and the `Store` itself is shared (`generic.rs`). It
+//! never decides anything: the planner does. Its tests need the store's
+//! own connections and transactions, so they stay beside it (the last
+//! third of the file).
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::query::QueryAs;
-use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
-    SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Pool, Sqlite, SqlitePool};
 use tokio::sync::{Mutex, Notify, watch};
 
 use super::backend::{Backend, Commit, ReapClock};
-use super::exchange::{ExchangeSql, SQLITE_EXCHANGE};
-use super::row::{CLAIM_COLUMNS, COLUMNS};
-use super::sql::{Dialect, Stmt, Tx};
-use super::{AppliedMigration, Result, StoreError};
-
-static SELECT_MANY: LazyLock<String> = LazyLock::new(|| {
-    format!("SELECT {COLUMNS} FROM postings WHERE id IN (SELECT value FROM json_each(?1))")
-});
-static SELECT_LEASED: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {COLUMNS}, lease_owner, lease_token FROM postings \
-         WHERE id IN (SELECT value FROM json_each(?1))"
-    )
-});
-static SELECT_EXPIRED: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {COLUMNS} FROM postings WHERE desired_present = 1 AND publication_end_ms <= ?1 \
-         ORDER BY publication_end_ms LIMIT ?2"
-    )
-});
-static SELECT_DEAD: LazyLock<String> = LazyLock::new(|| {
-    format!("SELECT {COLUMNS} FROM postings WHERE dead = 1 AND id > ?1 ORDER BY id LIMIT ?2")
-});
-// The statements as `Stmt` describes them; no `FOR UPDATE`: every write
-// transaction is exclusive.
-static SELECT_ABANDONED: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {COLUMNS}, lease_owner, lease_token FROM postings \
-         WHERE lease_owner IS NOT NULL AND lease_until_ms < ?1 ORDER BY lease_until_ms LIMIT ?2"
-    )
-});
-static CLAIM: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "UPDATE postings SET lease_owner = ?1, lease_until_ms = ?2, lease_token = ?5 WHERE id IN ( \
-           SELECT id FROM postings WHERE due_op IS NOT NULL AND next_attempt_at_ms <= ?3 \
-             AND lease_owner IS NULL \
-           ORDER BY due_rank, next_attempt_at_ms LIMIT ?4) \
-         RETURNING {CLAIM_COLUMNS}, due_rank, next_attempt_at_ms"
-    )
-});
+use super::dialect::Dialect;
+use super::ledger_tx::Tx;
+use super::types::{Result, StoreError};
+use super::url::DatabaseUrl;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -140,7 +102,7 @@ impl SqliteStore {
             // pages are overwritten with zeros, not merely unlinked.
             .pragma("secure_delete", "on")
             .foreign_keys(true);
-        if !(url.contains(":memory:") || url.contains("mode=memory")) {
+        if DatabaseUrl::parse(url)? == (DatabaseUrl::Sqlite { in_memory: false }) {
             let file = options.get_filename();
             if !create && !file.exists() {
                 return Err(StoreError::NotReady(format!(
@@ -341,75 +303,6 @@ fn in_step(conn: &sqlx::SqliteConnection) -> bool {
     true
 }
 
-fn json_ids(ids: &[&str]) -> String {
-    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
-}
-
-impl Dialect for Sqlite {
-    fn sql(stmt: Stmt) -> &'static str {
-        match stmt {
-            Stmt::SelectMany => SELECT_MANY.as_str(),
-            Stmt::SelectLeased => SELECT_LEASED.as_str(),
-            Stmt::SelectAbandoned => SELECT_ABANDONED.as_str(),
-            Stmt::Claim => CLAIM.as_str(),
-            Stmt::SelectExpired => SELECT_EXPIRED.as_str(),
-            Stmt::SelectDead | Stmt::ListDead => SELECT_DEAD.as_str(),
-            Stmt::UnseenInSnapshot => {
-                "SELECT seq, id FROM postings WHERE seq > $1 AND last_change_ms < $2 \
-                   AND (desired_present = 1 OR delivered_state <> 'absent') ORDER BY seq LIMIT $3"
-            }
-            Stmt::UnseenInListing => {
-                "SELECT seq, id FROM postings WHERE seq > $1 AND last_change_ms < $2 \
-                   AND delivered_state <> 'absent' ORDER BY seq LIMIT $3"
-            }
-            Stmt::KnownVersions => {
-                "SELECT id, seq, source_version, \
-                   (desired_present = 0 AND absent_reason IS NOT NULL AND absent_reason = 'deleted') \
-                 FROM postings WHERE id IN (SELECT value FROM json_each($1))"
-            }
-            Stmt::DeliveredCopies => {
-                "SELECT id, seq, delivered_state, delivered_version, delivered_hash \
-                 FROM postings WHERE id IN (SELECT value FROM json_each($1))"
-            }
-            Stmt::EraseDocuments => {
-                "DELETE FROM documents WHERE seq IN (SELECT seq FROM postings \
-                   WHERE id IN (SELECT value FROM json_each($1))) RETURNING seq"
-            }
-            Stmt::WithDocument => {
-                "SELECT postings.id FROM postings JOIN documents ON documents.seq = postings.seq \
-                 WHERE postings.id IN (SELECT value FROM json_each($1))"
-            }
-            Stmt::DocumentsOf => {
-                "SELECT postings.id, documents.content FROM postings \
-                 JOIN documents ON documents.seq = postings.seq \
-                 WHERE postings.id IN (SELECT value FROM json_each($1))"
-            }
-            Stmt::CountDead => "SELECT COUNT(*) FROM postings WHERE dead = 1",
-            Stmt::NextExpiry => {
-                "SELECT MIN(publication_end_ms) FROM postings WHERE desired_present = 1"
-            }
-        }
-    }
-
-    fn bind_ids<'q, O>(
-        query: QueryAs<'q, Sqlite, O, SqliteArguments>,
-        ids: &[&str],
-    ) -> QueryAs<'q, Sqlite, O, SqliteArguments> {
-        query.bind(json_ids(ids))
-    }
-
-    /// One worker a file: nobody to wake.
-    const WAKE: Option<&'static str> = None;
-
-    fn rows_affected(done: &SqliteQueryResult) -> u64 {
-        done.rows_affected()
-    }
-
-    fn exchange() -> &'static ExchangeSql {
-        &SQLITE_EXCHANGE
-    }
-}
-
 #[async_trait]
 impl Backend for SqliteStore {
     type Db = Sqlite;
@@ -455,59 +348,8 @@ impl Backend for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("migrations/sqlite")
-            .run(&self.writer)
-            .await?;
+        Sqlite::migrator().run(&self.writer).await?;
         Ok(())
-    }
-
-    async fn pending_migrations(&self) -> Result<Vec<(i64, String)>> {
-        let has_table: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' \
-               AND name = '_sqlx_migrations')",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        let applied: Vec<i64> = if has_table {
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(&self.pool)
-                .await?
-        } else {
-            Vec::new()
-        };
-        Ok(super::not_applied(
-            &sqlx::migrate!("migrations/sqlite"),
-            &applied,
-        ))
-    }
-
-    /// One writer at a time: taking the write lock waits for the transaction
-    /// holding it, and WAL readers started after this commit see everything
-    /// it wrote (and every later writer stamps a later time).
-    async fn applied_migrations(&self) -> Result<Vec<AppliedMigration>> {
-        let has_table: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' \
-               AND name = '_sqlx_migrations')",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        if !has_table {
-            return Ok(Vec::new());
-        }
-        let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
-            "SELECT version, description, strftime('%Y-%m-%dT%H:%M:%SZ', installed_on) \
-               FROM _sqlx_migrations WHERE success ORDER BY version",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(version, description, installed_on)| AppliedMigration {
-                version,
-                description,
-                installed_on,
-            })
-            .collect())
     }
 
     async fn barrier(&self) -> Result<()> {

@@ -5,96 +5,21 @@
 //! row), and ask for waiting workers to be woken when work
 //! became due.
 //!
-//! A backend supplies a [`LedgerTx`]: the statements of its dialect, run in
-//! one open transaction. On PostgreSQL every load locks the rows it returns
-//! (`FOR UPDATE`, in id order) so that two processes writing the same
-//! posting serialize; on SQLite the transaction itself is exclusive.
+//! They run on a [`LedgerTx`] (`ledger_tx.rs`): the statements of one
+//! open transaction, which on PostgreSQL lock the records they load.
 //!
-//! Never here: opening, committing or retrying transactions (the backends
-//! own that), SQL text, or any decision the planner makes.
+//! Never here: opening, committing or retrying transactions
+//! (`generic.rs`), SQL text, or any decision the planner makes.
 
 use std::collections::{HashMap, HashSet};
 
-use async_trait::async_trait;
-
-use super::row::Lease;
-use super::{
+use super::ledger_tx::{Leases, LedgerTx, NewAudit, Page};
+use super::sql::{CURSOR_KEY, RECONCILE_KEY, REREAD_PREFIX};
+use super::types::{
     Claimed, Completion, Ctx, Diff, IngestBatch, IngestStats, Listed, QuarantineItem, Repair,
     Result, Unseen,
 };
 use crate::domain::ledger::{self, AttemptResult, DesiredState, Entry, Incoming, Op, Sent};
-
-/// Records a keyset page selects (and, on PostgreSQL, locks).
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Page<'a> {
-    /// Present records whose `publication_end` is at or before `now_ms`.
-    Expired { now_ms: i64, limit: i64 },
-    /// Dead letters after `after`.
-    Dead { after: &'a str, limit: i64 },
-}
-
-/// A new audit row.
-#[derive(Debug, Clone)]
-pub(crate) struct NewAudit<'a> {
-    pub posting_id: &'a str,
-    pub employer_cvr: Option<&'a str>,
-    pub op: Op,
-    pub version: i64,
-    pub content_hash: Option<&'a str>,
-    pub outcome: &'a str,
-    pub detail: Option<&'a str>,
-    pub at_ms: i64,
-    pub worker: &'a str,
-}
-
-/// The statements one open transaction offers the bodies below.
-#[async_trait]
-pub(crate) trait LedgerTx: Send {
-    /// The records of `ids` that exist (locked on PostgreSQL).
-    async fn load_many(&mut self, ids: &[&str]) -> Result<HashMap<String, Entry>>;
-    /// The records of `ids` that exist (locked on PostgreSQL) and who holds
-    /// each one's lease.
-    async fn load_leased(
-        &mut self,
-        ids: &[&str],
-    ) -> Result<HashMap<String, (Entry, Option<Lease>)>>;
-    /// A page of records in id order (locked on PostgreSQL).
-    async fn load_page(&mut self, page: Page<'_>) -> Result<Vec<Entry>>;
-    /// Up to `limit` records whose lease ran out before `now_ms`, with
-    /// their holders (on PostgreSQL locked, skipping rows locked by others).
-    async fn load_abandoned(&mut self, now_ms: i64, limit: i64) -> Result<Vec<(Entry, String)>>;
-    /// Writes records, as few statements as it can: `loaded` over the ones
-    /// this transaction loaded, `new` ones it did not find only if still
-    /// absent (a concurrent insert fails the transaction with
-    /// [`super::StoreError::Conflict`]).
-    async fn write(&mut self, loaded: &[&Entry], new: &[&Entry], leases: Leases) -> Result<()>;
-    async fn set_state(&mut self, key: &str, value: &str) -> Result<()>;
-    async fn quarantine(&mut self, item: &QuarantineItem, at_ms: i64) -> Result<()>;
-    /// Leases up to `limit` due, unleased operations to `owner` until
-    /// `until_ms` under the claim's `token`, deletions first, in claim
-    /// order.
-    async fn lease_due(
-        &mut self,
-        owner: &str,
-        token: i64,
-        until_ms: i64,
-        limit: i64,
-        now_ms: i64,
-    ) -> Result<Vec<Claimed>>;
-    async fn append_audit(&mut self, rows: &[NewAudit<'_>]) -> Result<()>;
-    /// Wakes the workers waiting for due work once this transaction commits
-    /// (PostgreSQL `NOTIFY`; nothing to do for a single SQLite worker).
-    async fn wake_workers(&mut self) -> Result<()>;
-}
-
-/// What a write does to the leases of the records it writes over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Leases {
-    /// Left as they are: an attempt may be under way.
-    Keep,
-    /// Ended: the attempt's outcome is what is written (or it was abandoned).
-    End,
-}
 
 /// Whether the record has an operation ready now (not backing off).
 fn due_now(entry: &Entry, now_ms: i64) -> bool {
@@ -194,15 +119,14 @@ pub(crate) async fn ingest<T: LedgerTx>(
         .iter()
         .filter_map(|q| q.posting_id.as_deref())
     {
-        let key = format!("{}{id}", super::sql::REREAD_PREFIX);
+        let key = format!("{}{id}", REREAD_PREFIX);
         tx.set_state(&key, &ctx.now_ms.to_string()).await?;
     }
     if let Some(cursor) = &batch.next_cursor {
-        tx.set_state(super::sql::CURSOR_KEY, cursor).await?;
+        tx.set_state(CURSOR_KEY, cursor).await?;
     }
     if batch.reconcile_requested {
-        tx.set_state(super::sql::RECONCILE_KEY, &ctx.now_ms.to_string())
-            .await?;
+        tx.set_state(RECONCILE_KEY, &ctx.now_ms.to_string()).await?;
     }
     Ok(stats)
 }
