@@ -90,8 +90,8 @@ async fn gather(finished: &mut mpsc::Receiver<Finished>, batch: &mut Vec<Finishe
     }
     let until = tokio::time::Instant::now() + RECORD_GATHER;
     while batch.len() < RECORD_BATCH {
-        let room = RECORD_BATCH - batch.len();
-        match tokio::time::timeout_at(until, finished.recv_many(batch, room)).await {
+        let space = RECORD_BATCH - batch.len();
+        match tokio::time::timeout_at(until, finished.recv_many(batch, space)).await {
             Ok(n) if n > 0 => {}
             _ => break,
         }
@@ -103,11 +103,11 @@ async fn gather(finished: &mut mpsc::Receiver<Finished>, batch: &mut Vec<Finishe
 struct Lanes {
     /// Requests in flight: at most `concurrency`.
     slots: Arc<Semaphore>,
-    /// Operations claimed and unfinished: in flight, or waiting for a slot
-    /// in claim order (the semaphore is first come, first served). Half
-    /// the concurrency more than the slots, so the slots stay busy while
-    /// the next claim waits for its turn at the ledger.
-    held: Arc<Semaphore>,
+    /// Places for operations claimed and unfinished: in flight, or waiting
+    /// for a slot in claim order (the semaphore is first come, first
+    /// served). Half the concurrency more than the slots, so the slots stay
+    /// busy while the next claim waits for its turn at the ledger.
+    places: Arc<Semaphore>,
     /// How many operations may be claimed and unfinished at once.
     capacity: usize,
     /// Fewer free places than this make a claim wait [`CLAIM_GATHER`] for
@@ -122,7 +122,7 @@ impl Lanes {
         let capacity = concurrency + concurrency / 2;
         Lanes {
             slots: Arc::new(Semaphore::new(concurrency)),
-            held: Arc::new(Semaphore::new(capacity)),
+            places: Arc::new(Semaphore::new(capacity)),
             capacity,
             worth_a_claim: (concurrency / 4).max(1),
             concurrency,
@@ -130,7 +130,7 @@ impl Lanes {
     }
 
     fn free(&self) -> usize {
-        self.held.available_permits()
+        self.places.available_permits()
     }
 }
 
@@ -155,10 +155,10 @@ impl Worker {
                 continue;
             };
             for op in self.claim(room, &mut stop).await {
-                let Ok(held) = lanes.held.clone().acquire_owned().await else {
+                let Ok(place) = lanes.places.clone().acquire_owned().await else {
                     break;
                 };
-                self.send(op, held, &lanes, &finished_tx, &stop);
+                self.send(op, place, &lanes, &finished_tx, &stop);
             }
         }
         self.drain(&lanes).await;
@@ -239,11 +239,11 @@ impl Worker {
     }
 
     /// Sends one claimed operation once a request slot is free, in a task
-    /// of its own; `held` is its place among the claimed and unfinished.
+    /// of its own; `place` is its place among the claimed and unfinished.
     fn send(
         self: &Arc<Self>,
         op: Claimed,
-        held: OwnedSemaphorePermit,
+        place: OwnedSemaphorePermit,
         lanes: &Lanes,
         finished: &mpsc::Sender<Finished>,
         stop: &watch::Receiver<bool>,
@@ -263,7 +263,7 @@ impl Worker {
             }
             worker.attempt(op, &finished).await;
             drop(slot);
-            drop(held);
+            drop(place);
             worker.wake.notify_one();
         });
     }
