@@ -168,7 +168,8 @@ impl Worker {
 
     /// How much to claim now. `None` after waiting instead: while EURES
     /// asks us to hold off, while its refusal of our credentials allows
-    /// only a probe a second (sent alone), or while every place is taken.
+    /// only a probe a second (sent alone), or while every place is taken;
+    /// also once the stop has come.
     async fn room_to_claim(&self, lanes: &Lanes, stop: &mut watch::Receiver<bool>) -> Option<Room> {
         let now = now_ms();
         let throttled_until = self.health.throttled_until_ms.load(Ordering::SeqCst);
