@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::{PgDb, now_ms};
 use eures_sync::domain::ledger::{AttemptResult, Delivered, Incoming, Mode, Op, RetryLimits};
 use eures_sync::domain::render::DocumentSettings;
-use eures_sync::engine::ingest::evaluate_page;
+use eures_sync::engine::feed::evaluate_page;
 use eures_sync::store::{Completion, Ctx, IngestBatch, Store};
 use eures_sync_sims::jobag::{sample_id, sample_posting};
 use serde_json::{Value, json};

@@ -6,14 +6,17 @@
 //! the requests in flight and at most that line.
 //!
 //! Backpressure is the store itself: nothing is queued in memory beyond the
-//! claimed operations, at most one and a half times `concurrency`.
+//! claimed and unfinished operations (at most one and a half times
+//! `concurrency`) and the outcomes on their way to the ledger (a channel
+//! of four times `concurrency`, and the batch being written).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
+use super::worker::pause;
 use super::{Worker, now_ms};
 use crate::domain::ledger::{AttemptResult, Op, RetryLimits};
 use crate::eures::{EuresClient, Outcome, VacancyPut};
@@ -30,6 +33,18 @@ const RECORD_GATHER: Duration = Duration::from_millis(5);
 /// At most this many outcomes per ledger transaction.
 const RECORD_BATCH: usize = 256;
 
+/// How long the loop sleeps when nothing is due and nobody wakes it.
+const IDLE_POLL: Duration = Duration::from_millis(250);
+/// The shortest sleep until the next operation is due.
+const MIN_IDLE: Duration = Duration::from_millis(5);
+/// How long after a failed claim the next is tried.
+const CLAIM_RETRY: Duration = Duration::from_secs(1);
+/// Auth failures: probe at most this often (SPEC 4.2).
+const AUTH_PROBE_EVERY_MS: i64 = 1000;
+/// While credentials are refused, how often the loop looks whether a
+/// probe may go out.
+const AUTH_WAIT: Duration = Duration::from_millis(100);
+
 /// One finished attempt on its way to the ledger.
 struct Finished {
     claimed: Claimed,
@@ -37,11 +52,6 @@ struct Finished {
     label: &'static str,
     backoff: Duration,
 }
-
-/// How long the loop sleeps when nothing is due and nobody wakes it.
-const IDLE_POLL: Duration = Duration::from_millis(250);
-/// Auth failures: probe at most this often (SPEC 4.2).
-const AUTH_PROBE_EVERY_MS: i64 = 1000;
 
 /// What an attempt's outcome means for the posting. `portal_answered`:
 /// EURES gave some request a clear answer since the posting's previous
@@ -69,182 +79,266 @@ fn answered(outcome: &Outcome) -> bool {
     )
 }
 
+/// Waits for the next finished attempts and gathers those that follow
+/// within [`RECORD_GATHER`] into `batch`; false once no sender is left.
+/// Outcomes that finish close together share a transaction: its cost is
+/// mostly per transaction (statements, commit, a turn at the write lock),
+/// and their requests' slots are free already: only the leases wait.
+async fn gather(finished: &mut mpsc::Receiver<Finished>, batch: &mut Vec<Finished>) -> bool {
+    if finished.recv_many(batch, RECORD_BATCH).await == 0 {
+        return false;
+    }
+    let until = tokio::time::Instant::now() + RECORD_GATHER;
+    while batch.len() < RECORD_BATCH {
+        let space = RECORD_BATCH - batch.len();
+        match tokio::time::timeout_at(until, finished.recv_many(batch, space)).await {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+    true
+}
+
+/// The two bounds on delivery's work in hand.
+struct Lanes {
+    /// Requests in flight: at most `concurrency`.
+    slots: Arc<Semaphore>,
+    /// Places for operations claimed and unfinished: in flight, or waiting
+    /// for a slot in claim order (the semaphore is first come, first
+    /// served). Half the concurrency more than the slots, so the slots stay
+    /// busy while the next claim waits for its turn at the ledger.
+    places: Arc<Semaphore>,
+    /// How many operations may be claimed and unfinished at once.
+    capacity: usize,
+    /// Fewer free places than this make a claim wait [`CLAIM_GATHER`] for
+    /// more, while others are unfinished.
+    worth_a_claim: usize,
+    /// All `slots` permits: the drain waits until it holds them all.
+    concurrency: usize,
+}
+
+impl Lanes {
+    fn new(concurrency: usize) -> Lanes {
+        let capacity = concurrency + concurrency / 2;
+        Lanes {
+            slots: Arc::new(Semaphore::new(concurrency)),
+            places: Arc::new(Semaphore::new(capacity)),
+            capacity,
+            worth_a_claim: (concurrency / 4).max(1),
+            concurrency,
+        }
+    }
+
+    fn free(&self) -> usize {
+        self.places.available_permits()
+    }
+}
+
+/// How many operations the next claim may take, and the time it claims at.
+struct Room {
+    limit: usize,
+    now: i64,
+}
+
 impl Worker {
-    pub(super) async fn deliver_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let slots = Arc::new(Semaphore::new(self.settings.concurrency));
-        // Claimed and unfinished: in flight, or waiting for a slot in
-        // claim order (the semaphore is first come, first served). Measured
-        // on a 20,000-posting backfill: +11 % (median of three pairs).
-        let capacity = self.settings.concurrency + self.settings.concurrency / 2;
-        let held = Arc::new(Semaphore::new(capacity));
+    /// Claims due operations, sends each as a request slot frees, and hands
+    /// the outcomes to [`Worker::record_loop`], until the stop; then lets
+    /// the requests in flight finish.
+    pub(super) async fn delivery_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let lanes = Lanes::new(self.settings.concurrency);
         // Outcomes go to the ledger in batches: one transaction for many
         // acknowledgements. The bound is the backpressure on requests.
         let (finished_tx, finished_rx) = mpsc::channel::<Finished>(self.settings.concurrency * 4);
         let recorder = tokio::spawn(self.clone().record_loop(finished_rx));
         while !*stop.borrow() {
-            let now = now_ms();
-            let throttled_until = self.health.throttled_until_ms.load(Ordering::SeqCst);
-            if throttled_until > now {
-                let wait = Duration::from_millis(u64::try_from(throttled_until - now).unwrap_or(0));
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop.changed() => {}
-                }
+            let Some(room) = self.room_to_claim(&lanes, &mut stop).await else {
                 continue;
-            }
-            let mut limit = held.available_permits();
-            if self.health.auth_failing.load(Ordering::SeqCst) {
-                let last = self.health.last_probe_ms.load(Ordering::SeqCst);
-                if now - last < AUTH_PROBE_EVERY_MS || limit < capacity {
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                        _ = stop.changed() => {}
-                    }
-                    continue;
-                }
-                self.health.last_probe_ms.store(now, Ordering::SeqCst);
-                limit = 1;
-            }
-            // Claim in batches while busy (each claim is a transaction), but
-            // never hold claimed work back: whatever is claimed starts as
-            // soon as a slot frees.
-            let unfinished = capacity - held.available_permits();
-            let worth_a_claim = (self.settings.concurrency / 4).max(1);
-            if limit < worth_a_claim && unfinished > 0 {
-                tokio::select! {
-                    _ = tokio::time::sleep(CLAIM_GATHER) => {}
-                    _ = stop.changed() => {}
-                }
-                limit = held.available_permits();
-            }
-            if limit == 0 {
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(IDLE_POLL) => {}
-                    _ = stop.changed() => {}
-                }
-                continue;
-            }
-            let claimed = match self
-                .store
-                .claim(&self.settings.owner, limit, now, self.settings.lease)
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "claiming due operations failed");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = stop.changed() => {}
-                    }
-                    continue;
-                }
             };
-            if claimed.is_empty() {
+            for op in self.claim(room, &mut stop).await {
+                let Ok(place) = lanes.places.clone().acquire_owned().await else {
+                    break;
+                };
+                self.send(op, place, &lanes, &finished_tx, &stop);
+            }
+        }
+        self.drain(&lanes).await;
+        drop(finished_tx);
+        let _ = recorder.await;
+    }
+
+    /// How much to claim now. `None` after waiting instead: while EURES
+    /// asks us to hold off, while its refusal of our credentials allows
+    /// only a probe a second (sent alone), or while every place is taken;
+    /// also once the stop has come.
+    async fn room_to_claim(&self, lanes: &Lanes, stop: &mut watch::Receiver<bool>) -> Option<Room> {
+        let now = now_ms();
+        let throttled_until = self.health.throttled_until_ms.load(Ordering::SeqCst);
+        if throttled_until > now {
+            let wait = Duration::from_millis(u64::try_from(throttled_until - now).unwrap_or(0));
+            pause(stop, wait).await;
+            return None;
+        }
+        let mut limit = lanes.free();
+        if self.health.auth_failing.load(Ordering::SeqCst) {
+            let last = self.health.last_probe_ms.load(Ordering::SeqCst);
+            if now - last < AUTH_PROBE_EVERY_MS || limit < lanes.capacity {
+                pause(stop, AUTH_WAIT).await;
+                return None;
+            }
+            self.health.last_probe_ms.store(now, Ordering::SeqCst);
+            limit = 1;
+        }
+        // Claim in batches while busy (each claim is a transaction), but
+        // never hold claimed work back: whatever is claimed starts as soon
+        // as a slot frees.
+        let unfinished = lanes.capacity - lanes.free();
+        if limit < lanes.worth_a_claim && unfinished > 0 {
+            if !pause(stop, CLAIM_GATHER).await {
+                return None;
+            }
+            limit = lanes.free();
+        }
+        if limit == 0 {
+            self.wait_for_work(stop, IDLE_POLL).await;
+            return None;
+        }
+        Some(Room { limit, now })
+    }
+
+    /// Claims up to `room.limit` due operations, deletions first. Nothing
+    /// after a wait: until the next operation is due, or a second after a
+    /// claim that failed.
+    async fn claim(&self, room: Room, stop: &mut watch::Receiver<bool>) -> Vec<Claimed> {
+        let claimed = self
+            .store
+            .claim(
+                &self.settings.owner,
+                room.limit,
+                room.now,
+                self.settings.lease,
+            )
+            .await;
+        match claimed {
+            Ok(claimed) if !claimed.is_empty() => claimed,
+            Ok(_) => {
                 let until_due = match self.store.next_due_ms().await {
                     Ok(Some(at)) => {
                         Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
                     }
                     _ => IDLE_POLL,
                 };
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(until_due.clamp(Duration::from_millis(5), IDLE_POLL)) => {}
-                    _ = stop.changed() => {}
-                }
-                continue;
+                self.wait_for_work(stop, until_due.clamp(MIN_IDLE, IDLE_POLL))
+                    .await;
+                Vec::new()
             }
-            for op in claimed {
-                let Ok(claim) = held.clone().acquire_owned().await else {
-                    break;
-                };
-                let worker = self.clone();
-                let finished = finished_tx.clone();
-                let slots = slots.clone();
-                let stop = stop.clone();
-                tokio::spawn(async move {
-                    let Ok(permit) = slots.acquire_owned().await else {
-                        return;
-                    };
-                    if *stop.borrow() {
-                        // Never started: the lease goes back with the rest
-                        // when the worker stops.
-                        return;
-                    }
-                    worker.attempt(op, &finished).await;
-                    drop(permit);
-                    drop(claim);
-                    worker.wake.notify_one();
-                });
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming due operations failed");
+                pause(stop, CLAIM_RETRY).await;
+                Vec::new()
             }
         }
-        // Drain: let in-flight requests finish (bounded by their timeout).
-        let _ = tokio::time::timeout(
-            self.settings.lease,
-            slots.acquire_many(u32::try_from(self.settings.concurrency).unwrap_or(u32::MAX)),
-        )
-        .await;
-        drop(finished_tx);
-        let _ = recorder.await;
+    }
+
+    /// Sends one claimed operation once a request slot is free, in a task
+    /// of its own; `place` is its place among the claimed and unfinished.
+    fn send(
+        self: &Arc<Self>,
+        op: Claimed,
+        place: OwnedSemaphorePermit,
+        lanes: &Lanes,
+        finished: &mpsc::Sender<Finished>,
+        stop: &watch::Receiver<bool>,
+    ) {
+        let worker = self.clone();
+        let finished = finished.clone();
+        let slots = lanes.slots.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let Ok(slot) = slots.acquire_owned().await else {
+                return;
+            };
+            if *stop.borrow() {
+                // Never started: the lease goes back with the rest when the
+                // worker stops.
+                return;
+            }
+            worker.attempt(op, &finished).await;
+            drop(slot);
+            drop(place);
+            worker.wake.notify_one();
+        });
+    }
+
+    /// Sleeps for `d` unless work may have become due or the stop comes.
+    async fn wait_for_work(&self, stop: &mut watch::Receiver<bool>, d: Duration) {
+        tokio::select! {
+            _ = self.wake.notified() => {}
+            _ = tokio::time::sleep(d) => {}
+            _ = stop.changed() => {}
+        }
+    }
+
+    /// Lets the requests in flight finish: each is bounded by the request
+    /// timeout, the wait as a whole by the lease they hold.
+    async fn drain(&self, lanes: &Lanes) {
+        let all = u32::try_from(lanes.concurrency).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(self.settings.lease, lanes.slots.acquire_many(all)).await;
     }
 
     /// Writes finished attempts to the ledger, as many per transaction as
-    /// are waiting (at most [`RECORD_BATCH`]).
+    /// finish close together (at most [`RECORD_BATCH`]).
     async fn record_loop(self: Arc<Self>, mut finished: mpsc::Receiver<Finished>) {
         let mut batch = Vec::with_capacity(RECORD_BATCH);
-        while finished.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-            // Outcomes that finish close together share a transaction: its
-            // cost is mostly per transaction (statements, commit, a turn at
-            // SQLite's write lock), and their requests' slots are free
-            // already: only the leases wait.
-            let gather = tokio::time::Instant::now() + RECORD_GATHER;
-            while batch.len() < RECORD_BATCH {
-                let room = RECORD_BATCH - batch.len();
-                match tokio::time::timeout_at(gather, finished.recv_many(&mut batch, room)).await {
-                    Ok(n) if n > 0 => {}
-                    _ => break,
-                }
-            }
-            let limits = RetryLimits {
-                max_attempts: self.settings.max_attempts,
-                verify_after: self.settings.verify_after,
-            };
-            let completions: Vec<Completion<'_>> = batch
-                .iter()
-                .map(|f| Completion {
-                    claimed: &f.claimed,
-                    result: &f.result,
-                    outcome_label: f.label,
-                    limits,
-                    backoff: f.backoff,
-                })
-                .collect();
-            if let Err(e) = self
-                .store
-                .complete_many(&self.settings.owner, &completions, self.ctx())
-                .await
-            {
-                // The leases expire and the operations are attempted again:
-                // at least once, and EURES operations are idempotent.
-                tracing::error!(error = %e, count = batch.len(), "recording delivery outcomes failed");
-            }
+        while gather(&mut finished, &mut batch).await {
+            self.record(&batch).await;
             for f in batch.drain(..) {
                 if matches!(f.result, AttemptResult::Superseded) {
-                    // EURES holds something newer than we know: learn it
-                    // from the source, and for a deletion from EURES too.
-                    let worker = self.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = worker.reread(&f.claimed.id, false).await {
-                            tracing::warn!(posting = %f.claimed.id, error = %e, "re-reading a superseded posting failed");
-                        }
-                        if f.claimed.op == Op::Delete {
-                            worker.learn_held_version(&f.claimed.id).await;
-                        }
-                    });
+                    self.learn_superseded(f.claimed);
                 }
             }
             self.wake.notify_one();
         }
+    }
+
+    /// Records a batch of outcomes in one transaction.
+    async fn record(&self, batch: &[Finished]) {
+        let limits = RetryLimits {
+            max_attempts: self.settings.max_attempts,
+            verify_after: self.settings.verify_after,
+        };
+        let completions: Vec<Completion<'_>> = batch
+            .iter()
+            .map(|f| Completion {
+                claimed: &f.claimed,
+                result: &f.result,
+                outcome_label: f.label,
+                limits,
+                backoff: f.backoff,
+            })
+            .collect();
+        if let Err(e) = self
+            .store
+            .complete_many(&self.settings.owner, &completions, self.ctx())
+            .await
+        {
+            // The leases expire and the operations are attempted again:
+            // at least once, and EURES operations are idempotent.
+            tracing::error!(error = %e, count = batch.len(), "recording delivery outcomes failed");
+        }
+    }
+
+    /// EURES holds something newer than we know: learn it from the source,
+    /// and for a deletion from EURES too, in a task of its own.
+    fn learn_superseded(self: &Arc<Self>, claimed: Claimed) {
+        let worker = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = worker.reread(&claimed.id, false).await {
+                tracing::warn!(posting = %claimed.id, error = %e, "re-reading a superseded posting failed");
+            }
+            if claimed.op == Op::Delete {
+                worker.learn_held_version(&claimed.id).await;
+            }
+        });
     }
 
     /// A DELETE was answered 409: the portal holds a version above the one
@@ -314,9 +408,6 @@ impl Worker {
         }
     }
 
-    /// Looks whether EURES holds a copy it should not (SPEC 3.8) and
-    /// records what it found: nothing ends the doubt, a copy makes the
-    /// deletion due again.
     /// Hands an attempt's result to the recorder with the backoff its
     /// attempt count earns.
     async fn finish(
@@ -340,6 +431,9 @@ impl Worker {
             .await;
     }
 
+    /// Looks whether EURES holds a copy it should not (SPEC 3.8) and
+    /// records what it found: nothing ends the doubt, a copy makes the
+    /// deletion due again.
     async fn verify(&self, eures: &EuresClient, op: Claimed, finished: &mpsc::Sender<Finished>) {
         let (result, label) = match eures.get_one(&op.id).await {
             Ok(None) => (AttemptResult::Done, "absent"),
@@ -366,7 +460,7 @@ impl Worker {
         self.finish(finished, op, result, label).await;
     }
 
-    /// Performs one claimed operation and records its outcome.
+    /// Performs one claimed operation and hands its outcome to the recorder.
     #[tracing::instrument(name = "delivery", skip_all,
         fields(posting = %op.id, version = op.version, op = op.op.as_str(), outcome = tracing::field::Empty))]
     async fn attempt(&self, op: Claimed, finished: &mpsc::Sender<Finished>) {
@@ -374,30 +468,12 @@ impl Worker {
             return;
         };
         let started_ms = now_ms();
-        let attempt = match op.op {
+        let sent = match op.op {
             Op::Verify => return self.verify(eures, op, finished).await,
             Op::Delete => eures.delete(&op.id, op.version).await,
             Op::Create | Op::Update => {
                 let Some(content) = op.content.as_deref() else {
-                    // The document was erased after an earlier delivery and
-                    // reconcile found EURES altered: rebuild it from the source.
-                    match self.reread(&op.id, true).await {
-                        Ok(_) => {
-                            if let Err(e) = self.store.release(&self.settings.owner, &op).await {
-                                tracing::warn!(posting = %op.id, error = %e, "releasing lease failed");
-                            }
-                        }
-                        // Recorded as an attempt, so it backs off instead of
-                        // being claimed again at once, ahead of all else.
-                        Err(e) => {
-                            tracing::warn!(posting = %op.id, error = %e, "re-reading the posting failed");
-                            let result = AttemptResult::NotSent(
-                                "the document could not be re-read from JobAG".into(),
-                            );
-                            self.finish(finished, op, result, "not_sent").await;
-                        }
-                    }
-                    return;
+                    return self.rebuild(op, finished).await;
                 };
                 let now = now_ms();
                 eures
@@ -411,7 +487,7 @@ impl Worker {
                     .await
             }
         };
-        let (outcome, elapsed) = (attempt.outcome, attempt.elapsed);
+        let (outcome, elapsed) = (sent.outcome, sent.elapsed);
         let label = outcome.label();
         tracing::Span::current().record("outcome", label);
         crate::telemetry::record_delivery(op.op, label, elapsed);
@@ -434,5 +510,27 @@ impl Worker {
         let portal_answered = self.health.eures_answered_ms.load(Ordering::SeqCst) > since;
         let result = to_attempt_result(&outcome, portal_answered);
         self.finish(finished, op, result, label).await;
+    }
+
+    /// A create or update whose document was erased after an earlier
+    /// delivery, and that reconcile found altered on EURES: a forced re-read
+    /// rebuilds the document from the source, and the lease goes back so
+    /// the operation is claimed again with it.
+    async fn rebuild(&self, op: Claimed, finished: &mpsc::Sender<Finished>) {
+        match self.reread(&op.id, true).await {
+            Ok(_) => {
+                if let Err(e) = self.store.release(&self.settings.owner, &op).await {
+                    tracing::warn!(posting = %op.id, error = %e, "releasing lease failed");
+                }
+            }
+            // Recorded as an attempt, so it backs off instead of being
+            // claimed again at once, ahead of all else.
+            Err(e) => {
+                tracing::warn!(posting = %op.id, error = %e, "re-reading the posting failed");
+                let result =
+                    AttemptResult::NotSent("the document could not be re-read from JobAG".into());
+                self.finish(finished, op, result, "not_sent").await;
+            }
+        }
     }
 }

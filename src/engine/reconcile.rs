@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use roaring::RoaringTreemap;
 
-use super::{Worker, ingest, now_ms};
+use super::feed::evaluate_page;
+use super::{Worker, now_ms};
 use crate::domain::ledger::Mode;
 use crate::eures::ListedVacancy;
 use crate::store::{Diff, Listed, Repair, Unseen};
@@ -147,8 +148,8 @@ impl Worker {
         report: &mut ReconcileReport,
     ) -> anyhow::Result<()> {
         // 1. The JobAG snapshot against the ledger. The next page is read
-        // while the ledger takes this one: HTTP and JSON on one side,
-        // SQLite on the other (at most two pages in memory).
+        // while the ledger takes this one: HTTP and JSON on one side, the
+        // database on the other (at most two pages in memory).
         let page_size = self.settings.page_size;
         let mut seen = Seen::new(Unseen::InSnapshot);
         let mut fetched = self.jobag.snapshot_page_with_retry(None, page_size).await;
@@ -218,7 +219,7 @@ impl Worker {
             })
             .cloned()
             .collect();
-        let (incoming, quarantined) = ingest::evaluate_page(
+        let (incoming, quarantined) = evaluate_page(
             &needed,
             "snapshot",
             0,
