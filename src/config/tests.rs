@@ -225,7 +225,7 @@ fn toml_syntax_error_is_one_line() {
 }
 
 #[test]
-fn validation_names_each_key() {
+fn every_refusal_names_the_key_and_where_it_was_written() {
     let cases = [
         (
             "[database]\nurl = \"mysql://x\"",
