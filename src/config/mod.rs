@@ -9,9 +9,10 @@
 //! and where the value came from. A loaded [`Config`] therefore holds no
 //! value left to check.
 //!
-//! The module must never hold a secret inside [`Config`] (only file paths,
-//! so `Debug` can never leak one), never put a secret's content in an error
-//! message, and never log anything: it runs before telemetry is set up.
+//! The module must never hold a token inside [`Config`] (only file paths),
+//! never let `Debug` show one or the database password, never put a
+//! secret's content in an error message, and never log anything: it runs
+//! before telemetry is set up.
 //!
 //! - this file: the settings and their defaults;
 //! - `load`: the layered sources (defaults, file, environment) and the
@@ -22,6 +23,7 @@
 //! - `errors`: [`ConfigError`] and figment's errors turned into one line;
 //! - `tokens`: the secret tokens, read on demand.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -78,13 +80,29 @@ pub struct Config {
 }
 
 /// `[database]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite://...` (embedded, single worker) or `postgres://...` (many
     /// workers). A password belongs in the environment override, not the file.
     #[serde(deserialize_with = "parse::database_url")]
     pub url: String,
+}
+
+/// The URL may carry the database password (from the environment
+/// override): a printed configuration shows `***` in its place.
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = match url::Url::parse(&self.url) {
+            Ok(mut parsed) if parsed.password().is_some() => {
+                let _ = parsed.set_password(Some("***"));
+                parsed.to_string()
+            }
+            Ok(_) => self.url.clone(),
+            Err(_) => "(an unreadable database URL)".to_owned(),
+        };
+        f.debug_struct("DatabaseConfig").field("url", &url).finish()
+    }
 }
 
 impl Default for DatabaseConfig {

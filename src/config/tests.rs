@@ -674,3 +674,19 @@ fn debug_shows_no_token() {
     let dbg = format!("{c:?} {token:?}");
     assert!(!dbg.contains("super-secret-token"), "{dbg}");
 }
+
+#[test]
+fn debug_shows_no_database_password() {
+    let c = from_toml_env(
+        "",
+        vec![(
+            "EURES_SYNC__DATABASE__URL",
+            "postgres://agent:hunter2@db/eures",
+        )],
+    )
+    .unwrap();
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains("hunter2"), "{dbg}");
+    assert!(dbg.contains("postgres://agent:***@db/eures"), "{dbg}");
+    assert_eq!(c.database.url, "postgres://agent:hunter2@db/eures");
+}
