@@ -259,8 +259,8 @@ async fn the_production_example_loads_and_every_key_in_it_is_known() {
     let drain = drain_of(&config).await;
     assert!(drain > Duration::ZERO);
 
-    // Keys the loader does not know are silently ignored today: a typo here
-    // would fall back to a default in production.
+    // Every key of the example is one the agent knows (the loader refuses
+    // the others too; this check names the example file when it fails).
     let known = serde_json::to_value(Config::default()).expect("defaults");
     let text = read("config/production.example.toml");
     let mut section = String::new();

@@ -43,7 +43,7 @@ impl Listener {
     async fn start(env: &Env, store: Arc<dyn Store>, health: Arc<Health>) -> Listener {
         let config = env.pull_config(TOKEN);
         let token = config
-            .input_api_token()
+            .token(eures_sync::config::Token::InputApi)
             .expect("token readable")
             .expect("token set");
         let exchange = eures_sync::store::exchange::connect_exchange(&config.database.url)

@@ -25,7 +25,7 @@ async fn differences_on_every_page_are_found_once_and_repaired() {
     let mut config = env.config();
     // 23 snapshot pages; the EURES listing comes in pages of 1,000 (3 pages).
     config.jobag.page_size = 100;
-    config.reconcile.interval_s = 0;
+    config.reconcile.interval = None;
     let running = env.worker_with(config).await;
     env.converged(WAIT).await;
 

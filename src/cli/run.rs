@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{Config, Token};
 use crate::engine::Worker;
 use crate::http::{AppState, Limits, serve, serve_router};
 
@@ -166,9 +166,13 @@ async fn input_api(config: &Config) -> anyhow::Result<Option<crate::http::input_
     if config.eures.mode != crate::domain::ledger::Mode::Pull {
         return Ok(None);
     }
-    let token = config
-        .input_api_token()?
-        .context("eures.input_api_token_file: pull mode needs the Input API token (a file, or EURES_SYNC_INPUT_API_TOKEN)")?;
+    let token = config.token(Token::InputApi)?.with_context(|| {
+        format!(
+            "{}: pull mode needs the Input API token (a file, or {})",
+            Token::InputApi.file_key(),
+            Token::InputApi.env_var()
+        )
+    })?;
     let store = crate::store::exchange::connect_exchange(&config.database.url).await?;
     Ok(Some(crate::http::input_api::InputApi::new(store, &token)))
 }

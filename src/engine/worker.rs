@@ -107,18 +107,19 @@ impl Worker {
         config: &crate::config::Config,
         store: Arc<dyn Store>,
     ) -> anyhow::Result<Worker> {
-        let extra_ca = config.extra_ca_file();
+        use crate::config::Token;
+        let extra_ca = config.tls.extra_ca_file.as_deref();
         let jobag = JobagClient::new(
             &config.jobag.base_url,
-            config.jobag_token()?,
-            config.request_timeout(),
+            config.token(Token::Jobag)?,
+            config.eures.request_timeout,
             extra_ca,
         )?;
         let eures = match config.eures.mode {
             Mode::Push => Some(EuresClient::new(
                 &config.eures.base_url,
-                config.eures_token()?,
-                config.request_timeout(),
+                config.token(Token::Eures)?,
+                config.eures.request_timeout,
                 config.eures.concurrency,
                 extra_ca,
             )?),
@@ -139,18 +140,18 @@ impl Worker {
                 mode: config.eures.mode,
                 document: config.document_settings(),
                 page_size: config.jobag.page_size,
-                poll_interval: config.poll_interval(),
+                poll_interval: config.jobag.poll_interval,
                 concurrency: config.eures.concurrency,
                 max_attempts: config.eures.max_attempts,
                 retry: RetryPolicy::default(),
                 // The lease must outlast the request it covers (bounded by
                 // the request timeout) plus the clock skew between workers;
                 // it is also how long a killed worker's operations wait.
-                lease: config.request_timeout().saturating_mul(2) + Duration::from_secs(5),
+                lease: config.eures.request_timeout.saturating_mul(2) + Duration::from_secs(5),
                 owner,
-                reconcile_interval: config.reconcile_interval(),
+                reconcile_interval: config.reconcile.interval,
                 leader_ttl: LEADER_TTL,
-                verify_after: config.request_timeout() + VERIFY_MARGIN,
+                verify_after: config.eures.request_timeout + VERIFY_MARGIN,
             },
             wake: Arc::new(Notify::new()),
             health: Arc::new(Health::default()),

@@ -1,0 +1,131 @@
+//! The rules single values are held to. Each check answers why a value is
+//! refused, in the words the error line gives after the key; `parse` turns
+//! that into an error at the key as the value is read.
+
+use super::errors::{ConfigError, closest};
+
+/// `database.url` chooses the store by its scheme.
+pub(super) fn check_database_url(url: &str) -> Result<(), String> {
+    let url = url.trim();
+    if url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")
+    {
+        Ok(())
+    } else {
+        Err("must start with sqlite: or postgres:".to_owned())
+    }
+}
+
+/// A base URL: http or https with a host, and plain http only to this
+/// machine.
+pub(super) fn check_http_url(value: &str) -> Result<(), String> {
+    let url = url::Url::parse(value.trim()).map_err(|_| "not a URL".to_owned())?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must be an http or https URL".to_owned());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("not a URL (no host)".to_owned());
+    }
+    if url.scheme() == "http" && !url.host().is_some_and(|h| is_loopback_url_host(&h)) {
+        return Err(PLAIN_HTTP_REFUSED.to_owned());
+    }
+    Ok(())
+}
+
+/// Why an `http://` base URL to another machine is refused: tokens and
+/// postings would cross the network in clear.
+pub const PLAIN_HTTP_REFUSED: &str =
+    "http:// only to a loopback host (localhost, 127.0.0.1, ::1); use https://";
+
+/// Whether `host` (a database host, or a URL's host text) names this
+/// machine over its loopback interface: `localhost`, `127.0.0.0/8` or
+/// `::1` (IPv4-mapped included). Any other name counts as remote even when
+/// it resolves to a local address: the decision must not depend on DNS.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.eq_ignore_ascii_case("localhost") || host.eq_ignore_ascii_case("localhost.") {
+        return true;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(std::net::IpAddr::V6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+/// [`is_loopback_host`] of a parsed URL's host.
+pub fn is_loopback_url_host(host: &url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(name) => is_loopback_host(name),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// A template must name the posting (`{id}`) and give an http(s) URL with a
+/// host once the id is in: a template that fails sends every posting-only
+/// copy to `invalid: application`.
+pub(super) fn check_posting_url_template(template: &str) -> Result<(), String> {
+    if !template.contains("{id}") {
+        return Err("must contain {id}".to_owned());
+    }
+    let url = url::Url::parse(&template.replace("{id}", "id")).map_err(|_| "not a URL")?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err("must be an http or https URL".to_owned());
+    }
+    Ok(())
+}
+
+/// The levels a `log.level` directive may name.
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// `log.level` is a `tracing` filter: comma-separated directives, each a
+/// level or `target=level`. A bare word that is not a level parses as a
+/// target to log at every level, which is how `inof` would silence the
+/// worker: refuse it, so a typo never turns the logs off.
+pub(super) fn check_log_filter(filter: &str) -> Result<(), String> {
+    const WHAT: &str = "must be a level (trace, debug, info, warn, error, off) or \
+                        comma-separated target=level directives";
+    let directives: Vec<&str> = filter
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Err(WHAT.to_owned());
+    }
+    for directive in &directives {
+        let level = directive.rsplit_once('=').map_or(*directive, |(_, l)| l);
+        if !LOG_LEVELS
+            .iter()
+            .any(|l| l.eq_ignore_ascii_case(level.trim()))
+        {
+            let hint = closest(&level.trim().to_ascii_lowercase(), &LOG_LEVELS)
+                .map(|l| format!(" (did you mean `{l}`?)"))
+                .unwrap_or_default();
+            return Err(format!("{WHAT}{hint}"));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map(drop)
+        .map_err(|_| WHAT.to_owned())
+}
+
+/// `RUST_LOG` (given as `value`), when set and not blank, overrides
+/// `log.level`: it is held to the same rules, so a typo in it is an error
+/// naming it rather than a worker that logs nothing.
+pub fn check_rust_log(value: Option<&str>) -> Result<(), ConfigError> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        Some(filter) => {
+            check_log_filter(filter).map_err(|why| ConfigError::invalid("RUST_LOG", why))
+        }
+        None => Ok(()),
+    }
+}
