@@ -11,7 +11,7 @@
 //! - [`http_client`]: the reqwest set-up both clients share (base URLs, TLS
 //!   roots, token header) and their error texts.
 //! - [`store`]: the ledger (SQLite, PostgreSQL); the only place that writes SQL.
-//! - [`engine`]: the worker loops (ingest, deliver, expire, reconcile).
+//! - [`engine`]: the worker loops (feed, delivery, expiry, leader, reconcile).
 //! - [`http`]: metrics, health and the Input API (pull mode).
 //! - [`config`], [`telemetry`], [`cli`]: process wiring.
 //!
