@@ -14,7 +14,6 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 
 use crate::domain::ledger::{Op, StateLabel};
-use crate::engine::reconcile::ReconcileReport;
 use crate::store::Summary;
 
 pub const POSTINGS: &str = "eures_sync_postings";
@@ -316,17 +315,25 @@ pub fn record_feed_poll_failure() {
 /// `result` being "ok", or "partial" when the EURES listing could not be
 /// read to the end (nothing was judged on the EURES side); `None` when it
 /// failed.
-pub fn record_reconcile(run: Option<(&'static str, &ReconcileReport)>) {
-    let Some((result, report)) = run else {
+/// A finished reconcile run: its result, the differences it found by kind
+/// and how long it took; `None` for a run that failed.
+pub fn record_reconcile(
+    run: Option<(
+        &'static str,
+        &std::collections::BTreeMap<&'static str, u64>,
+        u64,
+    )>,
+) {
+    let Some((result, differences, elapsed_ms)) = run else {
         counter!(RECONCILE_RUNS, "result" => "failed").increment(1);
         return;
     };
     counter!(RECONCILE_RUNS, "result" => result).increment(1);
-    for (kind, n) in &report.differences {
+    for (kind, n) in differences {
         counter!(RECONCILE_DIFFERENCES, "kind" => *kind).increment(*n);
     }
     gauge!(RECONCILE_LAST_RUN).set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
-    gauge!(RECONCILE_DURATION).set(report.elapsed_ms as f64 / 1000.0);
+    gauge!(RECONCILE_DURATION).set(elapsed_ms as f64 / 1000.0);
 }
 
 pub fn record_quarantined(n: usize) {

@@ -112,7 +112,11 @@ impl Worker {
             return Err(e);
         }
         let partial = self.settings.mode == Mode::Push && !report.listing_complete;
-        crate::telemetry::record_reconcile(Some((if partial { "partial" } else { "ok" }, &report)));
+        crate::telemetry::record_reconcile(Some((
+            if partial { "partial" } else { "ok" },
+            &report.differences,
+            report.elapsed_ms,
+        )));
         tracing::info!(
             differences = report.differences.values().sum::<u64>(),
             source_postings = report.source_postings,
