@@ -8,6 +8,10 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    // `sqlx::migrate!` embeds the migration files, and stable Rust cannot
+    // tell cargo so: without this a new migration is missing from the next
+    // incremental build.
+    println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-env-changed=EURES_SYNC_COMMIT");
     let given = std::env::var("EURES_SYNC_COMMIT")
         .ok()

@@ -131,3 +131,118 @@ async fn nothing_personal_is_left_on_disk_once_a_copy_is_gone() {
         std::fs::read_to_string(env.dir.path().join("agent.log")).unwrap_or_default()
     );
 }
+
+/// A ledger written before documents moved out of the records (SQLite
+/// migration 0006) kept each document inline, and erasing one only set
+/// the column to NULL: without `secure_delete` the old bytes stayed in the
+/// file's free space, and dropping the column does not overwrite them.
+/// `eures-sync migrate` rewrites the file once (`VACUUM`), so nothing of
+/// them is left; a document still wanted survives the rewrite.
+#[tokio::test]
+async fn content_erased_by_an_older_agent_leaves_the_file_at_the_upgrade() {
+    let env = Env::start().await;
+    let url = env.db_url();
+    let old = sqlx::SqlitePool::connect(&url).await.expect("old ledger");
+    sqlx::migrate!("migrations/sqlite")
+        .run_to(5, &old)
+        .await
+        .expect("migrations up to 0005");
+    // What an older agent did: the document inline, erased once EURES
+    // acknowledged it (the update leaves the bytes where they were), and a
+    // deleted record's row unlinked.
+    // Longer than a page, like real documents (3-4 KB and up): the part
+    // that does not fit goes to overflow pages, which the erasure put on
+    // the free list as they were.
+    let document = |marker: &str| {
+        format!(
+            "<PositionOpening><Title>Unika stilling {marker}</Title><Description>{}</Description>\
+             <Contact>Karoline Birkedal {marker} karoline.{marker}@example.dk</Contact>\
+             </PositionOpening>",
+            "Arbejdsopgaver og kvalifikationer. ".repeat(150)
+        )
+    };
+    for (id, marker) in [
+        ("erased", "Vq3Slet1"),
+        ("deleted", "Vq3Slet2"),
+        ("kept", "Vq3Bliv3"),
+    ] {
+        sqlx::query(
+            "INSERT INTO postings (id, source_version, desired_present, desired_hash, \
+             desired_content, publication_end_ms, delivered_state, next_attempt_at_ms, \
+             state, last_change_ms, due_op, due_rank) \
+             VALUES (?, 1, 1, 'h', ?, 4102444800000, 'absent', 0, 'pending', 1, 'create', 1)",
+        )
+        .bind(id)
+        .bind(document(marker))
+        .execute(&old)
+        .await
+        .expect("insert");
+    }
+    sqlx::query("UPDATE postings SET desired_content = NULL WHERE id = 'erased'")
+        .execute(&old)
+        .await
+        .expect("erase");
+    sqlx::query("DELETE FROM postings WHERE id = 'deleted'")
+        .execute(&old)
+        .await
+        .expect("delete");
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&old)
+        .await
+        .expect("checkpoint");
+    old.close().await;
+    let gone = [
+        "Vq3Slet1",
+        "karoline.Vq3Slet1@",
+        "Vq3Slet2",
+        "karoline.Vq3Slet2@",
+    ];
+    let before = files_holding(env.dir.path(), &gone);
+    assert!(
+        ["Vq3Slet1", "Vq3Slet2"]
+            .iter()
+            .all(|m| before.iter().any(|f| f.ends_with(m))),
+        "the old ledger holds the erased content (else this test proves nothing): {before:?}"
+    );
+
+    let config = env.dir.path().join("migrate.toml");
+    std::fs::write(&config, env.config_toml()).expect("config");
+    let out = common::agent::cli(&config, &["migrate"]);
+    assert!(
+        out.status.success(),
+        "migrate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The pages the migrations wrote are in the WAL until a checkpoint
+    // copies them over the old ones (a worker's checkpointer does it
+    // within seconds of its start).
+    let ledger = sqlx::SqlitePool::connect(&url).await.expect("ledger");
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&ledger)
+        .await
+        .expect("checkpoint");
+    let left = files_holding(env.dir.path(), &gone);
+    let files: Vec<_> = std::fs::read_dir(env.dir.path())
+        .expect("data dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            (e.file_name(), e.metadata().expect("metadata").len())
+        })
+        .collect();
+    assert!(
+        left.is_empty(),
+        "erased content still in the ledger: {left:?} (files {files:?})"
+    );
+    let kept: String = sqlx::query_scalar(
+        "SELECT d.content FROM documents d JOIN postings p ON p.seq = d.seq WHERE p.id = 'kept'",
+    )
+    .fetch_one(&ledger)
+    .await
+    .expect("the kept document");
+    assert_eq!(kept, document("Vq3Bliv3"));
+    let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&ledger)
+        .await
+        .expect("integrity check");
+    assert_eq!(integrity, "ok");
+}
