@@ -87,7 +87,9 @@ fn render_case(name: String, mut item: serde_json::Value) -> anyhow::Result<Opti
 /// The golden inputs (`fixtures/golden/NN-*.json` of the source tree this
 /// binary was built from); none when that directory is not there.
 fn golden_render_cases() -> anyhow::Result<Vec<RenderCase>> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/golden");
+    // The bench crate sits one directory below the workspace root, which
+    // holds the fixtures.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/golden");
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Ok(Vec::new());
     };
