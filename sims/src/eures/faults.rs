@@ -11,9 +11,10 @@ use rand::RngExt;
 use super::{Shared, lock};
 use crate::error_body;
 
-/// Fault injection, changeable at runtime with [`EuresSim::set_faults`].
-/// Ratios are probabilities in `0.0..=1.0`, drawn independently per request
-/// in the order throttle, 5xx, drop. The default injects nothing.
+/// Fault injection, changeable at runtime with
+/// [`EuresSim::set_faults`](super::EuresSim::set_faults). Ratios are
+/// probabilities in `0.0..=1.0`, drawn independently per request in the
+/// order throttle, 5xx, drop. The default injects nothing.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Faults {
     /// Share of requests answered 500, 502 or 503 (at random) without

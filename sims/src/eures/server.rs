@@ -30,8 +30,9 @@ pub struct EuresOptions {
     pub faults: Faults,
     /// Seed of the fault RNG, for reproducible runs; random when `None`.
     pub seed: Option<u64>,
-    /// Whether to keep a [`RequestRecord`] per request (on by default);
-    /// long benchmarks may turn it off to keep memory flat.
+    /// Whether to keep a [`RequestRecord`](super::RequestRecord) per
+    /// request (on by default); long benchmarks may turn it off to keep
+    /// memory flat.
     pub record_requests: bool,
     /// Whether every PUT's document is checked against the EURES content
     /// rules (`crate::conformance`; on by default). The benchmark turns it
