@@ -12,6 +12,11 @@
 //!
 //! Never here: anything that quotes a value of the document in a violation
 //! (values may be personal data); a violation names the rule and the element.
+//!
+//! The file is long because the rules are one table, read top to bottom:
+//! each method of `Checks` is a rule (or a few related ones) under its
+//! citation, in the order [`check`] runs them; spread over files, the table
+//! would no longer show which rules exist and in what order they apply.
 
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;

@@ -1,0 +1,135 @@
+//! Per-reference behaviours of real gateways: a document the portal keeps
+//! failing on while every other request passes, tombstones of deleted
+//! references, and PUTs held before they are applied.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use hyper::{Response, StatusCode};
+use serde_json::Value;
+
+use super::handlers::{Route, put};
+use super::{EuresSim, Shared, lock};
+use crate::error_body;
+
+/// What a gateway does to some references only, and what it remembers
+/// of deleted ones.
+#[derive(Default)]
+pub(super) struct Quirks {
+    /// References whose PUT and DELETE are answered with this status,
+    /// nothing applied (a document that breaks the portal).
+    failing: HashMap<String, u16>,
+    /// A gateway that keeps no tombstones: a late PUT after a DELETE
+    /// creates the copy again.
+    no_tombstones: bool,
+    /// The highest `X-Source-Version` each reference was deleted with: a
+    /// PUT at or below it is answered `409` (SPEC 4.2).
+    tombstones: HashMap<String, u64>,
+    /// The next PUT of each reference is held this long before it is
+    /// applied, answered or not.
+    holds: HashMap<String, Duration>,
+    /// References whose held PUT is waiting now.
+    holding: HashMap<String, u32>,
+    /// When the last held PUT of each reference was applied.
+    held_applied: HashMap<String, Instant>,
+}
+
+impl EuresSim {
+    /// Answers every PUT and DELETE of `reference` with `status` (nothing
+    /// applied) while every other request is served; `None` ends it.
+    pub fn fail_reference(&self, reference: &str, status: Option<u16>) {
+        let mut quirks = lock(&self.shared.quirks);
+        match status {
+            Some(s) => quirks.failing.insert(reference.to_owned(), s),
+            None => quirks.failing.remove(reference),
+        };
+    }
+}
+
+impl EuresSim {
+    /// Turns tombstones off (a gateway that keeps none, so a late PUT of
+    /// an older version after a DELETE recreates the copy) or on again.
+    pub fn set_tombstones(&self, keep: bool) {
+        lock(&self.shared.quirks).no_tombstones = !keep;
+    }
+
+    /// Holds the next PUT of `reference` for `hold` before applying it,
+    /// whether or not the client is still waiting for the answer.
+    pub fn hold_next_put(&self, reference: &str, hold: Duration) {
+        lock(&self.shared.quirks)
+            .holds
+            .insert(reference.to_owned(), hold);
+    }
+
+    /// Whether a held PUT of `reference` is waiting now.
+    pub fn is_holding(&self, reference: &str) -> bool {
+        lock(&self.shared.quirks).holding.contains_key(reference)
+    }
+
+    /// When the last held PUT of `reference` was applied.
+    pub fn held_put_applied(&self, reference: &str) -> Option<Instant> {
+        lock(&self.shared.quirks)
+            .held_applied
+            .get(reference)
+            .copied()
+    }
+}
+
+pub(super) fn tombstone(shared: &Shared, reference: &str) -> Option<u64> {
+    let quirks = lock(&shared.quirks);
+    if quirks.no_tombstones {
+        return None;
+    }
+    quirks.tombstones.get(reference).copied()
+}
+
+pub(super) fn keep_tombstone(shared: &Shared, reference: &str, version: u64) {
+    let mut quirks = lock(&shared.quirks);
+    let v = quirks.tombstones.entry(reference.to_owned()).or_insert(0);
+    *v = (*v).max(version);
+}
+
+/// The hold set for the next PUT of `reference`, taken (one PUT only).
+pub(super) fn take_hold(shared: &Shared, reference: &str) -> Option<Duration> {
+    let mut quirks = lock(&shared.quirks);
+    let hold = quirks.holds.remove(reference)?;
+    *quirks.holding.entry(reference.to_owned()).or_insert(0) += 1;
+    Some(hold)
+}
+
+pub(super) async fn held_put(
+    shared: Arc<Shared>,
+    reference: String,
+    parsed: Result<Value, serde_json::Error>,
+    hold: Duration,
+) -> (Response<Body>, bool) {
+    tokio::time::sleep(hold).await;
+    let done = put(&shared, reference.clone(), parsed);
+    let mut quirks = lock(&shared.quirks);
+    if let Some(n) = quirks.holding.get_mut(&reference) {
+        *n -= 1;
+        if *n == 0 {
+            quirks.holding.remove(&reference);
+        }
+    }
+    if done.1 {
+        quirks.held_applied.insert(reference, Instant::now());
+    }
+    done
+}
+
+/// The answer a quirk gives instead of the operation, if any.
+pub(super) fn quirk_answer(shared: &Shared, route: &Route) -> Option<Response<Body>> {
+    let (Route::Put(reference) | Route::Delete(reference)) = route else {
+        return None;
+    };
+    let code = *lock(&shared.quirks).failing.get(reference)?;
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    Some(error_body(
+        status,
+        "",
+        "simulated failure of this reference",
+    ))
+}
