@@ -3,7 +3,7 @@
 
 use std::ops::Bound;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use hyper::body::Incoming;
@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::document::check_position_opening;
 use super::faults::{Fate, draw_fate, throttled};
 use super::log::Tracker;
-use super::quirks::{held_put, keep_tombstone, quirk_answer, take_hold, tombstone};
+use super::quirks::{keep_tombstone, quirk_answer, release_hold, take_hold, tombstone};
 use super::{Shared, Stored, lock, sha256_hex};
 use crate::{
     DropConnection, HandlerResult, bearer_ok, decode_segment, empty, error_body, json_value,
@@ -142,7 +142,9 @@ pub(super) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Handl
         Fate::DropBefore => return Err(DropConnection),
         Fate::Normal | Fate::DropAfter => {}
     }
-    if let Some(resp) = quirk_answer(&shared, &route) {
+    if let Route::Put(reference) | Route::Delete(reference) = &route
+        && let Some(resp) = quirk_answer(&shared, reference)
+    {
         return t.answer(resp);
     }
     if let Route::Put(reference) = &route
@@ -208,7 +210,19 @@ pub(super) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Handl
     t.answer(resp)
 }
 
-/// Applies a PUT; returns the response and whether the holdings changed.
+/// A PUT a gateway held for `hold` before applying it.
+async fn held_put(
+    shared: Arc<Shared>,
+    reference: String,
+    parsed: Result<Value, serde_json::Error>,
+    hold: Duration,
+) -> (Response<Body>, bool) {
+    tokio::time::sleep(hold).await;
+    let done = put(&shared, reference.clone(), parsed);
+    release_hold(&shared, reference, done.1);
+    done
+}
+
 pub(super) fn put(
     shared: &Shared,
     reference: String,

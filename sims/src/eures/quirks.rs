@@ -3,14 +3,11 @@
 //! references, and PUTs held before they are applied.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use hyper::{Response, StatusCode};
-use serde_json::Value;
 
-use super::handlers::{Route, put};
 use super::{EuresSim, Shared, lock};
 use crate::error_body;
 
@@ -99,14 +96,8 @@ pub(super) fn take_hold(shared: &Shared, reference: &str) -> Option<Duration> {
     Some(hold)
 }
 
-pub(super) async fn held_put(
-    shared: Arc<Shared>,
-    reference: String,
-    parsed: Result<Value, serde_json::Error>,
-    hold: Duration,
-) -> (Response<Body>, bool) {
-    tokio::time::sleep(hold).await;
-    let done = put(&shared, reference.clone(), parsed);
+/// A held PUT has been applied (or refused): it no longer counts as held.
+pub(super) fn release_hold(shared: &Shared, reference: String, applied: bool) {
     let mut quirks = lock(&shared.quirks);
     if let Some(n) = quirks.holding.get_mut(&reference) {
         *n -= 1;
@@ -114,17 +105,14 @@ pub(super) async fn held_put(
             quirks.holding.remove(&reference);
         }
     }
-    if done.1 {
+    if applied {
         quirks.held_applied.insert(reference, Instant::now());
     }
-    done
 }
 
-/// The answer a quirk gives instead of the operation, if any.
-pub(super) fn quirk_answer(shared: &Shared, route: &Route) -> Option<Response<Body>> {
-    let (Route::Put(reference) | Route::Delete(reference)) = route else {
-        return None;
-    };
+/// The answer a quirk gives instead of a PUT or DELETE of `reference`, if
+/// any.
+pub(super) fn quirk_answer(shared: &Shared, reference: &str) -> Option<Response<Body>> {
     let code = *lock(&shared.quirks).failing.get(reference)?;
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     Some(error_body(
