@@ -81,8 +81,11 @@ async fn a_document_that_cannot_be_re_read_backs_off() {
         .expect("reconcile page");
     let store2 = store.clone();
     let id2 = id.clone();
+    // Each attempt's re-read retries JobAG five times with backoff (6–12 s)
+    // before it counts: two of them take up to half a minute, longer on a
+    // loaded machine.
     eventually_async(
-        WAIT,
+        2 * WAIT,
         "the failed re-read recorded as an attempt",
         move || {
             let store = store2.clone();
