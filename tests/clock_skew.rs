@@ -223,31 +223,14 @@ async fn poll(portal: &Shared, http: &reqwest::Client, turn: usize) {
                 .push(format!("{base}: {e}; the workers logged: {logged}"));
         }
     };
-    let listed: Value = match http
+    let sent = http
         .get(format!("{base}/getChanges/{since}"))
         .bearer_auth(TOKEN)
         .send()
-        .await
-    {
-        Ok(resp) => {
-            if resp.status() != 200 {
-                let status = resp.status();
-                let body = resp.text().await.unwrap_or_default();
-                gone(portal, format!("getChanges/{since}: {status} {body}"));
-                return;
-            }
-            match resp.json().await {
-                Ok(v) => v,
-                Err(e) => {
-                    gone(portal, e.to_string());
-                    return;
-                }
-            }
-        }
-        Err(e) => {
-            gone(portal, e.to_string());
-            return;
-        }
+        .await;
+    let listed = match json_answer(sent, &format!("getChanges/{since}")).await {
+        Ok(v) => v,
+        Err(e) => return gone(portal, e),
     };
     let mut refs: BTreeMap<String, i64> = BTreeMap::new();
     for list in [
@@ -268,32 +251,15 @@ async fn poll(portal: &Shared, http: &reqwest::Client, turn: usize) {
         return;
     }
     let asked: Vec<&String> = refs.keys().collect();
-    let details: Value = match http
+    let sent = http
         .post(format!("{base}/getDetails"))
         .bearer_auth(TOKEN)
         .json(&asked)
         .send()
-        .await
-    {
-        Ok(resp) => {
-            if resp.status() != 200 {
-                let status = resp.status();
-                let body = resp.text().await.unwrap_or_default();
-                gone(portal, format!("getDetails: {status} {body}"));
-                return;
-            }
-            match resp.json().await {
-                Ok(v) => v,
-                Err(e) => {
-                    gone(portal, e.to_string());
-                    return;
-                }
-            }
-        }
-        Err(e) => {
-            gone(portal, e.to_string());
-            return;
-        }
+        .await;
+    let details = match json_answer(sent, "getDetails").await {
+        Ok(v) => v,
+        Err(e) => return gone(portal, e),
     };
     let mut p = lock(portal);
     let now = now_ms();
@@ -544,4 +510,19 @@ async fn pull_mode_with_a_worker_a_minute_ahead_misses_no_change() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_mode_with_a_worker_a_minute_behind_misses_no_change() {
     a_portal_polling_from_its_last_timestamp_misses_nothing("-60s", -60).await;
+}
+
+/// The JSON body of a 200 answer, or why there was none (`what` names the
+/// call).
+async fn json_answer(
+    sent: Result<reqwest::Response, reqwest::Error>,
+    what: &str,
+) -> Result<Value, String> {
+    let resp = sent.map_err(|e| e.to_string())?;
+    if resp.status() != 200 {
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        return Err(format!("{what}: {status} {body}"));
+    }
+    resp.json().await.map_err(|e| e.to_string())
 }
