@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use eures_sync_sims::jobag::sample_posting;
+use eures_sync_sims::jobag::{sample_id, sample_posting};
 use serde_json::json;
 
 use crate::rig::{Rig, wait_until};
@@ -23,18 +23,7 @@ pub(crate) async fn latency(backlog: u64) -> anyhow::Result<()> {
     // change is visible in the feed to the moment EURES holds it.
     let mut samples = Vec::new();
     for round in 0..300u64 {
-        let i = 1 + round % 200;
-        let id = sample_posting(i)["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let mut p = rig.jobag.current(&id).context("posting")?;
-        if let Some(o) = p.as_object_mut() {
-            o.remove("version");
-            o.remove("updated_at");
-        }
-        p["title"] = json!(format!("Udvikler runde {round}"));
-        let v = rig.jobag.upsert(p);
+        let (id, v) = retitle(&rig, 1 + round % 200, format!("Udvikler runde {round}"))?;
         let t = wait_until("propagation", Duration::from_secs(10), || {
             rig.eures.get(&id).is_some_and(|x| x.source_version == v)
         })
@@ -68,17 +57,7 @@ pub(crate) async fn latency(backlog: u64) -> anyhow::Result<()> {
     });
     let mut last = (String::new(), 0);
     for i in 2..=backlog {
-        let id = sample_posting(i)["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let mut p = rig.jobag.current(&id).context("posting")?;
-        if let Some(o) = p.as_object_mut() {
-            o.remove("version");
-            o.remove("updated_at");
-        }
-        p["title"] = json!(format!("Opdateret {i}"));
-        last = (id, rig.jobag.upsert(p));
+        last = retitle(&rig, i, format!("Opdateret {i}"))?;
     }
     let store = worker.store.clone();
     let started = Instant::now();
@@ -123,4 +102,17 @@ pub(crate) async fn latency(backlog: u64) -> anyhow::Result<()> {
     let _ = stop.send(true);
     task.await??;
     Ok(())
+}
+
+/// Publishes a new version of sample posting `i` with `title`; returns its
+/// id and the version JobAG gave it.
+fn retitle(rig: &Rig, i: u64, title: String) -> anyhow::Result<(String, u64)> {
+    let id = sample_id(i);
+    let mut p = rig.jobag.current(&id).context("posting")?;
+    if let Some(o) = p.as_object_mut() {
+        o.remove("version");
+        o.remove("updated_at");
+    }
+    p["title"] = json!(title);
+    Ok((id, rig.jobag.upsert(p)))
 }
