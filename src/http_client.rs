@@ -11,7 +11,8 @@ use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::config::{PLAIN_HTTP_REFUSED, is_loopback_url_host};
+use crate::config::PLAIN_HTTP_REFUSED;
+use crate::loopback::is_loopback_url_host;
 
 /// The client could not be built. Never carries a token.
 #[derive(Debug, thiserror::Error)]

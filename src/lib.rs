@@ -13,6 +13,7 @@
 //! - [`store`]: the ledger (SQLite, PostgreSQL); the only place that writes SQL.
 //! - [`engine`]: the worker loops (feed, delivery, expiry, leader, reconcile).
 //! - [`http`]: metrics, health and the Input API (pull mode).
+//! - [`loopback`]: what counts as this machine (plain links only to it).
 //! - [`config`], [`telemetry`], [`cli`]: process wiring.
 //!
 //! The JobAG and EURES simulators are the `eures-sync-sims` crate (`sims/`),
@@ -26,6 +27,7 @@ pub mod eures;
 pub mod http;
 pub mod http_client;
 pub mod jobag;
+pub mod loopback;
 pub mod store;
 pub mod telemetry;
 

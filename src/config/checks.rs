@@ -3,16 +3,15 @@
 //! that into an error at the key as the value is read.
 
 use super::errors::{ConfigError, closest};
+use crate::loopback::is_loopback_url_host;
+use crate::store::DatabaseUrl;
 
-/// `database.url` chooses the store by its scheme.
+/// `database.url` chooses the store by its scheme, read as the store
+/// reads it.
 pub(super) fn check_database_url(url: &str) -> Result<(), String> {
-    let url = url.trim();
-    if url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")
-    {
-        Ok(())
-    } else {
-        Err("must start with sqlite: or postgres:".to_owned())
-    }
+    DatabaseUrl::parse(url)
+        .map(|_| ())
+        .map_err(|_| format!("must start with {}", DatabaseUrl::SCHEMES))
 }
 
 /// A base URL: http or https with a host, and plain http only to this
@@ -35,39 +34,6 @@ pub(super) fn check_http_url(value: &str) -> Result<(), String> {
 /// postings would cross the network in clear.
 pub const PLAIN_HTTP_REFUSED: &str =
     "http:// only to a loopback host (localhost, 127.0.0.1, ::1); use https://";
-
-/// Whether `host` (a database host, or a URL's host text) names this
-/// machine over its loopback interface: `localhost`, `127.0.0.0/8` or
-/// `::1` (IPv4-mapped included). Any other name counts as remote even when
-/// it resolves to a local address: the decision must not depend on DNS.
-pub fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim();
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    if host.eq_ignore_ascii_case("localhost") || host.eq_ignore_ascii_case("localhost.") {
-        return true;
-    }
-    match host.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback(),
-        Ok(std::net::IpAddr::V6(ip)) => {
-            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-        Err(_) => false,
-    }
-}
-
-/// [`is_loopback_host`] of a parsed URL's host.
-pub fn is_loopback_url_host(host: &url::Host<&str>) -> bool {
-    match host {
-        url::Host::Domain(name) => is_loopback_host(name),
-        url::Host::Ipv4(ip) => ip.is_loopback(),
-        url::Host::Ipv6(ip) => {
-            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-    }
-}
 
 /// A template must name the posting (`{id}`) and give an http(s) URL with a
 /// host once the id is in: a template that fails sends every posting-only

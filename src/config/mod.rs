@@ -42,7 +42,7 @@ mod tokens;
 #[cfg(test)]
 mod tests;
 
-pub use checks::{PLAIN_HTTP_REFUSED, check_rust_log, is_loopback_host, is_loopback_url_host};
+pub use checks::{PLAIN_HTTP_REFUSED, check_rust_log};
 pub use errors::ConfigError;
 pub use tokens::{ENV_EURES_TOKEN, ENV_INPUT_API_TOKEN, ENV_JOBAG_TOKEN, Token};
 

@@ -423,11 +423,6 @@ fn plain_http_only_to_a_loopback_host() {
                 .unwrap_or_else(|e| panic!("{fine}: {e}"));
         }
     }
-    assert!(is_loopback_host("[::1]"));
-    assert!(is_loopback_host("127.0.0.1"));
-    assert!(!is_loopback_host("0.0.0.0"));
-    assert!(!is_loopback_host("db.example"));
-    assert!(!is_loopback_host("/var/run/postgresql"));
 }
 
 #[test]

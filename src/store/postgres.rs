@@ -260,7 +260,7 @@ fn transport(
         return Err(StoreError::Url(format!("sslrootcert {path}: {}", e.kind())));
     }
     let host = options.get_host().to_owned();
-    if options.get_socket().is_some() || crate::config::is_loopback_host(&host) {
+    if options.get_socket().is_some() || crate::loopback::is_loopback_host(&host) {
         let options = if mode_given {
             options
         } else {

@@ -17,6 +17,9 @@ pub enum DatabaseUrl {
 }
 
 impl DatabaseUrl {
+    /// The schemes a ledger URL may start with, as messages name them.
+    pub const SCHEMES: &str = "sqlite: or postgres:";
+
     /// Reads the scheme of `url`; anything but SQLite or PostgreSQL is an
     /// error saying what `database.url` must be.
     pub fn parse(url: &str) -> Result<DatabaseUrl> {
@@ -27,9 +30,10 @@ impl DatabaseUrl {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Ok(DatabaseUrl::Postgres)
         } else {
-            Err(StoreError::Url(
-                "database.url must start with sqlite: or postgres:".into(),
-            ))
+            Err(StoreError::Url(format!(
+                "database.url must start with {}",
+                DatabaseUrl::SCHEMES
+            )))
         }
     }
 
