@@ -4,6 +4,8 @@
 //!
 //! Names only, never DNS: the answer must not change with a resolver.
 
+use std::net::IpAddr;
+
 /// Whether `host` (a database host, or a URL's host text) names this
 /// machine over its loopback interface: `localhost`, `127.0.0.0/8` or
 /// `::1` (IPv4-mapped included). Any other name counts as remote even when
@@ -17,21 +19,23 @@ pub fn is_loopback_host(host: &str) -> bool {
     if host.eq_ignore_ascii_case("localhost") || host.eq_ignore_ascii_case("localhost.") {
         return true;
     }
-    match host.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback(),
-        Ok(std::net::IpAddr::V6(ip)) => {
-            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-        Err(_) => false,
-    }
+    host.parse().is_ok_and(is_loopback_ip)
 }
 
 /// [`is_loopback_host`] of a parsed URL's host.
 pub fn is_loopback_url_host(host: &url::Host<&str>) -> bool {
     match host {
         url::Host::Domain(name) => is_loopback_host(name),
-        url::Host::Ipv4(ip) => ip.is_loopback(),
-        url::Host::Ipv6(ip) => {
+        url::Host::Ipv4(ip) => is_loopback_ip(IpAddr::V4(*ip)),
+        url::Host::Ipv6(ip) => is_loopback_ip(IpAddr::V6(*ip)),
+    }
+}
+
+/// `127.0.0.0/8`, `::1`, or an IPv4-mapped IPv6 address of the first.
+fn is_loopback_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(ip) => ip.is_loopback(),
+        IpAddr::V6(ip) => {
             ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
         }
     }
@@ -52,5 +56,15 @@ mod tests {
         assert!(!is_loopback_host("db.example"));
         assert!(!is_loopback_host("localhost.example"));
         assert!(!is_loopback_host("/var/run/postgresql"));
+        let url_host = |u: &str| {
+            url::Url::parse(u)
+                .ok()
+                .and_then(|u| u.host().map(|h| is_loopback_url_host(&h)))
+        };
+        assert_eq!(url_host("http://[::ffff:127.0.0.1]:1/"), Some(true));
+        assert_eq!(url_host("http://127.1.2.3/"), Some(true));
+        assert_eq!(url_host("http://LOCALHOST/"), Some(true));
+        assert_eq!(url_host("http://[::2]/"), Some(false));
+        assert_eq!(url_host("http://10.0.0.1/"), Some(false));
     }
 }

@@ -231,6 +231,12 @@ fn every_refusal_names_the_key_and_where_it_was_written() {
             "[database]\nurl = \"mysql://x\"",
             "database.url: must start with sqlite: or postgres:",
         ),
+        // The store reads the URL as written; one it would refuse later is
+        // refused here, at the key.
+        (
+            "[database]\nurl = \" sqlite://l.db\"",
+            "database.url: must start with sqlite: or postgres:",
+        ),
         (
             "[jobag]\nbase_url = \"not a url\"",
             "jobag.base_url: not a URL",
