@@ -73,7 +73,7 @@ struct Story<'a> {
 
 impl Story<'_> {
     /// The Input API's details of `id` (pull mode); `None` for an unknown
-    /// reference.
+    /// reference, or while nothing is served yet.
     async fn details(&self, id: &str) -> Option<Value> {
         let response = self
             .http
@@ -83,6 +83,10 @@ impl Story<'_> {
             .send()
             .await
             .expect("getDetails");
+        // 503 while the agent catches up with JobAG after its start.
+        if response.status().as_u16() == 503 {
+            return None;
+        }
         assert_eq!(response.status().as_u16(), 200);
         let body: Value = response.json().await.expect("JSON");
         body["details"].get(id).cloned()

@@ -174,7 +174,10 @@ async fn input_api(config: &Config) -> anyhow::Result<Option<crate::http::input_
         )
     })?;
     let store = crate::store::exchange::connect_exchange(&config.database.url).await?;
-    Ok(Some(crate::http::input_api::InputApi::new(store, &token)))
+    let started_ms = store.now_ms().await?;
+    Ok(Some(crate::http::input_api::InputApi::waiting_for_source(
+        store, &token, started_ms,
+    )))
 }
 
 /// How long a stop may take to finish in-flight requests before the process

@@ -45,6 +45,28 @@ const AUTH_PROBE_EVERY_MS: i64 = 1000;
 /// probe may go out.
 const AUTH_WAIT: Duration = Duration::from_millis(100);
 
+/// What the worker knows of a claim on its own clocks, taken when the
+/// claim was asked for (no later than the ledger granted it).
+#[derive(Debug, Clone, Copy)]
+struct ClaimClock {
+    /// When the lease ends at the latest, on the monotonic clock.
+    lease_ends: tokio::time::Instant,
+    /// The process clock minus the ledger's at the claim: turns a time the
+    /// ledger stamped into one comparable with the process clock.
+    ledger_to_process_ms: i64,
+}
+
+impl ClaimClock {
+    /// Whether the lease still has `needed` left, enough for one request
+    /// and its verification margin (SPEC 3.9): an operation sent later
+    /// could land after another worker took the posting over.
+    fn has_left(&self, needed: Duration) -> bool {
+        self.lease_ends
+            .checked_duration_since(tokio::time::Instant::now())
+            .is_some_and(|left| left >= needed)
+    }
+}
+
 /// One finished attempt on its way to the ledger.
 struct Finished {
     claimed: Claimed,
@@ -154,11 +176,18 @@ impl Worker {
             let Some(room) = self.room_to_claim(&lanes, &mut stop).await else {
                 continue;
             };
-            for op in self.claim(room, &mut stop).await {
+            let asked = tokio::time::Instant::now();
+            let claimed = self.claim(room, &mut stop).await;
+            let process_now = now_ms();
+            for op in claimed {
+                let clock = ClaimClock {
+                    lease_ends: asked + self.settings.lease,
+                    ledger_to_process_ms: process_now.saturating_sub(op.claimed_at_ms),
+                };
                 let Ok(place) = lanes.places.clone().acquire_owned().await else {
                     break;
                 };
-                self.send(op, place, &lanes, &finished_tx, &stop);
+                self.send(op, clock, place, &lanes, &finished_tx, &stop);
             }
         }
         self.drain(&lanes).await;
@@ -244,6 +273,7 @@ impl Worker {
     fn send(
         self: &Arc<Self>,
         op: Claimed,
+        clock: ClaimClock,
         place: OwnedSemaphorePermit,
         lanes: &Lanes,
         finished: &mpsc::Sender<Finished>,
@@ -262,7 +292,19 @@ impl Worker {
                 // worker stops.
                 return;
             }
-            worker.attempt(op, &finished).await;
+            if !clock.has_left(worker.settings.verify_after) {
+                // Waited too long for a slot: another worker may hold the
+                // posting by now, and this request could land after its.
+                tracing::info!(posting = %op.id, op = op.op.as_str(),
+                    "the lease has too little time left to send: given back unsent");
+                if let Err(e) = worker.store.release(&worker.settings.owner, &op).await {
+                    tracing::warn!(posting = %op.id, error = %e, "releasing lease failed");
+                }
+                drop(place);
+                worker.wake.notify_one();
+                return;
+            }
+            worker.attempt(op, clock, &finished).await;
             drop(slot);
             drop(place);
             worker.wake.notify_one();
@@ -463,7 +505,7 @@ impl Worker {
     /// Performs one claimed operation and hands its outcome to the recorder.
     #[tracing::instrument(name = "delivery", skip_all,
         fields(posting = %op.id, version = op.version, op = op.op.as_str(), outcome = tracing::field::Empty))]
-    async fn attempt(&self, op: Claimed, finished: &mpsc::Sender<Finished>) {
+    async fn attempt(&self, op: Claimed, clock: ClaimClock, finished: &mpsc::Sender<Finished>) {
         let Some(eures) = &self.eures else {
             return;
         };
@@ -505,8 +547,11 @@ impl Worker {
             crate::telemetry::record_propagation((now_ms() - updated) as f64 / 1000.0);
         }
         // Strictly after: an answer stamped in the same millisecond as the
-        // previous attempt's end may be that attempt's own.
-        let since = op.last_attempt_ms.unwrap_or(started_ms);
+        // previous attempt's end may be that attempt's own. The ledger
+        // stamped that end; the answers are on the process clock.
+        let since = op
+            .last_attempt_ms
+            .map_or(started_ms, |at| at.saturating_add(clock.ledger_to_process_ms));
         let portal_answered = self.health.eures_answered_ms.load(Ordering::SeqCst) > since;
         let result = to_attempt_result(&outcome, portal_answered);
         self.finish(finished, op, result, label).await;

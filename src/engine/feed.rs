@@ -135,6 +135,7 @@ impl Worker {
                 changes,
                 quarantined,
                 next_cursor: last.then(|| page.next_cursor.clone()),
+                at_source_head: last && !page.has_more,
                 ..IngestBatch::default()
             };
             let applied = self.store.ingest(&batch, self.ctx()).await?;

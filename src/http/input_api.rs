@@ -4,9 +4,14 @@
 //! - `GET  {BASE}/ping` → `200` text/plain;
 //! - `GET  {BASE}/getAll` → `{"allReferences": [Ref...]}`, every ACTIVE copy;
 //! - `GET  {BASE}/getChanges/{ts}` → created / modified / closed references
-//!   whose last modification is at or after `ts` (epoch ms, inclusive);
+//!   whose last modification is at or after `ts` (epoch ms, inclusive) and
+//!   below the answer's high-water mark, fixed when the call starts;
 //! - `POST {BASE}/getDetails` with `["ref", ...]` (at most
 //!   [`MAX_DETAILS`]) → `{"details": {"ref": {...}}}`.
+//!
+//! Until the ledger has caught up with the source once after the start,
+//! the three data calls answer `503` (a restored backup must not serve a
+//! posting withdrawn since as ACTIVE).
 //!
 //! Owns the HTTP shapes, the bearer-token check and the streaming of the
 //! answers. It must never write the ledger, never build a listing in memory
@@ -16,6 +21,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -61,14 +67,68 @@ pub struct InputApi {
     /// kept, and comparing digests makes the check independent of where the
     /// presented token first differs, and of its length.
     token_digest: [u8; 32],
+    /// Whether the data calls wait for the source (see [`SourceGate`]).
+    gate: Arc<SourceGate>,
+}
+
+/// The data calls answer `503` until the ledger has caught up with the
+/// source at or after `since_ms` (the ledger's clock when the process
+/// started); once it has, for good.
+#[derive(Debug, Default)]
+struct SourceGate {
+    since_ms: Option<i64>,
+    open: AtomicBool,
 }
 
 impl InputApi {
+    /// An Input API that answers from the ledger at once: for a view of a
+    /// ledger nothing feeds (tests of the API itself).
     pub fn new(store: Arc<dyn ExchangeStore>, token: &SecretString) -> InputApi {
         InputApi {
             store,
             token_digest: digest(token.expose_secret().as_bytes()),
+            gate: Arc::new(SourceGate {
+                since_ms: None,
+                open: AtomicBool::new(true),
+            }),
         }
+    }
+
+    /// The worker's Input API: nothing is served until the ledger has
+    /// caught up with the source at or after `started_ms` (the ledger's
+    /// clock at the start), so a restored or rebuilt ledger never serves a
+    /// posting as ACTIVE that the source withdrew meanwhile (SPEC 4.3).
+    pub fn waiting_for_source(
+        store: Arc<dyn ExchangeStore>,
+        token: &SecretString,
+        started_ms: i64,
+    ) -> InputApi {
+        InputApi {
+            store,
+            token_digest: digest(token.expose_secret().as_bytes()),
+            gate: Arc::new(SourceGate {
+                since_ms: Some(started_ms),
+                open: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Whether the data calls may be answered now.
+    async fn source_caught_up(&self) -> Result<bool, StoreError> {
+        if self.gate.open.load(Ordering::Acquire) {
+            return Ok(true);
+        }
+        let since = self.gate.since_ms.unwrap_or(i64::MIN);
+        let caught_up = self
+            .store
+            .source_head_ms()
+            .await?
+            .is_some_and(|head| head >= since);
+        if caught_up {
+            self.gate.open.store(true, Ordering::Release);
+            tracing::info!("input api: the ledger has caught up with the source; serving");
+        }
+        Ok(caught_up)
     }
 
     fn accepts(&self, presented: &str) -> bool {
@@ -95,16 +155,22 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 /// limit.
 pub fn router(api: InputApi) -> Router {
     let limit = |max: usize| middleware::from_fn_with_state(max, limit_body);
+    let gate = || middleware::from_fn_with_state(api.clone(), wait_for_source);
     Router::new()
         .route(&format!("{BASE}/ping"), get(ping).layer(limit(0)))
-        .route(&format!("{BASE}/getAll"), get(get_all).layer(limit(0)))
+        .route(
+            &format!("{BASE}/getAll"),
+            get(get_all).layer(limit(0)).layer(gate()),
+        )
         .route(
             &format!("{BASE}/getChanges/{{ts}}"),
-            get(get_changes).layer(limit(0)),
+            get(get_changes).layer(limit(0)).layer(gate()),
         )
         .route(
             &format!("{BASE}/getDetails"),
-            post(get_details).layer(limit(MAX_DETAILS_BODY)),
+            post(get_details)
+                .layer(limit(MAX_DETAILS_BODY))
+                .layer(gate()),
         )
         .route_layer(middleware::from_fn_with_state(api.clone(), require_token))
         .with_state(api)
@@ -152,6 +218,24 @@ async fn limit_body(State(max): State<usize>, req: Request, next: Next) -> Respo
     next.run(req).await
 }
 
+/// `503` with `Retry-After` until the ledger has caught up with the source.
+async fn wait_for_source(State(api): State<InputApi>, req: Request, next: Next) -> Response {
+    match api.source_caught_up().await {
+        Ok(true) => next.run(req).await,
+        Ok(false) => {
+            let mut response = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the agent is catching up with JobAG after its start; try again shortly",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            response
+        }
+        Err(e) => internal(&e),
+    }
+}
+
 async fn require_token(State(api): State<InputApi>, req: Request, next: Next) -> Response {
     let why = match bearer(req.headers()) {
         Some(token) if api.accepts(token) => return next.run(req).await,
@@ -182,12 +266,13 @@ async fn ping() -> impl IntoResponse {
 }
 
 async fn get_all(State(api): State<InputApi>) -> Response {
-    if let Err(e) = api.store.barrier().await {
-        return internal(&e);
-    }
+    let before_ms = match api.store.barrier().await {
+        Ok(mark) => mark,
+        Err(e) => return internal(&e),
+    };
     let listing = Listing::new(
         api.store.clone(),
-        vec![("allReferences", ExchangeFilter::Active)],
+        vec![("allReferences", ExchangeFilter::Active { before_ms })],
     );
     streamed(listing.into_stream()).await
 }
@@ -199,10 +284,20 @@ async fn get_changes(State(api): State<InputApi>, Path(ts): Path<String>) -> Res
             "the timestamp must be a non-negative integer: epoch milliseconds UTC",
         );
     };
-    if let Err(e) = api.store.barrier().await {
-        return internal(&e);
-    }
-    let section = |name, kind| (name, ExchangeFilter::Changed { kind, since_ms });
+    let before_ms = match api.store.barrier().await {
+        Ok(mark) => mark,
+        Err(e) => return internal(&e),
+    };
+    let section = |name, kind| {
+        (
+            name,
+            ExchangeFilter::Changed {
+                kind,
+                since_ms,
+                before_ms,
+            },
+        )
+    };
     let listing = Listing::new(
         api.store.clone(),
         vec![
@@ -577,8 +672,16 @@ mod tests {
 
     #[async_trait::async_trait]
     impl ExchangeStore for Failing {
-        async fn barrier(&self) -> crate::store::Result<()> {
-            Ok(())
+        async fn barrier(&self) -> crate::store::Result<i64> {
+            Ok(2)
+        }
+
+        async fn now_ms(&self) -> crate::store::Result<i64> {
+            Ok(2)
+        }
+
+        async fn source_head_ms(&self) -> crate::store::Result<Option<i64>> {
+            Ok(None)
         }
 
         async fn exchange_page(

@@ -169,12 +169,21 @@ pub trait Store: Send + Sync + 'static {
 
 #[async_trait]
 pub trait ExchangeStore: Send + Sync + 'static {
-    /// Waits until every ledger write already under way has committed, so
-    /// that pages read afterwards show every change stamped before the call.
-    /// Listings call it first: a poller that asks for changes since the
-    /// moment of its previous call must not miss a change that was being
-    /// committed at that moment.
-    async fn barrier(&self) -> Result<()>;
+    /// Waits until every ledger write already under way has committed and
+    /// returns the answer's high-water mark H: every change stamped below H
+    /// has committed, and no write that commits later is stamped below H.
+    /// Listings call it first and list only what is stamped below H, so an
+    /// answer is one consistent cut however slowly it is read, and a poller
+    /// that goes on from the highest timestamp it saw misses nothing
+    /// (SPEC 4.3).
+    async fn barrier(&self) -> Result<i64>;
+
+    /// The ledger's clock (on PostgreSQL the database server's).
+    async fn now_ms(&self) -> Result<i64>;
+
+    /// When the ledger last caught up with the source (see
+    /// `IngestBatch::at_source_head`), on the ledger's clock.
+    async fn source_head_ms(&self) -> Result<Option<i64>>;
 
     /// Up to `limit` references matching `filter`, after `after` (the last
     /// reference of the previous page, in the filter's order), metadata only.

@@ -70,9 +70,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn now_ms(&self) -> Result<i64>;
     /// Applies the migrations the ledger lacks (`Dialect::migrator`).
     async fn migrate(&self) -> Result<()>;
-    /// Waits until every ledger write already under way has committed (see
-    /// `ExchangeStore::barrier`).
-    async fn barrier(&self) -> Result<()>;
+    /// Waits until every ledger write already under way has committed and
+    /// returns the high-water mark (see `ExchangeStore::barrier`).
+    async fn barrier(&self) -> Result<i64>;
     async fn lead(&self, owner: &str, ttl: Duration) -> Result<bool>;
     fn watch_wakeups(&self, wake: Arc<Notify>, stop: watch::Receiver<bool>);
 }

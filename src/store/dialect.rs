@@ -388,9 +388,10 @@ impl ExchangeSql {
     /// match `active = 1` only); `ids_in` selects the ids of the list `$1`.
     fn new(truth: &str, ids_in: &str) -> ExchangeSql {
         let active = ACTIVE_CONDITION.replace("{TRUE}", truth);
+        // `$2` is the answer's high-water mark; the range starts after it.
         let by_reference = |next: &str| {
             format!(
-                "SELECT {REF_COLUMNS} FROM postings WHERE {active}{next} \
+                "SELECT {REF_COLUMNS} FROM postings WHERE {active} AND modified_ms < $2{next} \
                  ORDER BY id LIMIT $1"
             )
         };
@@ -399,15 +400,15 @@ impl ExchangeSql {
         // would make SQLite start every page's range at `since` instead.
         let by_change = |kind: ChangeKind, from: &str| {
             format!(
-                "SELECT {REF_COLUMNS} FROM postings WHERE {} AND {from} \
+                "SELECT {REF_COLUMNS} FROM postings WHERE {} AND modified_ms < $2 AND {from} \
                  ORDER BY modified_ms, id LIMIT $1",
                 change_condition(kind)
             )
         };
-        let mut pages = vec![by_reference(""), by_reference(" AND id > $2")];
+        let mut pages = vec![by_reference(""), by_reference(" AND id > $3")];
         for kind in ChangeKind::ALL {
-            pages.push(by_change(kind, "modified_ms >= $2"));
-            pages.push(by_change(kind, "(modified_ms, id) > ($2, $3)"));
+            pages.push(by_change(kind, "modified_ms >= $3"));
+            pages.push(by_change(kind, "(modified_ms, id) > ($3, $4)"));
         }
         let details = format!(
             "SELECT {REF_COLUMNS}, \
@@ -438,7 +439,7 @@ pub(crate) static POSTGRES_EXCHANGE: LazyLock<ExchangeSql> =
 /// Position of a filter's queries in [`ExchangeSql::pages`] (kinds in `ChangeKind::ALL` order).
 fn filter_slot(filter: ExchangeFilter) -> usize {
     match filter {
-        ExchangeFilter::Active => 0,
+        ExchangeFilter::Active { .. } => 0,
         ExchangeFilter::Changed { kind, .. } => match kind {
             ChangeKind::Created => 1,
             ChangeKind::Modified => 2,

@@ -52,8 +52,17 @@ where
     i64: for<'r> Decode<'r, B::Db> + for<'r> Encode<'r, B::Db> + Type<B::Db>,
     bool: for<'r> Decode<'r, B::Db> + Type<B::Db>,
 {
-    async fn barrier(&self) -> Result<()> {
+    async fn barrier(&self) -> Result<i64> {
         Backend::barrier(self).await
+    }
+
+    async fn now_ms(&self) -> Result<i64> {
+        Backend::now_ms(self).await
+    }
+
+    async fn source_head_ms(&self) -> Result<Option<i64>> {
+        let value = super::generic::state(self.pool(), super::sql::SOURCE_HEAD_KEY).await?;
+        Ok(value.and_then(|v| v.parse().ok()))
     }
 
     async fn exchange_page(
@@ -63,10 +72,12 @@ where
         limit: i64,
     ) -> Result<Vec<ExchangeRef>> {
         let sql = <B::Db as Dialect>::exchange().page(filter, after.is_some());
-        let mut query = sqlx::query_as::<_, RefRow>(sql).bind(limit.max(0));
+        let mut query = sqlx::query_as::<_, RefRow>(sql)
+            .bind(limit.max(0))
+            .bind(filter.before_ms());
         match (filter, after) {
-            (ExchangeFilter::Active, None) => {}
-            (ExchangeFilter::Active, Some(a)) => query = query.bind(a.reference.as_str()),
+            (ExchangeFilter::Active { .. }, None) => {}
+            (ExchangeFilter::Active { .. }, Some(a)) => query = query.bind(a.reference.as_str()),
             (ExchangeFilter::Changed { since_ms, .. }, None) => query = query.bind(since_ms),
             (ExchangeFilter::Changed { .. }, Some(a)) => {
                 query = query.bind(a.modified_ms).bind(a.reference.as_str());
@@ -192,7 +203,11 @@ mod tests {
         async fn changes(&self, since_ms: i64) -> HashMap<ChangeKind, Vec<String>> {
             let mut out = HashMap::new();
             for kind in ChangeKind::ALL {
-                let refs = self.all(ExchangeFilter::Changed { kind, since_ms }).await;
+                let refs = self.all(ExchangeFilter::Changed {
+                        kind,
+                        since_ms,
+                        before_ms: i64::MAX,
+                    }).await;
                 for r in &refs {
                     assert_eq!(r.kind(), kind, "{r:?} listed as {kind:?}");
                     assert!(r.modified_ms >= since_ms);
@@ -203,7 +218,7 @@ mod tests {
         }
 
         async fn active(&self) -> Vec<String> {
-            self.all(ExchangeFilter::Active)
+            self.all(ExchangeFilter::Active { before_ms: i64::MAX })
                 .await
                 .into_iter()
                 .map(|r| r.reference)
@@ -336,7 +351,7 @@ mod tests {
             .collect();
         l.apply(closing, 3_000, false).await;
 
-        let all = l.all(ExchangeFilter::Active).await;
+        let all = l.all(ExchangeFilter::Active { before_ms: i64::MAX }).await;
         let mut expected: Vec<String> = (0..60)
             .filter(|i| !(20..30).contains(i))
             .map(|i| format!("p{i:03}"))
@@ -414,11 +429,15 @@ mod tests {
     async fn every_page_query_is_a_range_scan_over_its_own_index() {
         let l = ledger().await;
         let cases = [
-            (ExchangeFilter::Active, "postings_x_active"),
+            (
+                ExchangeFilter::Active { before_ms: 0 },
+                "postings_x_active",
+            ),
             (
                 ExchangeFilter::Changed {
                     kind: ChangeKind::Created,
                     since_ms: 0,
+                    before_ms: 0,
                 },
                 "postings_x_created",
             ),
@@ -426,6 +445,7 @@ mod tests {
                 ExchangeFilter::Changed {
                     kind: ChangeKind::Modified,
                     since_ms: 0,
+                    before_ms: 0,
                 },
                 "postings_x_modified",
             ),
@@ -433,6 +453,7 @@ mod tests {
                 ExchangeFilter::Changed {
                     kind: ChangeKind::Closed,
                     since_ms: 0,
+                    before_ms: 0,
                 },
                 "postings_x_closed",
             ),
@@ -444,10 +465,11 @@ mod tests {
                     <sqlx::Sqlite as Dialect>::exchange().page(filter, next)
                 );
                 let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(sql))
-                    .bind(1_000_i64);
+                    .bind(1_000_i64)
+                    .bind(9_000_i64);
                 q = match (filter, next) {
-                    (ExchangeFilter::Active, false) => q,
-                    (ExchangeFilter::Active, true) => q.bind("p1"),
+                    (ExchangeFilter::Active { .. }, false) => q,
+                    (ExchangeFilter::Active { .. }, true) => q.bind("p1"),
                     (_, false) => q.bind(0_i64),
                     (_, true) => q.bind(5_i64).bind("p1"),
                 };
@@ -464,10 +486,10 @@ mod tests {
                 // Each page seeks to where it starts; it never re-reads the
                 // rows of the pages before it.
                 let range = match (filter, next) {
-                    (ExchangeFilter::Active, false) => None,
-                    (ExchangeFilter::Active, true) => Some("(id>?)"),
-                    (_, false) => Some("(modified_ms>?)"),
-                    (_, true) => Some("((modified_ms,id)>(?,?))"),
+                    (ExchangeFilter::Active { .. }, false) => None,
+                    (ExchangeFilter::Active { .. }, true) => Some("(id>?)"),
+                    (_, false) => Some("(modified_ms>? AND modified_ms<?)"),
+                    (_, true) => Some("((modified_ms,id)>(?,?) AND modified_ms<?)"),
                 };
                 if let Some(range) = range {
                     assert!(plan.contains(range), "{filter:?} next={next}: {plan}");

@@ -539,7 +539,7 @@ where
 }
 
 /// A value of `agent_state`.
-async fn state<DB>(pool: &Pool<DB>, key: &str) -> Result<Option<String>>
+pub(super) async fn state<DB>(pool: &Pool<DB>, key: &str) -> Result<Option<String>>
 where
     DB: Database,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,

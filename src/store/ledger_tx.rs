@@ -280,7 +280,7 @@ where
             .bind(token)
             .fetch_all(&mut *self.0)
             .await?;
-        let mut claimed = in_claim_order(rows)?;
+        let mut claimed = in_claim_order(rows, now_ms)?;
         // Read now that the claim holds the rows: an edit that committed
         // before is seen whole, and none can commit until this ends.
         let sent: Vec<&str> = claimed

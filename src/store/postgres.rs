@@ -398,14 +398,17 @@ impl Backend for PgStore {
 
     /// `SHARE` conflicts with the `ROW EXCLUSIVE` lock every write
     /// transaction takes before it reads its clock: this waits for those
-    /// under way, and any that starts later stamps a later time.
-    async fn barrier(&self) -> Result<()> {
-        self.pool
+    /// under way, and reads the mark while no write can start. A write that
+    /// starts later reads the clock after the mark was read, so it stamps at
+    /// or above it, whenever it commits.
+    async fn barrier(&self) -> Result<i64> {
+        let mut tx = self
+            .pool
             .begin_with("BEGIN; LOCK TABLE postings IN SHARE MODE")
-            .await?
-            .commit()
             .await?;
-        Ok(())
+        let mark: i64 = sqlx::query_scalar(DB_NOW_MS).fetch_one(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(mark)
     }
 
     async fn migrate(&self) -> Result<()> {

@@ -279,13 +279,19 @@ pub(crate) struct RankedClaim {
 }
 
 /// Claimed operations in claim order: deletions first, then the longest due.
-pub(crate) fn in_claim_order(mut rows: Vec<RankedClaim>) -> Result<Vec<Claimed>, StoreError> {
+/// `claimed_at_ms` is the claim's time on the ledger's clock.
+pub(crate) fn in_claim_order(
+    mut rows: Vec<RankedClaim>,
+    claimed_at_ms: i64,
+) -> Result<Vec<Claimed>, StoreError> {
     rows.sort_by_key(|r| (r.due_rank, r.next_attempt_at_ms));
-    rows.into_iter().map(|r| r.claim.into_claimed()).collect()
+    rows.into_iter()
+        .map(|r| r.claim.into_claimed(claimed_at_ms))
+        .collect()
 }
 
 impl FlatClaim {
-    pub fn into_claimed(self) -> Result<Claimed, StoreError> {
+    pub fn into_claimed(self, claimed_at_ms: i64) -> Result<Claimed, StoreError> {
         let op = self
             .due_op
             .as_deref()
@@ -308,6 +314,7 @@ impl FlatClaim {
             attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
             last_attempt_ms: self.last_attempt_ms,
             lease_token: self.lease_token.unwrap_or_default(),
+            claimed_at_ms,
         })
     }
 }

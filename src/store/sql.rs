@@ -10,6 +10,10 @@ use super::row::{COLUMNS, ENTRY_COLUMNS};
 
 pub(crate) const CURSOR_KEY: &str = "feed_cursor";
 pub(crate) const LAST_POLL_KEY: &str = "last_source_poll_ms";
+/// When (epoch ms, the ledger's clock) a poll last found nothing more to
+/// read: the ledger had caught up with the source. The Input API serves
+/// nothing until this is later than its own start (SPEC 4.3).
+pub(crate) const SOURCE_HEAD_KEY: &str = "source_head_ms";
 /// When a reconcile was asked for that has not completed since (epoch ms).
 pub(crate) const RECONCILE_KEY: &str = "reconcile_requested_ms";
 /// Forgets the request `$1` names (epoch ms), not a later one.

@@ -352,14 +352,15 @@ impl Backend for SqliteStore {
         Ok(())
     }
 
-    async fn barrier(&self) -> Result<()> {
+    /// The write lock is held while the mark is read: every write stamped
+    /// before it has committed, and one that takes the lock later reads a
+    /// clock at or past the mark (never below what this process stamped).
+    async fn barrier(&self) -> Result<i64> {
         let _turn = self.writers.lock().await;
-        self.writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await?
-            .commit()
-            .await?;
-        Ok(())
+        let tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mark = (self.clock)().max(self.stamped.load(Ordering::SeqCst));
+        tx.commit().await?;
+        Ok(mark)
     }
 
     /// One worker a file: it always leads.

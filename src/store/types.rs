@@ -90,6 +90,10 @@ pub struct IngestBatch {
     /// An operator checked JobAG: accept a version however far it jumps
     /// above the ledger's ([`crate::domain::ledger::implausible_jump`]).
     pub accept_version: bool,
+    /// The last chunk of a page after which the feed has nothing more: the
+    /// ledger has caught up with the source, recorded with the changes
+    /// (the Input API waits for it after a start, SPEC 4.3).
+    pub at_source_head: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -123,6 +127,10 @@ pub struct Claimed {
     /// posting's lease still carries it (SPEC 3.7), so the late outcome of
     /// an older claim of the same worker changes nothing.
     pub lease_token: i64,
+    /// When the lease was taken, on the ledger's clock (the clock of
+    /// `last_attempt_ms`): what lets the worker relate the ledger's times
+    /// to its own without comparing two clocks (SPEC 3.9).
+    pub claimed_at_ms: i64,
 }
 
 /// Counts for `status` and the metrics.
@@ -330,14 +338,34 @@ impl ChangeKind {
     ];
 }
 
-/// Which references a page lists, and in which order.
+/// Which references a page lists, and in which order. Every filter lists
+/// only references last modified before `before_ms`, the answer's
+/// high-water mark ([`ExchangeStore::barrier`](super::api::ExchangeStore::barrier)):
+/// a change stamped at or after it belongs to the next answer, so an answer
+/// read slowly is still one consistent cut (SPEC 4.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExchangeFilter {
     /// Every ACTIVE copy, ordered by reference (getAll).
-    Active,
-    /// References of one kind whose last modification is at or after
-    /// `since_ms`, ordered by (last modification, reference) (getChanges).
-    Changed { kind: ChangeKind, since_ms: i64 },
+    Active { before_ms: i64 },
+    /// References of one kind whose last modification is in
+    /// `[since_ms, before_ms)`, ordered by (last modification, reference)
+    /// (getChanges).
+    Changed {
+        kind: ChangeKind,
+        since_ms: i64,
+        before_ms: i64,
+    },
+}
+
+impl ExchangeFilter {
+    /// The answer's high-water mark.
+    pub fn before_ms(self) -> i64 {
+        match self {
+            ExchangeFilter::Active { before_ms } | ExchangeFilter::Changed { before_ms, .. } => {
+                before_ms
+            }
+        }
+    }
 }
 
 /// One reference's exchange facts, without its document.

@@ -14,7 +14,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::ledger_tx::{Leases, LedgerTx, NewAudit, Page};
-use super::sql::{CURSOR_KEY, RECONCILE_KEY, REREAD_PREFIX};
+use super::sql::{CURSOR_KEY, RECONCILE_KEY, REREAD_PREFIX, SOURCE_HEAD_KEY};
 use super::types::{
     Claimed, Completion, Ctx, Diff, IngestBatch, IngestStats, Listed, QuarantineItem, Repair,
     Result, Unseen,
@@ -124,6 +124,10 @@ pub(crate) async fn ingest<T: LedgerTx>(
     }
     if let Some(cursor) = &batch.next_cursor {
         tx.set_state(CURSOR_KEY, cursor).await?;
+    }
+    if batch.at_source_head {
+        tx.set_state(SOURCE_HEAD_KEY, &ctx.now_ms.to_string())
+            .await?;
     }
     if batch.reconcile_requested {
         tx.set_state(RECONCILE_KEY, &ctx.now_ms.to_string()).await?;
