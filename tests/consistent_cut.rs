@@ -16,13 +16,13 @@ use std::time::Duration;
 
 use chrono::DateTime;
 use common::{Backend, Env, editable, eventually_async, now_ms, on_both_backends};
-use eures_sync_sims::jobag::sample_posting;
 use eures_sync::domain::eligibility::{AbsentReason, Desired};
 use eures_sync::domain::ledger::{Incoming, Mode};
 use eures_sync::engine::Health;
 use eures_sync::http::input_api::{BASE, InputApi};
 use eures_sync::http::{AppState, serve};
 use eures_sync::store::{Ctx, IngestBatch, Store};
+use eures_sync_sims::jobag::sample_posting;
 use secrecy::SecretString;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -190,7 +190,9 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
             .position(|w| w == b"\r\n")
             .expect("chunk size line");
         let size = usize::from_str_radix(
-            std::str::from_utf8(&body[..line_end]).expect("ascii").trim(),
+            std::str::from_utf8(&body[..line_end])
+                .expect("ascii")
+                .trim(),
             16,
         )
         .expect("chunk size");
@@ -219,10 +221,7 @@ impl SlowReader {
             "GET {BASE}/getChanges/{since} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
              Authorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
         );
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .expect("request");
+        stream.write_all(request.as_bytes()).await.expect("request");
         let mut reader = SlowReader {
             stream,
             read: Vec::new(),
@@ -296,7 +295,11 @@ async fn a_slowly_read_answer_misses_nothing_written_meanwhile(backend: Backend)
     // Live copies, withdrawn while the answer is read.
     apply(
         &*store,
-        vec![present("live-y", 1), present("live-z", 1), present("live-w", 1)],
+        vec![
+            present("live-y", 1),
+            present("live-z", 1),
+            present("live-w", 1),
+        ],
     )
     .await;
 
@@ -338,7 +341,10 @@ async fn a_slowly_read_answer_misses_nothing_written_meanwhile(backend: Backend)
                 tokio::spawn(async move { apply(&*store, vec![withdrawn("live-z", 2)]).await })
             };
             tokio::time::sleep(Duration::from_millis(300)).await;
-            assert!(!late.is_finished(), "the held withdrawal waits for the lock");
+            assert!(
+                !late.is_finished(),
+                "the held withdrawal waits for the lock"
+            );
             apply(&*store, vec![withdrawn("live-w", 2)]).await;
             Some((lock, late))
         }

@@ -549,9 +549,9 @@ impl Worker {
         // Strictly after: an answer stamped in the same millisecond as the
         // previous attempt's end may be that attempt's own. The ledger
         // stamped that end; the answers are on the process clock.
-        let since = op
-            .last_attempt_ms
-            .map_or(started_ms, |at| at.saturating_add(clock.ledger_to_process_ms));
+        let since = op.last_attempt_ms.map_or(started_ms, |at| {
+            at.saturating_add(clock.ledger_to_process_ms)
+        });
         let portal_answered = self.health.eures_answered_ms.load(Ordering::SeqCst) > since;
         let result = to_attempt_result(&outcome, portal_answered);
         self.finish(finished, op, result, label).await;

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use roaring::RoaringTreemap;
 
+use super::Worker;
 use super::feed::evaluate_page;
-use super::{Worker, now_ms};
 use crate::domain::ledger::Mode;
 use crate::eures::ListedVacancy;
 use crate::store::{Diff, Listed, Repair, Unseen};
@@ -93,7 +93,10 @@ impl Worker {
         progress: &(dyn Fn(Phase, u64) + Sync),
     ) -> anyhow::Result<ReconcileReport> {
         let started = std::time::Instant::now();
-        let run = now_ms();
+        // The ledger's clock: the run start is compared with the times it
+        // stamps, and a process clock ahead would judge postings this very
+        // run inserted as gone from the source (SPEC 3.9).
+        let run = self.store.now_ms().await?;
         let mut report = ReconcileReport::default();
         let passes = async {
             self.source_passes(run, repair, on_diff, progress, &mut report)
@@ -136,7 +139,8 @@ impl Worker {
     ) -> anyhow::Result<ReconcileReport> {
         let started = std::time::Instant::now();
         let mut report = ReconcileReport::default();
-        self.source_passes(now_ms(), repair, &mut |_| {}, progress, &mut report)
+        let run = self.store.now_ms().await?;
+        self.source_passes(run, repair, &mut |_| {}, progress, &mut report)
             .await?;
         self.wake.notify_one();
         report.elapsed_ms = started.elapsed().as_millis() as u64;

@@ -203,11 +203,13 @@ mod tests {
         async fn changes(&self, since_ms: i64) -> HashMap<ChangeKind, Vec<String>> {
             let mut out = HashMap::new();
             for kind in ChangeKind::ALL {
-                let refs = self.all(ExchangeFilter::Changed {
+                let refs = self
+                    .all(ExchangeFilter::Changed {
                         kind,
                         since_ms,
                         before_ms: i64::MAX,
-                    }).await;
+                    })
+                    .await;
                 for r in &refs {
                     assert_eq!(r.kind(), kind, "{r:?} listed as {kind:?}");
                     assert!(r.modified_ms >= since_ms);
@@ -218,11 +220,13 @@ mod tests {
         }
 
         async fn active(&self) -> Vec<String> {
-            self.all(ExchangeFilter::Active { before_ms: i64::MAX })
-                .await
-                .into_iter()
-                .map(|r| r.reference)
-                .collect()
+            self.all(ExchangeFilter::Active {
+                before_ms: i64::MAX,
+            })
+            .await
+            .into_iter()
+            .map(|r| r.reference)
+            .collect()
         }
 
         async fn detail(&self, id: &str) -> Option<ExchangeDetail> {
@@ -351,7 +355,11 @@ mod tests {
             .collect();
         l.apply(closing, 3_000, false).await;
 
-        let all = l.all(ExchangeFilter::Active { before_ms: i64::MAX }).await;
+        let all = l
+            .all(ExchangeFilter::Active {
+                before_ms: i64::MAX,
+            })
+            .await;
         let mut expected: Vec<String> = (0..60)
             .filter(|i| !(20..30).contains(i))
             .map(|i| format!("p{i:03}"))
@@ -429,10 +437,7 @@ mod tests {
     async fn every_page_query_is_a_range_scan_over_its_own_index() {
         let l = ledger().await;
         let cases = [
-            (
-                ExchangeFilter::Active { before_ms: 0 },
-                "postings_x_active",
-            ),
+            (ExchangeFilter::Active { before_ms: 0 }, "postings_x_active"),
             (
                 ExchangeFilter::Changed {
                     kind: ChangeKind::Created,

@@ -57,6 +57,18 @@ fn flagged(entries: &[(Entry, bool)]) -> Vec<(&Entry, bool)> {
     entries.iter().map(|(e, existed)| (e, *existed)).collect()
 }
 
+/// The quarantine record of a version [`ledger::implausible_jump`] refuses.
+fn implausible_item(current: &Entry, incoming: &Incoming) -> QuarantineItem {
+    QuarantineItem {
+        posting_id: Some(incoming.id.clone()),
+        reason: format!(
+            "version: implausible jump from {} to {}; after checking JobAG, `eures-sync resync --posting {} --accept-version` accepts it",
+            current.source_version, incoming.version, incoming.id
+        ),
+        feed_position: "version check".into(),
+    }
+}
+
 pub(crate) async fn ingest<T: LedgerTx>(
     tx: &mut T,
     batch: &IngestBatch,
@@ -72,17 +84,14 @@ pub(crate) async fn ingest<T: LedgerTx>(
     let mut implausible: Vec<QuarantineItem> = Vec::new();
     for incoming in &batch.changes {
         let current = entries.get(&incoming.id);
-        if !batch.accept_version && ledger::implausible_jump(current, incoming.version) {
-            implausible.push(QuarantineItem {
-                posting_id: Some(incoming.id.clone()),
-                reason: format!(
-                    "version: implausible jump from {} to {}; after checking JobAG, `eures-sync resync --posting {} --accept-version` accepts it",
-                    current.map_or(0, |c| c.source_version),
-                    incoming.version,
-                    incoming.id
-                ),
-                feed_position: "version check".into(),
-            });
+        if let Some(cur) = current.filter(|c| {
+            !batch.accept_version && ledger::implausible_jump(Some(c), incoming.version)
+        }) {
+            implausible.push(implausible_item(cur, incoming));
+            if let Some(next) = ledger::implausible_change(cur, incoming, ctx.now_ms, ctx.mode) {
+                dirty.push(next.id.clone());
+                entries.insert(next.id.clone(), next);
+            }
             continue;
         }
         match ledger::apply_change(
@@ -311,6 +320,32 @@ pub(crate) async fn reconcile_source<T: LedgerTx>(
             continue;
         }
         let current = entries.get(&incoming.id);
+        // The feed's guard, whoever reads the source (SPEC 3.9).
+        if let Some(cur) = current.filter(|c| ledger::implausible_jump(Some(c), incoming.version)) {
+            let removal = ledger::implausible_change(cur, incoming, ctx.now_ms, ctx.mode);
+            diffs.push(Diff {
+                id: incoming.id.clone(),
+                kind: "implausible_version",
+                detail: format!(
+                    "source v{} jumps implausibly far above ledger v{}; quarantined{}",
+                    incoming.version,
+                    cur.source_version,
+                    if removal.is_some() {
+                        ", the copy goes"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+            if repair.writes() {
+                tx.quarantine(&implausible_item(cur, incoming), ctx.now_ms)
+                    .await?;
+            }
+            if let Some(next) = removal {
+                writes.push((next, true));
+            }
+            continue;
+        }
         let (kind, forced) = match current {
             None => ("missing_in_ledger", repair.forces()),
             Some(c) if incoming.version > c.source_version => ("newer_in_source", repair.forces()),

@@ -59,6 +59,29 @@ pub fn implausible_jump(current: Option<&Entry>, incoming_version: u64) -> bool 
     current.is_some_and(|c| incoming_version > c.source_version.saturating_add(IMPLAUSIBLE_JUMP))
 }
 
+/// A source version whose jump [`implausible_jump`] refuses: the version
+/// itself is quarantined, whoever read it (feed, reconcile, resync: SPEC
+/// 3.9). When it says the copy must go (a deletion, a withdrawal, a
+/// restriction, any reason to be absent), `removal` is the record with the
+/// copy going and the ledger's version kept, so later real changes still
+/// apply: privacy first, and nothing frozen.
+pub fn implausible_change(
+    current: &Entry,
+    incoming: &Incoming,
+    now_ms: i64,
+    mode: Mode,
+) -> Option<Entry> {
+    let desired = DesiredState::from(incoming.desired.clone());
+    if desired.is_present() || !current.desired.is_present() {
+        return None;
+    }
+    let mut entry = current.clone();
+    entry.last_change_ms = now_ms;
+    entry.set_desired(desired, now_ms);
+    entry.settle(mode, now_ms);
+    Some(entry)
+}
+
 /// Applies a change. Returns `None` when it must be ignored: a feed event at
 /// or below the highest version seen. `forced` (an operator's resync) also
 /// accepts the current version again and makes it due even if unchanged.
