@@ -67,6 +67,26 @@ impl ClaimClock {
     }
 }
 
+/// Whether EURES clearly answered some request (at `answered_ms`, process
+/// clock) after this posting's previous attempt ended (`last_attempt_ms`,
+/// the ledger's clock), or after this attempt started when it is the
+/// first. Strictly after: an answer in the same millisecond as the previous
+/// attempt's end may be that attempt's own. The two clocks are never
+/// compared as they are: a worker a minute ahead of the database would
+/// count every failure of an outage's first minute as the document's own
+/// (SPEC 3.9).
+fn answered_since_previous(
+    answered_ms: i64,
+    last_attempt_ms: Option<i64>,
+    started_ms: i64,
+    clock: ClaimClock,
+) -> bool {
+    let since = last_attempt_ms.map_or(started_ms, |at| {
+        at.saturating_add(clock.ledger_to_process_ms)
+    });
+    answered_ms > since
+}
+
 /// One finished attempt on its way to the ledger.
 struct Finished {
     claimed: Claimed,
@@ -546,13 +566,12 @@ impl Worker {
         {
             crate::telemetry::record_propagation((now_ms() - updated) as f64 / 1000.0);
         }
-        // Strictly after: an answer stamped in the same millisecond as the
-        // previous attempt's end may be that attempt's own. The ledger
-        // stamped that end; the answers are on the process clock.
-        let since = op.last_attempt_ms.map_or(started_ms, |at| {
-            at.saturating_add(clock.ledger_to_process_ms)
-        });
-        let portal_answered = self.health.eures_answered_ms.load(Ordering::SeqCst) > since;
+        let portal_answered = answered_since_previous(
+            self.health.eures_answered_ms.load(Ordering::SeqCst),
+            op.last_attempt_ms,
+            started_ms,
+            clock,
+        );
         let result = to_attempt_result(&outcome, portal_answered);
         self.finish(finished, op, result, label).await;
     }
@@ -577,5 +596,59 @@ impl Worker {
                 self.finish(finished, op, result, "not_sent").await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clock(lease: Duration, ledger_to_process_ms: i64) -> ClaimClock {
+        ClaimClock {
+            lease_ends: tokio::time::Instant::now() + lease,
+            ledger_to_process_ms,
+        }
+    }
+
+    /// The process clock a minute ahead of the ledger's: the last answer
+    /// came before the previous attempt (an outage since), so the failure
+    /// is no strike, whichever way the clocks are off.
+    #[test]
+    fn strikes_compare_times_on_one_clock() {
+        let minute = 60_000;
+        for skew in [minute, 0, -minute] {
+            let previous_ledger = 1_000_000;
+            let previous_process = previous_ledger + skew;
+            let c = clock(Duration::from_secs(30), skew);
+            let before = previous_process - 5_000;
+            let after = previous_process + 5_000;
+            assert!(
+                !answered_since_previous(before, Some(previous_ledger), after, c),
+                "skew {skew}: an answer before the previous attempt counted"
+            );
+            assert!(
+                answered_since_previous(after, Some(previous_ledger), after, c),
+                "skew {skew}: an answer after the previous attempt not counted"
+            );
+        }
+    }
+
+    #[test]
+    fn a_claim_is_sent_only_while_its_lease_has_a_request_and_its_margin_left() {
+        let needed = Duration::from_secs(7);
+        let now = tokio::time::Instant::now();
+        let with = |lease_ends| ClaimClock {
+            lease_ends,
+            ledger_to_process_ms: 0,
+        };
+        assert!(with(now + Duration::from_secs(60)).has_left(needed));
+        assert!(
+            !with(now + Duration::from_secs(6)).has_left(needed),
+            "6 s left: given back unsent"
+        );
+        assert!(
+            !with(now - Duration::from_secs(1)).has_left(needed),
+            "ran out"
+        );
     }
 }
