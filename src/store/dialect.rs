@@ -388,10 +388,12 @@ impl ExchangeSql {
     /// match `active = 1` only); `ids_in` selects the ids of the list `$1`.
     fn new(truth: &str, ids_in: &str) -> ExchangeSql {
         let active = ACTIVE_CONDITION.replace("{TRUE}", truth);
-        // `$2` is the answer's high-water mark; the range starts after it.
+        // `$2` is the answer's high-water mark. In getAll's key order it is
+        // a filter, not a range: `+` keeps SQLite from planning around it
+        // (it would scan the primary key instead of the partial index).
         let by_reference = |next: &str| {
             format!(
-                "SELECT {REF_COLUMNS} FROM postings WHERE {active} AND modified_ms < $2{next} \
+                "SELECT {REF_COLUMNS} FROM postings WHERE {active} AND +modified_ms < $2{next} \
                  ORDER BY id LIMIT $1"
             )
         };
