@@ -9,14 +9,22 @@
 //! the same transaction. The store must never decide anything itself.
 //!
 //! The record itself, its facts and what follows from them alone, is in
-//! `record` (re-exported here); this file holds the transitions.
+//! `record` (re-exported here); this file holds the transitions. The
+//! decisions taken around them by the store and the engine (claims,
+//! fencing, the source guard, strikes, the exchange cut) are in `guards`,
+//! re-exported here too.
 
 use std::time::Duration;
 
 use super::eligibility::{Desired, EXPIRED};
 
+pub mod guards;
 mod record;
 
+pub use guards::{
+    Cut, Lease, SEND_MARGIN_MS, SourceVerdict, apply_source, claimable, counts_as_strike,
+    holds_lease, lease_expired, may_judge_unseen, may_send, removes_for_privacy,
+};
 pub use record::{
     Content, Delivered, DesiredState, Doubt, Entry, Exchange, Mode, Op, Retry, StateLabel,
 };
