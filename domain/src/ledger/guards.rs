@@ -97,9 +97,10 @@ pub enum SourceVerdict {
     Ignore,
     /// The version jumps implausibly far (SPEC 4.1): it is quarantined,
     /// never accepted. `removal` is the record to write when the change
-    /// removes the copy (deleted, consent withdrawn, processing
+    /// removes a copy still wanted (deleted, consent withdrawn, processing
     /// restricted): desired becomes absent at the version held, which
-    /// stays, so a later plausible version is still accepted.
+    /// stays, so a later plausible version is still accepted. `None` when
+    /// nothing is to be written beside the quarantine item.
     Quarantine { removal: Option<Entry> },
 }
 
@@ -140,7 +141,10 @@ pub fn apply_source(
     if !accept_version && implausible_jump(current, incoming.version) {
         let removal = current.and_then(|cur| {
             let desired = DesiredState::from(incoming.desired);
-            if !removes_for_privacy(&desired) || cur.desired == desired {
+            // Only a copy still wanted needs removing: rewriting an
+            // absent one would let two quarantined events, delivered
+            // again and again, flip its reason for ever.
+            if !removes_for_privacy(&desired) || !cur.desired.is_present() {
                 return None;
             }
             let mut entry = cur.clone();
@@ -283,10 +287,24 @@ mod tests {
         assert_eq!(r.source_version, 3);
         assert!(!r.desired.is_present());
         // An implausible edit is only quarantined.
-        let v = apply_source(Some(&e), incoming(jump, present("x")), 5, Mode::Push, true, false);
+        let v = apply_source(
+            Some(&e),
+            incoming(jump, present("x")),
+            5,
+            Mode::Push,
+            true,
+            false,
+        );
         assert_eq!(v, SourceVerdict::Quarantine { removal: None });
         // Accepted by the operator, it is applied.
-        let v = apply_source(Some(&e), incoming(jump, present("x")), 5, Mode::Push, true, true);
+        let v = apply_source(
+            Some(&e),
+            incoming(jump, present("x")),
+            5,
+            Mode::Push,
+            true,
+            true,
+        );
         assert!(matches!(v, SourceVerdict::Apply(a) if a.source_version == jump));
     }
 

@@ -198,7 +198,7 @@ pub fn orphan(id: &str, listed_version: u64, listed_hash: &str, now_ms: i64, mod
 }
 
 /// What one delivery attempt carried.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Sent {
     pub op: Op,
     /// `sourceVersion` / `X-Source-Version` sent.
@@ -212,6 +212,10 @@ pub struct Sent {
 pub enum AttemptResult {
     /// For a verification: EURES holds no copy.
     Done,
+    /// `202 Accepted` to a create or update: taken as delivered, but the
+    /// gateway applies it later, possibly after the deletion that follows
+    /// (SPEC 3.8), so that deletion is verified.
+    Accepted,
     /// A verification found a copy (version, content hash).
     Found { version: u64, hash: String },
     /// EURES holds a newer version (409).
@@ -295,7 +299,12 @@ pub fn apply_outcome(
             entry.retry.attempts = 0;
             entry.retry.next_attempt_at_ms = now_ms;
         }
-        AttemptResult::Done => {
+        AttemptResult::Done | AttemptResult::Accepted => {
+            if matches!(result, AttemptResult::Accepted)
+                && matches!(sent.op, Op::Create | Op::Update)
+            {
+                entry.doubt.in_doubt = true;
+            }
             if sent.op == Op::Delete && entry.doubt.in_doubt {
                 entry.doubt.verify_at_ms =
                     Some(now_ms.saturating_add(delay_ms(limits.verify_after)));
@@ -347,7 +356,7 @@ pub fn apply_outcome(
                     backoff,
                 ),
                 AttemptResult::NotSent(why) => (format!("not sent: {why}"), true, false, backoff),
-                AttemptResult::Done | AttemptResult::Found { .. } => {
+                AttemptResult::Done | AttemptResult::Accepted | AttemptResult::Found { .. } => {
                     unreachable!("handled above")
                 }
             };
