@@ -94,7 +94,7 @@ pub fn check<M: Model>(model: &M, limit: usize) -> Report {
     // Successors of each node, with whether the edge is a step.
     let mut edges: Vec<Vec<(u32, Kind)>> = Vec::new();
     let mut transitions = 0usize;
-    let mut found: Option<(u32, String)> = None;
+    let mut found: Option<(u32, String)>;
     for s in model.init() {
         if index.contains_key(&s) {
             continue;
@@ -107,12 +107,10 @@ pub fn check<M: Model>(model: &M, limit: usize) -> Report {
         });
         edges.push(Vec::new());
     }
-    for id in 0..nodes.len() {
-        if let Some(p) = model.violation(&nodes[id].state) {
-            found = Some((id as u32, p));
-            break;
-        }
-    }
+    found = nodes
+        .iter()
+        .enumerate()
+        .find_map(|(id, n)| model.violation(&n.state).map(|p| (id as u32, p)));
     let mut actions = Vec::new();
     let mut head = 0usize;
     while found.is_none() && head < nodes.len() {

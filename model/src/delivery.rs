@@ -634,7 +634,7 @@ impl Model for Delivery {
                     if !matches!(c.sent.op, Op::Create | Op::Update) {
                         n.bad = Some("only creates and updates become dead letters");
                     } else if !matches!(result, AttemptResult::Rejected(_))
-                        && !s.last_answer_db.is_some_and(|at| at > since)
+                        && s.last_answer_db.is_none_or(|at| at <= since)
                     {
                         n.bad = Some(
                             "a dead letter only while EURES answered other requests, never during an outage",
