@@ -9,14 +9,22 @@
 //! the same transaction. The store must never decide anything itself.
 //!
 //! The record itself, its facts and what follows from them alone, is in
-//! `record` (re-exported here); this file holds the transitions.
+//! `record` (re-exported here); this file holds the transitions. The
+//! decisions taken around them by the store and the engine (claims,
+//! fencing, the source guard, strikes, the exchange cut) are in `guards`,
+//! re-exported here too.
 
 use std::time::Duration;
 
 use super::eligibility::{Desired, EXPIRED};
 
+pub mod guards;
 mod record;
 
+pub use guards::{
+    Cut, Lease, SEND_MARGIN_MS, SourceVerdict, apply_source, claimable, counts_as_strike,
+    holds_lease, lease_expired, may_judge_unseen, may_send, removes_for_privacy,
+};
 pub use record::{
     Content, Delivered, DesiredState, Doubt, Entry, Exchange, Mode, Op, Retry, StateLabel,
 };
@@ -213,7 +221,7 @@ pub fn orphan(id: &str, listed_version: u64, listed_hash: &str, now_ms: i64, mod
 }
 
 /// What one delivery attempt carried.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Sent {
     pub op: Op,
     /// `sourceVersion` / `X-Source-Version` sent.
@@ -227,6 +235,10 @@ pub struct Sent {
 pub enum AttemptResult {
     /// For a verification: EURES holds no copy.
     Done,
+    /// `202 Accepted` to a create or update: taken as delivered, but the
+    /// gateway applies it later, possibly after the deletion that follows
+    /// (SPEC 3.8), so that deletion is verified.
+    Accepted,
     /// A verification found a copy (version, content hash).
     Found { version: u64, hash: String },
     /// EURES holds a newer version (409).
@@ -310,7 +322,12 @@ pub fn apply_outcome(
             entry.retry.attempts = 0;
             entry.retry.next_attempt_at_ms = now_ms;
         }
-        AttemptResult::Done => {
+        AttemptResult::Done | AttemptResult::Accepted => {
+            if matches!(result, AttemptResult::Accepted)
+                && matches!(sent.op, Op::Create | Op::Update)
+            {
+                entry.doubt.in_doubt = true;
+            }
             if sent.op == Op::Delete && entry.doubt.in_doubt {
                 entry.doubt.verify_at_ms =
                     Some(now_ms.saturating_add(delay_ms(limits.verify_after)));
@@ -362,7 +379,7 @@ pub fn apply_outcome(
                     backoff,
                 ),
                 AttemptResult::NotSent(why) => (format!("not sent: {why}"), true, false, backoff),
-                AttemptResult::Done | AttemptResult::Found { .. } => {
+                AttemptResult::Done | AttemptResult::Accepted | AttemptResult::Found { .. } => {
                     unreachable!("handled above")
                 }
             };

@@ -74,7 +74,7 @@ impl std::fmt::Display for Mode {
 /// apart from the records: a record changes several times per delivery (a
 /// lease, an outcome) and its 3-4 KB document need not be read or written
 /// again each time.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Content {
     /// The one the ledger holds, unchanged (records are loaded without it).
     Stored,
@@ -85,7 +85,7 @@ pub enum Content {
 
 /// What EURES should hold. Its version is always the record's
 /// `source_version`: every accepted change recomputes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum DesiredState {
     Present {
         hash: String,
@@ -113,7 +113,7 @@ impl DesiredState {
 }
 
 /// What EURES acknowledged (or what reconcile saw it list).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Delivered {
     Absent,
     Present {
@@ -128,7 +128,7 @@ pub enum Delivered {
 }
 
 /// Retry bookkeeping of the operation currently due.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Retry {
     /// Failed attempts of the current operation in a row (reset when
     /// desired moves): how long the next backoff is.
@@ -154,7 +154,7 @@ pub struct Retry {
 }
 
 /// The exchange timestamps of SPEC 4.3 (epoch ms UTC, the agent's clock).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Exchange {
     pub created_ms: Option<i64>,
     pub modified_ms: Option<i64>,
@@ -164,7 +164,7 @@ pub struct Exchange {
 }
 
 /// One posting's record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Entry {
     pub id: String,
     /// Kept for `resync --employer` and `export --employer`.
@@ -189,7 +189,7 @@ pub struct Entry {
 /// gateway later, even after the deletion that followed it. Kept apart
 /// from `desired` and `retry`, so no change of mind resets it: only a
 /// verification that finds nothing ends it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Doubt {
     /// Such a request was sent and never confirmed: the next deletion is
     /// verified.
