@@ -144,13 +144,21 @@ impl FeedItem {
     }
 
     /// The item as a JSON value, or why it cannot be one. Only this item's
-    /// tree is built, so a page costs one item's tree at a time.
+    /// tree is built, so a page costs one item's tree at a time, and only
+    /// when [`too_complex`] allows: the tree of an item is then at most a
+    /// few MiB, whatever its text.
     pub fn read(&self) -> Result<Value, Unreadable> {
         match self {
-            FeedItem::Raw(raw) => serde_json::from_str(raw.text()).map_err(|e| Unreadable {
-                id: legible_id(raw.text()),
-                reason: item_error(&e),
-            }),
+            FeedItem::Raw(raw) => {
+                let unreadable = |reason| Unreadable {
+                    id: legible_id(raw.text()),
+                    reason,
+                };
+                if let Some(why) = too_complex(raw.text().as_bytes()) {
+                    return Err(unreadable(why));
+                }
+                serde_json::from_str(raw.text()).map_err(|e| unreadable(item_error(&e)))
+            }
             FeedItem::Unreadable(why) => Err(why.clone()),
         }
     }
@@ -178,6 +186,49 @@ pub const MAX_CURSOR_LEN: usize = 1024;
 /// The largest item taken (SPEC 4.1): a change over it fails its page, a
 /// snapshot item over it is skipped.
 pub const MAX_ITEM: usize = 1024 * 1024;
+
+/// Most arrays and objects an item may hold. A tree costs about 150 bytes
+/// per array or object for two bytes of text (`[]`); a posting holds a few
+/// dozen.
+pub const MAX_ITEM_CONTAINERS: usize = 4096;
+/// Most values an item may hold, counted by their separators; a value costs
+/// 32 bytes or more in a tree for as few as two of text (`1,`).
+pub const MAX_ITEM_VALUES: usize = 65_536;
+
+/// Why the JSON text of one item would cost too much as a tree, when it
+/// would: a scan of its bytes that counts the arrays, objects and values
+/// outside strings (nothing is built, so its cost is the same for any text).
+pub fn too_complex(text: &[u8]) -> Option<String> {
+    let (mut in_string, mut escaped) = (false, false);
+    let (mut containers, mut separators) = (0usize, 0usize);
+    for &b in text {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => containers += 1,
+            b',' | b':' => separators += 1,
+            _ => {}
+        }
+    }
+    if containers > MAX_ITEM_CONTAINERS {
+        Some(format!(
+            "more than {MAX_ITEM_CONTAINERS} arrays and objects in one item"
+        ))
+    } else if separators > MAX_ITEM_VALUES {
+        Some(format!("more than {MAX_ITEM_VALUES} values in one item"))
+    } else {
+        None
+    }
+}
 
 /// What makes a whole page unusable, beyond JSON syntax (SPEC 4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -557,7 +608,7 @@ impl JobagClient {
             }
             q.append_pair("limit", &limit.to_string());
         }
-        let body = match self.get(url).await? {
+        let body = match self.get(url, self.max_body).await? {
             Fetched::Body(body) => body,
             Fetched::NotFound(status) => return Err(SourceError::Unexpected(status)),
             Fetched::Gone => return Err(SourceError::CursorGone),
@@ -607,7 +658,7 @@ impl JobagClient {
             }
             q.append_pair("limit", &limit.to_string());
         }
-        let body = match self.get(url).await? {
+        let body = match self.get(url, self.max_body).await? {
             Fetched::Body(body) => body,
             Fetched::NotFound(status) => return Err(SourceError::Unexpected(status)),
             Fetched::Gone => return Err(SourceError::CursorGone),
@@ -636,13 +687,16 @@ impl JobagClient {
             return Ok(None);
         }
         let url = self.url(&["api", "v1", "postings", id]);
-        let body = match self.get(url).await? {
+        let body = match self.get(url, self.max_body.min(MAX_ITEM)).await? {
             Fetched::Body(body) => body,
             Fetched::NotFound(_) | Fetched::Gone => {
                 tracing::debug!(id, "jobag posting not found");
                 return Ok(None);
             }
         };
+        if let Some(why) = too_complex(&body) {
+            return Err(SourceError::BadPage(why));
+        }
         let value: Value = serde_json::from_slice(&body)
             .map_err(|e| SourceError::BadPage(json_error_summary(&e)))?;
         if !value.is_object() {
@@ -706,7 +760,7 @@ impl JobagClient {
 
     /// Sends a GET and reads the bounded body of a `2xx`; maps every other
     /// answer onto [`SourceError`], leaving `404`/`410` to the caller.
-    async fn get(&self, url: Url) -> Result<Fetched, SourceError> {
+    async fn get(&self, url: Url, max_body: usize) -> Result<Fetched, SourceError> {
         let mut request = self.http.get(url);
         if let Some(auth) = &self.auth {
             request = request.header(AUTHORIZATION, auth.clone());
@@ -726,7 +780,7 @@ impl JobagClient {
             }
             _ => return Err(SourceError::Unexpected(status)),
         }
-        match read_bounded(response, self.max_body).await {
+        match read_bounded(response, max_body).await {
             (body, None) => Ok(Fetched::Body(body)),
             (_, Some(BodyError::TooLarge(limit))) => Err(SourceError::BadPage(format!(
                 "body larger than {limit} bytes"
@@ -1069,6 +1123,33 @@ mod tests {
         }
         assert!(page.changes[0].read().unwrap().is_array());
         assert_eq!(page.changes[1].head(), (None, None));
+    }
+
+    #[test]
+    fn an_item_too_costly_as_a_tree_is_unreadable_before_it_is_built() {
+        let many = format!(
+            r#"{{"id": "wide", "version": 1, "x": [{}]}}"#,
+            vec!["[]"; MAX_ITEM_CONTAINERS].join(",")
+        );
+        assert_eq!(
+            FeedItem::from_text(many).read(),
+            unreadable(
+                Some("wide"),
+                &format!("more than {MAX_ITEM_CONTAINERS} arrays and objects in one item")
+            )
+        );
+        let values = format!("[{}]", vec!["1"; MAX_ITEM_VALUES + 2].join(","));
+        assert_eq!(
+            FeedItem::from_text(values).read(),
+            unreadable(None, &format!("more than {MAX_ITEM_VALUES} values in one item"))
+        );
+        // Brackets and separators inside strings are text, escaped quotes
+        // included.
+        let text = format!(
+            r#"{{"id": "t", "version": 1, "title": "\"{}"}}"#,
+            "[,:".repeat(MAX_ITEM_VALUES)
+        );
+        assert!(FeedItem::from_text(text).read().is_ok());
     }
 
     #[tokio::test]
