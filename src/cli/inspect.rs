@@ -53,10 +53,7 @@ pub async fn status(config: &Config, json_out: bool) -> anyhow::Result<()> {
             .iter()
             .map(|(reason, n)| format!("{reason} {n}"))
             .collect();
-        println!(
-            "absent by reason  {}",
-            printable::text(&reasons.join("  "))
-        );
+        println!("absent by reason  {}", printable::text(&reasons.join("  ")));
     }
     if !quarantined.is_empty() {
         println!("quarantined:");

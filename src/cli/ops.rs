@@ -365,10 +365,7 @@ pub async fn export(
         }
         (None, None) => anyhow::bail!("export needs --posting ID or --employer CVR"),
     };
-    println!(
-        "{}",
-        printable::json(&serde_json::to_string_pretty(&doc)?)
-    );
+    println!("{}", printable::json(&serde_json::to_string_pretty(&doc)?));
     Ok(())
 }
 

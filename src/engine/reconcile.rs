@@ -249,7 +249,10 @@ impl Worker {
             &self.settings.document,
         );
         drop(needed);
-        report.skip("jobag snapshot", quarantined.into_iter().map(|q| (q.posting_id, q.reason)));
+        report.skip(
+            "jobag snapshot",
+            quarantined.into_iter().map(|q| (q.posting_id, q.reason)),
+        );
         report.source_postings += postings.len() as u64;
         if incoming.is_empty() {
             return Ok(());
@@ -291,9 +294,9 @@ impl Worker {
             };
             report.skip(
                 "eures listing",
-                page.invalid.iter().map(|shown| {
-                    (None, format!("reference is no valid posting id: {shown}"))
-                }),
+                page.invalid
+                    .iter()
+                    .map(|shown| (None, format!("reference is no valid posting id: {shown}"))),
             );
             let next = page.next_page_token.clone().filter(|t| !t.is_empty());
             let following = async {

@@ -259,10 +259,8 @@ impl EuresClient {
         }
         let page: ListBody = serde_json::from_slice(&body)
             .map_err(|e| Outcome::transient(format!("bad listing: {}", json_error_summary(&e))))?;
-        let (items, invalid): (Vec<_>, Vec<_>) = page
-            .items
-            .into_iter()
-            .partition(|i| valid_id(&i.reference));
+        let (items, invalid): (Vec<_>, Vec<_>) =
+            page.items.into_iter().partition(|i| valid_id(&i.reference));
         Ok(ListPage {
             items,
             invalid: invalid

@@ -25,8 +25,8 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use secrecy::SecretString;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use url::Url;
@@ -802,7 +802,9 @@ fn read_page(
     let (text, replaced) = decode_lossy(body);
     let page = Arc::new(text);
     let mut de = serde_json::Deserializer::from_str(&page);
-    let read = shape.deserialize(&mut de).and_then(|e| de.end().map(|()| e));
+    let read = shape
+        .deserialize(&mut de)
+        .and_then(|e| de.end().map(|()| e));
     let envelope = match read {
         Ok(envelope) => envelope,
         Err(e) => {
@@ -1072,12 +1074,24 @@ mod tests {
         let (base, _rx) = serve(vec![
             reply(200, &[], &page_of(&three, "c3")),
             reply(200, &[], &page_of(&three, "c3")),
-            reply(200, &[], &page_of(&[deletion(0)], &"k".repeat(MAX_CURSOR_LEN + 1))),
-            reply(200, &[], &page_of(&[deletion(0)], &"k".repeat(MAX_CURSOR_LEN))),
+            reply(
+                200,
+                &[],
+                &page_of(&[deletion(0)], &"k".repeat(MAX_CURSOR_LEN + 1)),
+            ),
+            reply(
+                200,
+                &[],
+                &page_of(&[deletion(0)], &"k".repeat(MAX_CURSOR_LEN)),
+            ),
             reply(200, &[], &page_of(&[deletion(0), big], "c2")),
             reply(200, &[], &page_of(&[at_bound], "c1")),
             reply(200, &[], r#"{"changes": [], "next_cursor": true}"#),
-            reply(200, &[], r#"{"changes": [], "changes": [], "next_cursor": "c"}"#),
+            reply(
+                200,
+                &[],
+                r#"{"changes": [], "changes": [], "next_cursor": "c"}"#,
+            ),
         ])
         .await;
         let c = client(&base, None);
@@ -1105,7 +1119,10 @@ mod tests {
             SourceError::BadPage("next_cursor is not a string or a number".into())
         );
         let e = c.changes(None, 10).await.unwrap_err();
-        assert!(matches!(&e, SourceError::BadPage(m) if m.contains("duplicate")), "{e:?}");
+        assert!(
+            matches!(&e, SourceError::BadPage(m) if m.contains("duplicate")),
+            "{e:?}"
+        );
     }
 
     #[tokio::test]
@@ -1141,7 +1158,10 @@ mod tests {
         let values = format!("[{}]", vec!["1"; MAX_ITEM_VALUES + 2].join(","));
         assert_eq!(
             FeedItem::from_text(values).read(),
-            unreadable(None, &format!("more than {MAX_ITEM_VALUES} values in one item"))
+            unreadable(
+                None,
+                &format!("more than {MAX_ITEM_VALUES} values in one item")
+            )
         );
         // Brackets and separators inside strings are text, escaped quotes
         // included.
@@ -1306,7 +1326,10 @@ mod tests {
         .await;
         let c = client(&base, None);
         let p = c.snapshot_page(None, 2).await.unwrap();
-        assert_eq!(read_all(&p.postings), vec![Ok(json!({"id": "a"})), Ok(json!(7))]);
+        assert_eq!(
+            read_all(&p.postings),
+            vec![Ok(json!({"id": "a"})), Ok(json!(7))]
+        );
         assert_eq!(p.next_page_token.as_deref(), Some("t2"));
         assert_eq!(rx.recv().await.unwrap().target, "/api/v1/postings?limit=2");
         assert_eq!(

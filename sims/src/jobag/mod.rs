@@ -356,6 +356,13 @@ impl JobagSim {
         self.feed().log.push(bytes.into());
     }
 
+    /// Puts `bytes` into the snapshot as one item, byte for byte, sorted
+    /// under `key` (its place in the paging), whatever they are: to see how
+    /// a reconcile copes with an item it cannot use. The feed is untouched.
+    pub fn put_raw_snapshot_item(&self, key: &str, bytes: impl Into<Bytes>) {
+        self.feed().current.insert(key.to_owned(), bytes.into());
+    }
+
     /// The current posting with this id, as served by the snapshot.
     pub fn current(&self, id: &str) -> Option<Value> {
         let bytes = self.feed().current.get(id)?.clone();
