@@ -621,7 +621,11 @@ impl JobagClient {
             oversize: Oversize::FailPage,
             lie: &lie,
         };
-        let (changes, token, has_more) = read_page(body, shape)?;
+        let ReadPage {
+            items: changes,
+            token,
+            has_more,
+        } = read_page(body, shape)?;
         let next_cursor = match token {
             Some(c) => c,
             None if changes.is_empty() => after.unwrap_or_default().to_owned(),
@@ -671,7 +675,11 @@ impl JobagClient {
             oversize: Oversize::Skip,
             lie: &lie,
         };
-        let (postings, next_page_token, _) = read_page(body, shape)?;
+        let ReadPage {
+            items: postings,
+            token: next_page_token,
+            ..
+        } = read_page(body, shape)?;
         tracing::debug!(postings = postings.len(), "jobag snapshot page");
         Ok(SnapshotPage {
             postings,
@@ -795,10 +803,7 @@ impl JobagClient {
 /// that held bytes that are not UTF-8 becomes [`FeedItem::Unreadable`]; such
 /// bytes anywhere else fail the page (the cursor itself may be what was
 /// damaged: taking it could skip or repeat changes).
-fn read_page(
-    body: Vec<u8>,
-    shape: PageShape<'_>,
-) -> Result<(Vec<FeedItem>, Option<String>, Option<bool>), SourceError> {
+fn read_page(body: Vec<u8>, shape: PageShape<'_>) -> Result<ReadPage, SourceError> {
     let (text, replaced) = decode_lossy(body);
     let page = Arc::new(text);
     let mut de = serde_json::Deserializer::from_str(&page);
@@ -853,7 +858,18 @@ fn read_page(
             "invalid UTF-8 outside the feed items".to_owned(),
         ));
     }
-    Ok((items, envelope.token, envelope.has_more))
+    Ok(ReadPage {
+        items,
+        token: envelope.token,
+        has_more: envelope.has_more,
+    })
+}
+
+/// A page as [`read_page`] hands it on.
+struct ReadPage {
+    items: Vec<FeedItem>,
+    token: Option<String>,
+    has_more: Option<bool>,
 }
 
 /// The body as text with every invalid UTF-8 sequence replaced by U+FFFD,
