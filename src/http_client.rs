@@ -133,7 +133,10 @@ pub(crate) async fn read_bounded(
     if response.content_length().is_some_and(|n| n > limit as u64) {
         return (Vec::new(), Some(BodyError::TooLarge(limit)));
     }
-    let mut body = Vec::new();
+    // Sized once when the length is declared: growing by doubling would
+    // hold up to twice the body at its end.
+    let declared = response.content_length().map_or(0, |n| n as usize);
+    let mut body = Vec::with_capacity(declared.min(limit));
     loop {
         match response.chunk().await {
             Ok(None) => return (body, None),

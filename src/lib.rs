@@ -14,6 +14,7 @@
 //! - [`engine`]: the worker loops (feed, delivery, expiry, leader, reconcile).
 //! - [`http`]: metrics, health and the Input API (pull mode).
 //! - [`loopback`]: what counts as this machine (plain links only to it).
+//! - [`printable`]: remote text made safe to show (control characters escaped).
 //! - [`config`], [`telemetry`], [`cli`]: process wiring.
 //!
 //! The JobAG and EURES simulators are the `eures-sync-sims` crate (`sims/`),
@@ -28,6 +29,7 @@ pub mod http;
 pub mod http_client;
 pub mod jobag;
 pub mod loopback;
+pub mod printable;
 pub mod store;
 pub mod telemetry;
 

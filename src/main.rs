@@ -18,11 +18,14 @@ fn main() -> ExitCode {
     match runtime.block_on(eures_sync::cli::dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if std::env::var_os("RUST_BACKTRACE").is_some() {
-                eprintln!("error: {e:?}");
+            // An error's text may carry what a remote answered.
+            let shown = if std::env::var_os("RUST_BACKTRACE").is_some() {
+                format!("{e:?}")
             } else {
-                eprintln!("error: {e:#}");
-            }
+                format!("{e:#}")
+            };
+            let lines: Vec<_> = shown.lines().map(eures_sync::printable::text).collect();
+            eprintln!("error: {}", lines.join("\n"));
             if e.downcast_ref::<eures_sync::cli::UsageError>().is_some() {
                 ExitCode::from(2)
             } else {

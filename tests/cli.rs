@@ -723,3 +723,73 @@ fn on_a_terminal_destructive_commands_ask_and_only_yes_goes_on() {
     );
     assert!(screen.contains("not confirmed"), "{screen}");
 }
+
+/// What `status`, `inspect` and `dead-letters list` show came partly from
+/// outside (a reason, an error text EURES answered): control characters and
+/// invisible ones in it are escaped, in text and in JSON (which stays the
+/// same document).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_text_reaches_the_terminal_escaped() {
+    use sqlx::Connection;
+    let env = Env::start().await;
+    env.jobag.upsert(sample_posting(1));
+    let running = env.worker().await;
+    env.converged(WAIT).await;
+    running.stop().await;
+    let id = sample_id(1);
+    let hostile = "rejected \u{1b}[2J\u{1b}]0;owned\u{7} \u{9b}31m \u{202e}txt.exe";
+    let mut db = sqlx::SqliteConnection::connect(&env.db_url())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE postings SET last_error = ?, dead = 1 WHERE id = ?")
+        .bind(hostile)
+        .bind(&id)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO quarantine (posting_id, reason, feed_position, at_ms) VALUES (?, ?, 'x', 0)",
+    )
+    .bind(&id)
+    .bind(hostile)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    db.close().await.unwrap();
+    let config = env.dir.path().join("cli.toml");
+    std::fs::write(&config, env.config_toml()).unwrap();
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["inspect", &id],
+        &["inspect", &id, "--json"],
+        &["dead-letters", "list"],
+        &["dead-letters", "list", "--json"],
+    ] {
+        let out = cli(&config, args);
+        let stdout = text(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{args:?}: {stdout} {}",
+            text(&out.stderr)
+        );
+        for c in ['\u{1b}', '\u{7}', '\u{9b}', '\u{202e}'] {
+            assert!(!stdout.contains(c), "{args:?} printed {c:?}: {stdout:?}");
+        }
+        if args.contains(&"--json") {
+            let doc: Value = serde_json::from_str(&stdout).expect("one JSON document");
+            assert!(doc.to_string().contains("rejected"), "{args:?}");
+            let reasons = match args[0] {
+                "status" => doc["quarantined"][0]["reason"].clone(),
+                "inspect" => doc["last_error"].clone(),
+                _ => doc["dead_letters"][0]["last_error"].clone(),
+            };
+            assert!(
+                reasons.as_str().is_some_and(|r| r.starts_with(hostile)),
+                "{args:?}: not the same document: {reasons}"
+            );
+        } else if args[0] != "inspect" {
+            assert!(stdout.contains("\\u{1b}[2J"), "{args:?}: {stdout}");
+        }
+    }
+}

@@ -645,3 +645,201 @@ async fn database_full_gives_a_clear_error_loses_nothing_and_recovers() {
     );
     drop(fs);
 }
+
+/// `eures_sync_feed_poll_failures_total` as the agent's `/metrics` shows it.
+async fn feed_poll_failures(metrics: &str) -> f64 {
+    let text = reqwest::get(metrics)
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find(|l| l.starts_with("eures_sync_feed_poll_failures_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The peak resident set of a process so far, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// The ledger's files (database and write-ahead log), in bytes.
+fn ledger_bytes(dir: &Path) -> u64 {
+    ["ledger.db", "ledger.db-wal", "ledger.db-shm"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// A page of one change whose single item is `bytes` long.
+fn page_with_item_of(bytes: usize, cursor: &str) -> Vec<u8> {
+    let head = r#"{"id": "big-1", "version": 1, "deleted": true, "pad": ""#;
+    let pad = "x".repeat(bytes - head.len() - 2);
+    format!(r#"{{"changes": [{head}{pad}"}}], "next_cursor": "{cursor}", "has_more": false}}"#)
+        .into_bytes()
+}
+
+/// A page of `items` deletions, each padded to about 1,000,000 bytes with
+/// nested arrays: as one tree of values it would cost some 70 times its
+/// size.
+fn page_of_nested_arrays(items: usize, cursor: &str) -> Vec<u8> {
+    let unit = "[[[[[[[[]]]]]]]],";
+    let pad = unit.repeat(1_000_000 / unit.len());
+    let mut body = b"{\"changes\": [".to_vec();
+    for i in 0..items {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(
+            format!(r#"{{"id": "nest-{i}", "version": 1, "deleted": true, "pad": [{pad}[]]}}"#)
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(r#"], "next_cursor": "{cursor}", "has_more": false}}"#).as_bytes(),
+    );
+    body
+}
+
+/// SPEC 4.1, what a feed (or a compromised JobAG) may not make the agent
+/// do, against the real binary: each lie is told for three seconds while a
+/// true change waits behind it. Nothing of a refused page is applied (the
+/// cursor stays, the waiting change does not arrive, none of the lie's
+/// items reaches the ledger), the poll backs off (a bounded number of
+/// requests, one log line per failure) and counts each failure, and the
+/// change arrives once the feed is sane again. Then a page of 63 items of
+/// nested arrays (63 MB) is read with a peak RSS that stays a small
+/// multiple of its size, and the ledger stays small throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lying_feed_applies_nothing_backs_off_and_is_survived() {
+    use eures_sync_sims::jobag::FeedLie;
+    const LIE_FOR: Duration = Duration::from_secs(3);
+    let env = Env::start().await;
+    publish(&env.jobag, 3);
+    let mut agent = env.agent("lies", "info", "[jobag]\npage_size = 100\n");
+    let metrics = format!("http://{}/metrics", agent.listen());
+    env.converged(WAIT).await;
+    let store = eures_sync::store::open_existing(&env.db_url())
+        .await
+        .expect("ledger");
+    let lies = [
+        ("a 2,000-byte cursor", FeedLie::LongCursor(2000)),
+        ("101 items for a limit of 100", FeedLie::ExtraItems(1)),
+        (
+            "a 2 MiB item",
+            FeedLie::Body(page_with_item_of(2 << 20, "c0").into()),
+        ),
+        ("an empty page with has_more", FeedLie::EmptyWithMore),
+        ("410 to every read", FeedLie::Gone),
+    ];
+    for (k, (what, lie)) in lies.into_iter().enumerate() {
+        let gone = matches!(lie, FeedLie::Gone);
+        env.jobag.set_feed_lie(Some(lie));
+        // A poll sent before the lie began ends first.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let cursor = store.cursor().await.unwrap();
+        let failures = feed_poll_failures(&metrics).await;
+        let lines = agent.log_text().lines().count();
+        let requests = env.jobag.counters().changes;
+        // Starting over after a 410 reconciles against the (true)
+        // snapshot, which may bring a waiting change in: none waits then.
+        let waiting = (!gone).then(|| {
+            let p = sample_posting(10 + k as u64);
+            env.jobag.upsert(p.clone());
+            p["id"].as_str().unwrap().to_string()
+        });
+        tokio::time::sleep(LIE_FOR).await;
+        let failed = feed_poll_failures(&metrics).await - failures;
+        let asked = env.jobag.counters().changes - requests;
+        let logged = agent.log_text().lines().count() - lines;
+        env.jobag.set_feed_lie(None);
+        agent.assert_alive();
+        assert!(failed >= 1.0, "{what}: no poll failure counted");
+        // Polls 50 ms apart, each wait 50 ms longer: at most ~10 in 3 s.
+        assert!(asked <= 15, "{what}: {asked} feed requests in {LIE_FOR:?}");
+        assert!(
+            logged as f64 <= 2.0 * failed + 6.0,
+            "{what}: {logged} log lines for {failed} failures"
+        );
+        assert_eq!(
+            store.cursor().await.unwrap(),
+            cursor,
+            "{what}: the cursor moved"
+        );
+        for id in waiting
+            .iter()
+            .map(String::as_str)
+            .chain(["big-1", "lie-0", "lie-100"])
+        {
+            assert!(
+                store.get(id).await.unwrap().is_none(),
+                "{what}: {id} was applied"
+            );
+        }
+        eprintln!("{what}: {failed} failures, {asked} requests, {logged} log lines");
+        // Sane again: what waited arrives.
+        env.converged(WAIT).await;
+    }
+
+    let pid = agent.pid();
+    let rss_before = peak_rss_kib(pid);
+    let page = page_of_nested_arrays(63, &env.jobag.head_cursor());
+    let page_kib = page.len() as u64 / 1024;
+    let requests = env.jobag.counters().changes;
+    env.jobag.set_feed_lie(Some(FeedLie::Body(page.into())));
+    eventually(WAIT, "the page of nested arrays asked for", || {
+        env.jobag.counters().changes > requests
+    })
+    .await;
+    env.jobag.set_feed_lie(None);
+    eventually_async(WAIT, "its items quarantined", || async {
+        store
+            .quarantined(200)
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|(id, _)| id.as_deref().filter(|id| id.starts_with("nest-")))
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            == 63
+    })
+    .await;
+    let rss_after = peak_rss_kib(pid);
+    eprintln!(
+        "page of nested arrays: {page_kib} KiB; peak RSS {rss_before} KiB before, {rss_after} KiB after"
+    );
+    assert!(
+        rss_after <= rss_before.max(64 * 1024) + 3 * page_kib,
+        "peak RSS {rss_after} KiB after a page of {page_kib} KiB (before: {rss_before} KiB)"
+    );
+    let (_, reason) = store
+        .quarantined(200)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(id, _)| id.as_deref() == Some("nest-0"))
+        .unwrap();
+    assert!(
+        reason.starts_with("more than 4096 arrays and objects"),
+        "{reason}"
+    );
+
+    let ledger = ledger_bytes(env.dir.path());
+    eprintln!(
+        "ledger {ledger} bytes; log {} bytes",
+        agent.log_text().len()
+    );
+    assert!(ledger < 16 << 20, "ledger of {ledger} bytes");
+    env.jobag.upsert(sample_posting(40));
+    env.converged(WAIT).await;
+    agent.stop().await;
+}

@@ -105,3 +105,94 @@ async fn differences_on_every_page_are_found_once_and_repaired() {
     env.settled(WAIT).await;
     running.stop().await;
 }
+
+/// SPEC 4.1: in the snapshot, one item that cannot be parsed is skipped and
+/// reported (by id when it has one) and the run goes on; SPEC 4.2's listing
+/// reference that is no posting id is skipped and reported too, never shown
+/// raw. A posting whose snapshot item is unreadable is left as it is (not
+/// taken for deleted in JobAG), and `eures-sync reconcile` prints what was
+/// skipped with control characters escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_snapshot_items_and_foreign_references_are_skipped_and_reported() {
+    let env = Env::start().await;
+    for i in 1..=3 {
+        env.jobag.upsert(sample_posting(i));
+    }
+    let mut config = env.config();
+    config.reconcile.interval = None;
+    let running = env.worker_with(config).await;
+    env.converged(WAIT).await;
+
+    let damaged = sample_id(2);
+    let original = env.jobag.current(&damaged).expect("posting 2");
+    let mut bytes = format!(r#"{{"id": "{damaged}", "version": 1, "title": "Caf"#).into_bytes();
+    bytes.extend_from_slice(b"\xe9\"}");
+    env.jobag.put_raw_snapshot_item(&damaged, bytes);
+    env.jobag
+        .put_raw_snapshot_item("zz-deep", format!("{}{}", "[".repeat(300), "]".repeat(300)));
+    env.jobag.put_raw_snapshot_item(
+        "zz-escape",
+        "{\"id\": \"evil\\u001b[2J\", \"version\": 1, \"deleted\": false}",
+    );
+    let foreign = "x\u{1b}[31m/../../etc";
+    env.eures.insert_orphan(foreign, 1, "<x/>");
+
+    let mut found = Vec::new();
+    let report = running
+        .worker
+        .reconcile(
+            Repair::DryRun,
+            &mut |d| found.push((d.kind, d.id.clone())),
+            &|_, _| {},
+        )
+        .await
+        .expect("one bad item never fails a reconcile");
+    assert!(report.listing_complete);
+    assert_eq!(report.skipped, 4, "{:?}", report.skipped_items);
+    let skipped: Vec<(&str, Option<&str>)> = report
+        .skipped_items
+        .iter()
+        .map(|s| (s.from, s.id.as_deref()))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            ("jobag snapshot", Some(damaged.as_str())),
+            ("jobag snapshot", None),
+            ("jobag snapshot", None),
+            ("eures listing", None),
+        ]
+    );
+    assert!(
+        report.skipped_items[3]
+            .reason
+            .contains("x\\u{1b}[31m/../../etc")
+    );
+    for s in &report.skipped_items {
+        assert!(!s.reason.contains('\u{1b}'), "{s:?}");
+    }
+    assert!(found.is_empty(), "nothing is a difference: {found:?}");
+
+    let config_file = env.dir.path().join("reconcile.toml");
+    std::fs::write(&config_file, env.config_toml()).unwrap();
+    let out = common::agent::cli(&config_file, &["reconcile", "--dry-run"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("4 items skipped"), "{stdout}");
+    assert!(stdout.contains(&damaged), "{stdout}");
+    assert!(!stdout.contains('\u{1b}'), "{stdout:?}");
+
+    // Sane again: the posting is still on EURES, untouched.
+    env.jobag.reappear(&original);
+    for key in ["zz-deep", "zz-escape"] {
+        assert!(env.jobag.vanish(key));
+    }
+    assert!(env.eures.remove(foreign).is_some());
+    env.converged(WAIT).await;
+    assert_eq!(env.eures.history(&damaged).len(), 1);
+    running.stop().await;
+}

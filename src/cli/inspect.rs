@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 use crate::config::Config;
 use crate::domain::ledger::{Delivered, DesiredState, Entry};
 use crate::engine::now_ms;
+use crate::printable;
 
 fn iso(ms: Option<i64>) -> Value {
     ms.and_then(chrono::DateTime::from_timestamp_millis)
@@ -26,7 +27,7 @@ pub async fn status(config: &Config, json_out: bool) -> anyhow::Result<()> {
         "quarantined": quarantined.iter().map(|(id, reason)| json!({"id": id, "reason": reason})).collect::<Vec<_>>(),
     });
     if json_out {
-        println!("{doc}");
+        println!("{}", printable::json(&doc.to_string()));
         return Ok(());
     }
     println!(
@@ -52,12 +53,16 @@ pub async fn status(config: &Config, json_out: bool) -> anyhow::Result<()> {
             .iter()
             .map(|(reason, n)| format!("{reason} {n}"))
             .collect();
-        println!("absent by reason  {}", reasons.join("  "));
+        println!("absent by reason  {}", printable::text(&reasons.join("  ")));
     }
     if !quarantined.is_empty() {
         println!("quarantined:");
         for (id, reason) in &quarantined {
-            println!("  {}  {reason}", id.as_deref().unwrap_or("(no id)"));
+            println!(
+                "  {}  {}",
+                printable::text(id.as_deref().unwrap_or("(no id)")),
+                printable::text(reason)
+            );
         }
     }
     Ok(())
@@ -123,10 +128,11 @@ pub async fn inspect(config: &Config, id: &str, json_out: bool) -> anyhow::Resul
             })
             .collect(),
     );
-    if json_out {
-        println!("{doc}");
+    let shown = if json_out {
+        doc.to_string()
     } else {
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-    }
+        serde_json::to_string_pretty(&doc)?
+    };
+    println!("{}", printable::json(&shown));
     Ok(())
 }

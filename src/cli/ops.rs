@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::engine::{Worker, now_ms};
+use crate::printable;
 use crate::store::{AuditOf, AuditRow, PurgeStats, Repair, Store};
 
 /// The ledger and a worker over it; a dry run opens an existing ledger
@@ -194,7 +195,12 @@ pub async fn reconcile(config: &Config, dry_run: bool) -> anyhow::Result<()> {
         .reconcile(
             repair,
             &mut |d| {
-                let line = format!("{:<20} {}  {}", d.kind, d.id, d.detail);
+                let line = format!(
+                    "{:<20} {}  {}",
+                    d.kind,
+                    printable::text(&d.id),
+                    printable::text(&d.detail)
+                );
                 lines.push(line);
             },
             &|phase, n| bar.set_message(format!("{}: {n}", phase.label())),
@@ -221,6 +227,24 @@ pub async fn reconcile(config: &Config, dry_run: bool) -> anyhow::Result<()> {
     for (kind, n) in &report.differences {
         println!("  {kind}: {n}");
     }
+    if report.skipped > 0 {
+        println!(
+            "{} items skipped (could not be used; the run went on without them)",
+            report.skipped
+        );
+        for item in &report.skipped_items {
+            println!(
+                "  {}  {}  {}",
+                item.from,
+                printable::text(item.id.as_deref().unwrap_or("(no id)")),
+                printable::text(&item.reason)
+            );
+        }
+        let unnamed = report.skipped - report.skipped_items.len() as u64;
+        if unnamed > 0 {
+            println!("  … and {unnamed} more");
+        }
+    }
     if !report.listing_complete && config.eures.mode == crate::domain::ledger::Mode::Push {
         anyhow::bail!(
             "the EURES listing could not be read to the end; EURES-side differences were not checked"
@@ -245,18 +269,19 @@ pub async fn dead_letters_list(config: &Config, json_out: bool) -> anyhow::Resul
         }));
     }
     if json_out {
-        println!("{}", json!({ "dead_letters": rows }));
+        let doc = json!({ "dead_letters": rows }).to_string();
+        println!("{}", printable::json(&doc));
     } else if rows.is_empty() {
         println!("no dead letters");
     } else {
         for r in &rows {
             println!(
                 "{}  v{}  {}  attempts {}  {}",
-                r["id"].as_str().unwrap_or_default(),
+                printable::text(r["id"].as_str().unwrap_or_default()),
                 r["version"],
                 r["operation"].as_str().unwrap_or("-"),
                 r["attempts"],
-                r["last_error"].as_str().unwrap_or("")
+                printable::text(r["last_error"].as_str().unwrap_or(""))
             );
         }
     }
@@ -340,7 +365,7 @@ pub async fn export(
         }
         (None, None) => anyhow::bail!("export needs --posting ID or --employer CVR"),
     };
-    println!("{}", serde_json::to_string_pretty(&doc)?);
+    println!("{}", printable::json(&serde_json::to_string_pretty(&doc)?));
     Ok(())
 }
 

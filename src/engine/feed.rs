@@ -6,6 +6,7 @@
 //! operator's resync, when EURES holds something newer, and when the feed
 //! named a posting it could not describe.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,23 +42,56 @@ pub struct UnusablePosting {
     reason: String,
 }
 
+/// What one poll of the feed did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Polled {
+    pub stats: IngestStats,
+    /// More pages wait now.
+    pub has_more: bool,
+    /// The feed forgot the cursor (`410`): the next read starts from the
+    /// beginning.
+    pub started_over: bool,
+}
+
+/// A feed answer that is no failure of the transport, yet must not make
+/// the agent ask again at once (SPEC 4.1): each backs off like a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedLie {
+    #[error("the feed says more changes wait but sent none")]
+    EmptyWithMore,
+    #[error("the feed answered 410 Gone to a read from the beginning")]
+    GoneFromTheBeginning,
+    #[error("the feed forgot our cursor again before we caught up after starting over")]
+    GoneAgain,
+}
+
 impl Worker {
     /// Polls while leading: at once while pages wait, every
     /// `poll_interval` once caught up, and after failures in a row a
     /// `poll_interval` longer each time (at most [`POLL_BACKOFF_CAP`]).
     pub(super) async fn feed_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut failures: u32 = 0;
+        // Read from the beginning after a `410`, and not caught up since.
+        let mut starting_over = false;
         while !*stop.borrow() {
             if !self.is_leader() {
                 pause(&mut stop, self.leader_tick()).await;
                 continue;
             }
-            let wait = match self.poll_once().await {
-                Ok((_, true)) => {
+            let polled = match self.poll_once().await {
+                Ok(p) if p.started_over && starting_over => Err(FeedLie::GoneAgain.into()),
+                Ok(p) => {
+                    starting_over = (starting_over || p.started_over) && p.has_more;
+                    Ok(p.has_more)
+                }
+                Err(e) => Err(e),
+            };
+            let wait = match polled {
+                Ok(true) => {
                     failures = 0;
                     Duration::ZERO
                 }
-                Ok((_, false)) => {
+                Ok(false) => {
                     failures = 0;
                     // Caught up: the re-reads that failed before, if due.
                     self.reread_damaged().await;
@@ -82,8 +116,10 @@ impl Worker {
     }
 
     /// Reads one page of the feed after the stored cursor and applies it.
-    /// Returns the stats and whether more pages wait.
-    pub async fn poll_once(&self) -> anyhow::Result<(IngestStats, bool)> {
+    /// A page the feed client refuses (SPEC 4.1's bounds) applies nothing;
+    /// an empty page that says more wait moves the cursor it names, and is
+    /// then an error, so the loop backs off instead of asking again at once.
+    pub async fn poll_once(&self) -> anyhow::Result<Polled> {
         let cursor = self.store.cursor().await?.filter(|c| !c.is_empty());
         let page = match self
             .jobag
@@ -91,6 +127,9 @@ impl Worker {
             .await
         {
             Ok(page) => page,
+            Err(SourceError::CursorGone) if cursor.is_none() => {
+                return Err(FeedLie::GoneFromTheBeginning.into());
+            }
             Err(SourceError::CursorGone) => {
                 tracing::warn!(
                     "the feed no longer knows our cursor: reading it again from the beginning"
@@ -106,10 +145,15 @@ impl Worker {
                     )
                     .await?;
                 self.reconcile_requested.notify_one();
-                return Ok((IngestStats::default(), true));
+                return Ok(Polled {
+                    stats: IngestStats::default(),
+                    has_more: true,
+                    started_over: true,
+                });
             }
             Err(e) => return Err(e.into()),
         };
+        let stalled = page.has_more && page.changes.is_empty();
         let position = cursor.unwrap_or_default();
         // A page is applied in chunks, the cursor with the last one, so the
         // memory a page costs (documents rendered, records copied) stays
@@ -153,11 +197,18 @@ impl Worker {
                 break;
             }
         }
+        if stalled {
+            return Err(FeedLie::EmptyWithMore.into());
+        }
         self.store.set_last_poll(now_ms()).await?;
         if stats.applied > 0 {
             self.wake.notify_one();
         }
-        Ok((stats, page.has_more))
+        Ok(Polled {
+            stats,
+            has_more: page.has_more,
+            started_over: false,
+        })
     }
 
     /// Re-reads one posting from JobAG and applies it. `forced` (an
@@ -319,11 +370,19 @@ pub fn evaluate_page(
     now: DateTime<Utc>,
     document: &DocumentSettings,
 ) -> (Vec<Incoming>, Vec<QuarantineItem>) {
-    evaluate_all(items.iter().map(Ok), position, first, now, document)
+    let head = |v: &Value| {
+        (
+            v.get("id").and_then(Value::as_str).map(str::to_owned),
+            v.get("version").and_then(Value::as_u64),
+        )
+    };
+    let read = |v| Ok(Cow::Borrowed(v));
+    evaluate_all(items, head, read, position, first, now, document)
 }
 
-/// [`evaluate_page`] for a page as the feed client reads it: an item that
-/// could not even be read as JSON is quarantined with the client's reason.
+/// [`evaluate_page`] for a page as the JobAG client reads it: each item is
+/// parsed in turn (one item's tree at a time), and an item that could not
+/// even be read as JSON is quarantined with the client's reason.
 pub fn evaluate_feed_page(
     items: &[FeedItem],
     position: &str,
@@ -331,44 +390,37 @@ pub fn evaluate_feed_page(
     now: DateTime<Utc>,
     document: &DocumentSettings,
 ) -> (Vec<Incoming>, Vec<QuarantineItem>) {
-    let items = items.iter().map(|item| match item {
-        FeedItem::Json(value) => Ok(value),
-        FeedItem::Unreadable(why) => Err(why),
-    });
-    evaluate_all(items, position, first, now, document)
+    let read = |item: &FeedItem| item.read().map(Cow::Owned);
+    evaluate_all(items, FeedItem::head, read, position, first, now, document)
 }
 
-fn evaluate_all<'a, I>(
-    items: I,
+fn evaluate_all<'a, T>(
+    items: &'a [T],
+    head: impl Fn(&'a T) -> (Option<String>, Option<u64>),
+    read: impl Fn(&'a T) -> Result<Cow<'a, Value>, Unreadable>,
     position: &str,
     first: usize,
     now: DateTime<Utc>,
     document: &DocumentSettings,
-) -> (Vec<Incoming>, Vec<QuarantineItem>)
-where
-    I: Iterator<Item = Result<&'a Value, &'a Unreadable>> + Clone,
-{
+) -> (Vec<Incoming>, Vec<QuarantineItem>) {
     // Only the newest version of a posting in a page can win: skip rendering
     // the others (a backlog after an outage repeats ids).
-    let mut newest: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
-    for item in items.clone().filter_map(Result::ok) {
-        if let (Some(id), Some(v)) = (
-            item.get("id").and_then(Value::as_str),
-            item.get("version").and_then(Value::as_u64),
-        ) {
+    let mut newest: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    for item in items {
+        if let (Some(id), Some(v)) = head(item) {
             let e = newest.entry(id).or_insert(v);
             *e = (*e).max(v);
         }
     }
-    let mut incoming = Vec::with_capacity(items.size_hint().0);
+    let mut incoming = Vec::with_capacity(items.len());
     let mut quarantined = Vec::new();
-    for (index, item) in items.enumerate() {
+    for (index, item) in items.iter().enumerate() {
         let index = first + index;
-        let parsed = match item {
-            Ok(value) => parse_change(value),
+        let parsed = match read(item) {
+            Ok(value) => parse_change(&value),
             Err(unreadable) => ParsedChange::Quarantined {
-                id: unreadable.id.clone().filter(|id| valid_id(id)),
-                reason: unreadable.reason.clone(),
+                id: unreadable.id.filter(|id| valid_id(id)),
+                reason: unreadable.reason,
             },
         };
         match parsed {
@@ -428,7 +480,7 @@ mod tests {
     #[test]
     fn unreadable_items_are_quarantined_with_the_readers_reason() {
         let items = vec![
-            FeedItem::Json(json!({"id": "a", "version": 1, "deleted": true})),
+            FeedItem::from_text(r#"{"id": "a", "version": 1, "deleted": true}"#),
             FeedItem::Unreadable(Unreadable {
                 id: Some("b".into()),
                 reason: "invalid UTF-8 in the feed item".into(),
@@ -437,7 +489,7 @@ mod tests {
                 id: Some("not an id \u{fffd}".into()),
                 reason: "nesting deeper than 128".into(),
             }),
-            FeedItem::Json(json!({"id": "c", "version": 1, "deleted": true})),
+            FeedItem::from_text(r#"{"id": "c", "version": 1, "deleted": true}"#),
         ];
         let (incoming, quarantined) =
             evaluate_feed_page(&items, "c7", 10, Utc::now(), &DocumentSettings::default());

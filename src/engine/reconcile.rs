@@ -17,9 +17,10 @@ use std::time::Duration;
 use roaring::RoaringTreemap;
 
 use super::Worker;
-use super::feed::evaluate_page;
+use super::feed::evaluate_feed_page;
 use crate::domain::ledger::Mode;
 use crate::eures::ListedVacancy;
+use crate::jobag::FeedItem;
 use crate::store::{Diff, Listed, Repair, Unseen};
 
 /// Rows per ledger page in the "not seen" passes.
@@ -36,6 +37,24 @@ pub struct ReconcileReport {
     /// False when the EURES listing could not be read to the end.
     pub listing_complete: bool,
     pub elapsed_ms: u64,
+    /// Items of the snapshot or the listing that could not be used: the
+    /// run went on without them.
+    pub skipped: u64,
+    /// The first [`SKIPPED_SHOWN`] of them.
+    pub skipped_items: Vec<SkippedItem>,
+}
+
+/// How many skipped items a report names (all are counted).
+pub const SKIPPED_SHOWN: usize = 100;
+
+/// An item a reconcile run could not use.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SkippedItem {
+    /// `jobag snapshot` or `eures listing`.
+    pub from: &'static str,
+    /// Its id (or reference) when it had a valid one.
+    pub id: Option<String>,
+    pub reason: String,
 }
 
 /// Where reconcile is, for a progress display.
@@ -191,10 +210,13 @@ impl Worker {
         Ok(())
     }
 
-    /// Compares one snapshot page with the ledger (and repairs).
+    /// Compares one snapshot page with the ledger (and repairs). An item
+    /// that cannot be used is skipped and reported; one that names a
+    /// posting the ledger knows leaves that posting as it is (it counts as
+    /// seen, so the run does not take it for deleted).
     async fn take_snapshot_page(
         &self,
-        postings: &[serde_json::Value],
+        postings: &[FeedItem],
         seen: &mut Seen,
         repair: Repair,
         on_diff: &mut (dyn FnMut(&Diff) + Send),
@@ -203,43 +225,38 @@ impl Worker {
         // Render only what may differ: postings the ledger lacks, holds at
         // an older version, or holds as deleted in JobAG (a verdict the
         // snapshot now contradicts); a resync renders everything.
-        let ids: Vec<&str> = postings
-            .iter()
-            .filter_map(|p| p.get("id").and_then(serde_json::Value::as_str))
-            .collect();
+        let heads: Vec<_> = postings.iter().map(FeedItem::head).collect();
+        let ids: Vec<&str> = heads.iter().filter_map(|(id, _)| id.as_deref()).collect();
         let known = self.store.known_versions(&ids).await?;
         for k in known.values() {
             seen.mark(k.key);
         }
-        let needed: Vec<serde_json::Value> = postings
+        let needed: Vec<FeedItem> = postings
             .iter()
-            .filter(|p| {
+            .zip(&heads)
+            .filter(|(_, head)| {
                 repair.forces()
-                    || match (
-                        p.get("id").and_then(serde_json::Value::as_str),
-                        p.get("version").and_then(serde_json::Value::as_u64),
-                    ) {
+                    || match head {
                         (Some(id), Some(v)) => known
-                            .get(id)
-                            .is_none_or(|k| v > k.version || (k.gone && v == k.version)),
+                            .get(id.as_str())
+                            .is_none_or(|k| *v > k.version || (k.gone && *v == k.version)),
                         _ => true,
                     }
             })
-            .cloned()
+            .map(|(p, _)| p.clone())
             .collect();
-        let (incoming, quarantined) = evaluate_page(
+        let (incoming, quarantined) = evaluate_feed_page(
             &needed,
             "snapshot",
             0,
             self.ledger_now().await,
             &self.settings.document,
         );
-        if !quarantined.is_empty() {
-            tracing::warn!(
-                count = quarantined.len(),
-                "snapshot items without usable id or version"
-            );
-        }
+        drop(needed);
+        report.skip(
+            "jobag snapshot",
+            quarantined.into_iter().map(|q| (q.posting_id, q.reason)),
+        );
         report.source_postings += postings.len() as u64;
         if incoming.is_empty() {
             return Ok(());
@@ -279,6 +296,12 @@ impl Worker {
                     return Ok(());
                 }
             };
+            report.skip(
+                "eures listing",
+                page.invalid
+                    .iter()
+                    .map(|shown| (None, format!("reference is no valid posting id: {shown}"))),
+            );
             let next = page.next_page_token.clone().filter(|t| !t.is_empty());
             let following = async {
                 match &next {
@@ -395,6 +418,36 @@ impl Worker {
 }
 
 impl ReconcileReport {
+    /// Counts, names (up to [`SKIPPED_SHOWN`]) and logs the items of one page
+    /// that were skipped; one log line per page, however many.
+    fn skip(
+        &mut self,
+        from: &'static str,
+        items: impl IntoIterator<Item = (Option<String>, String)>,
+    ) {
+        let mut count = 0u64;
+        let mut first: Option<(Option<String>, String)> = None;
+        for (id, reason) in items {
+            count += 1;
+            if first.is_none() {
+                first = Some((id.clone(), reason.clone()));
+            }
+            if self.skipped_items.len() < SKIPPED_SHOWN {
+                self.skipped_items.push(SkippedItem { from, id, reason });
+            }
+        }
+        self.skipped += count;
+        if let Some((id, reason)) = first {
+            tracing::warn!(
+                from,
+                count,
+                first_id = id.as_deref().unwrap_or("-"),
+                first_reason = %reason,
+                "reconcile skipped items it could not use"
+            );
+        }
+    }
+
     fn record(&mut self, diffs: Vec<Diff>, on_diff: &mut (dyn FnMut(&Diff) + Send)) {
         for d in &diffs {
             *self.differences.entry(d.kind).or_insert(0) += 1;

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::classify::{Outcome, classify_delete, classify_get, classify_put, parse_retry_after};
+use crate::domain::posting::valid_id;
 use crate::http_client::{
     SetupError, describe_error, http_setup, json_error_summary, read_bounded,
 };
@@ -76,7 +77,13 @@ pub struct Attempt {
 /// One page of what the portal holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListPage {
+    /// Items whose reference is a valid posting id (the only kind the agent
+    /// ever sends).
     pub items: Vec<ListedVacancy>,
+    /// References that are no posting id, shortened and escaped for a log
+    /// or a report: left out of `items`, since no copy of ours can have one
+    /// and a URL made of one could address something else.
+    pub invalid: Vec<String>,
     /// `None` on the last page (also when the portal sends `""`).
     pub next_page_token: Option<String>,
 }
@@ -92,6 +99,9 @@ pub struct ListedVacancy {
     #[serde(default)]
     pub content_sha256: Option<String>,
 }
+
+/// How much of an invalid reference a report shows.
+const MAX_SHOWN_REFERENCE: usize = 64;
 
 #[derive(Debug, Deserialize)]
 struct ListBody {
@@ -249,8 +259,14 @@ impl EuresClient {
         }
         let page: ListBody = serde_json::from_slice(&body)
             .map_err(|e| Outcome::transient(format!("bad listing: {}", json_error_summary(&e))))?;
+        let (items, invalid): (Vec<_>, Vec<_>) =
+            page.items.into_iter().partition(|i| valid_id(&i.reference));
         Ok(ListPage {
-            items: page.items,
+            items,
+            invalid: invalid
+                .iter()
+                .map(|i| crate::printable::short(&i.reference, MAX_SHOWN_REFERENCE))
+                .collect(),
             next_page_token: page.next_page_token.filter(|t| !t.is_empty()),
         })
     }

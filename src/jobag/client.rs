@@ -2,25 +2,31 @@
 //! pages, single postings. One `reqwest` client (keep-alive pool, TLS
 //! verification always on), bounded response bodies.
 //!
-//! Items stay raw [`serde_json::Value`]s: parsing each one (and quarantining
-//! a bad one) is the next stage's job, so one bad item never fails a page.
-//! That holds for bytes too: a change page is split into items before any
-//! item becomes a `Value`, so an item that cannot be one (invalid UTF-8,
-//! nesting beyond serde_json's recursion limit) is handed on as
-//! [`FeedItem::Unreadable`] instead of failing the page and blocking the feed.
+//! A page is never parsed as one tree of values: its item array is read one
+//! element at a time, each only scanned for its end and kept as a range of
+//! the page text ([`FeedItem::Raw`]), so reading a page costs about its
+//! body. The bounds SPEC 4.1 sets on what a feed may send are checked while
+//! reading, before anything is built from the items. Parsing each item (and
+//! quarantining a bad one) is the next stage's job, one item at a time, so
+//! one bad item never fails a page. That holds for bytes too: an item that
+//! holds invalid UTF-8 is handed on as [`FeedItem::Unreadable`] instead of
+//! failing the page and blocking the feed.
 //! Nothing here logs a token or posting content, only ids, counts and
 //! statuses; error messages carry statuses and error kinds, never content.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use secrecy::SecretString;
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use url::Url;
@@ -63,7 +69,7 @@ impl SourceError {
 /// One page of the change feed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChangesPage {
-    /// Whole postings as they are at their version, read only as JSON.
+    /// Whole postings as they are at their version, each still JSON text.
     pub changes: Vec<FeedItem>,
     /// Where the next read starts. When the feed omits it on an empty page,
     /// the cursor that was asked for (`""` from the beginning).
@@ -75,19 +81,46 @@ pub struct ChangesPage {
 /// One page of the snapshot (every current posting).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SnapshotPage {
-    pub postings: Vec<Value>,
+    /// Each still JSON text; an item that cannot be read (or is over
+    /// [`MAX_ITEM`]) is [`FeedItem::Unreadable`], for reconcile to skip.
+    pub postings: Vec<FeedItem>,
     /// `None` on the last page (also when JobAG sends `""`).
     pub next_page_token: Option<String>,
 }
 
-/// One item of a change page.
+/// One item of a page, kept as the text JobAG sent until the next stage
+/// reads it: a page never becomes one tree of values, only each item in
+/// turn, when it is parsed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeedItem {
-    /// A JSON value, for the next stage to parse as a change.
-    Json(Value),
-    /// Bytes that cannot become a JSON value. Holds no content: the item
-    /// may carry personal data.
+    /// The item's JSON text, a slice of its page.
+    Raw(RawItem),
+    /// Bytes that cannot be an item. Holds no content: the item may carry
+    /// personal data.
     Unreadable(Unreadable),
+}
+
+/// The JSON text of one item: a range of the page it came in, which it
+/// shares with the page's other items (no copy per item).
+#[derive(Clone, PartialEq)]
+pub struct RawItem {
+    page: Arc<String>,
+    start: usize,
+    end: usize,
+}
+
+impl fmt::Debug for RawItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The text may carry personal data: its size only.
+        write!(f, "RawItem({} bytes)", self.end - self.start)
+    }
+}
+
+impl RawItem {
+    /// The item as it is in the page.
+    pub fn text(&self) -> &str {
+        self.page.get(self.start..self.end).unwrap_or_default()
+    }
 }
 
 /// Why a feed item could not be read, and its id when that much was legible.
@@ -99,11 +132,45 @@ pub struct Unreadable {
 }
 
 impl FeedItem {
-    /// The item as JSON, `None` when unreadable.
-    pub fn json(&self) -> Option<&Value> {
+    /// An item of its own, from its JSON text (unchecked until read).
+    pub fn from_text(text: impl Into<String>) -> FeedItem {
+        let page = Arc::new(text.into());
+        let end = page.len();
+        FeedItem::Raw(RawItem {
+            page,
+            start: 0,
+            end,
+        })
+    }
+
+    /// The item as a JSON value, or why it cannot be one. Only this item's
+    /// tree is built, so a page costs one item's tree at a time, and only
+    /// when [`too_complex`] allows: the tree of an item is then at most a
+    /// few MiB, whatever its text.
+    pub fn read(&self) -> Result<Value, Unreadable> {
         match self {
-            FeedItem::Json(v) => Some(v),
-            FeedItem::Unreadable(_) => None,
+            FeedItem::Raw(raw) => {
+                let unreadable = |reason| Unreadable {
+                    id: legible_id(raw.text()),
+                    reason,
+                };
+                if let Some(why) = too_complex(raw.text().as_bytes()) {
+                    return Err(unreadable(why));
+                }
+                serde_json::from_str(raw.text()).map_err(|e| unreadable(item_error(&e)))
+            }
+            FeedItem::Unreadable(why) => Err(why.clone()),
+        }
+    }
+
+    /// The item's top-level `id` string and `version` integer when it has
+    /// them, read without building a tree (the rest is skipped unparsed).
+    pub fn head(&self) -> (Option<String>, Option<u64>) {
+        match self {
+            FeedItem::Raw(raw) => serde_json::from_str::<Head>(raw.text())
+                .map(|h| (h.id.string(), h.version.u64()))
+                .unwrap_or_default(),
+            FeedItem::Unreadable(why) => (why.id.clone(), None),
         }
     }
 }
@@ -113,33 +180,334 @@ pub const INVALID_UTF8: &str = "invalid UTF-8 in the feed item";
 /// Reason given for an item nested deeper than serde_json's recursion limit.
 pub const TOO_DEEP: &str = "nesting deeper than 128";
 
-/// The envelope of a change page. Items are kept as raw text: serde_json
-/// skips over a raw value without recursing (`ignore_value` keeps its own
-/// stack), so an item of any depth cannot fail the page here.
-#[derive(Deserialize)]
-struct RawChanges<'a> {
-    #[serde(borrow)]
-    changes: Vec<&'a RawValue>,
-    #[serde(default)]
-    next_cursor: Option<Value>,
-    #[serde(default)]
+/// The longest `next_cursor` taken from the feed (SPEC 4.1); a longer one
+/// is a feed error, since the agent would store it and send it back.
+pub const MAX_CURSOR_LEN: usize = 1024;
+/// The largest item taken (SPEC 4.1): a change over it fails its page, a
+/// snapshot item over it is skipped.
+pub const MAX_ITEM: usize = 1024 * 1024;
+
+/// Most arrays and objects an item may hold. A tree costs about 150 bytes
+/// per array or object for two bytes of text (`[]`); a posting holds a few
+/// dozen.
+pub const MAX_ITEM_CONTAINERS: usize = 4096;
+/// Most values an item may hold, counted by their separators; a value costs
+/// 32 bytes or more in a tree for as few as two of text (`1,`).
+pub const MAX_ITEM_VALUES: usize = 65_536;
+
+/// Why the JSON text of one item would cost too much as a tree, when it
+/// would: a scan of its bytes that counts the arrays, objects and values
+/// outside strings (nothing is built, so its cost is the same for any text).
+pub fn too_complex(text: &[u8]) -> Option<String> {
+    let (mut in_string, mut escaped) = (false, false);
+    let (mut containers, mut separators) = (0usize, 0usize);
+    for &b in text {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => containers += 1,
+            b',' | b':' => separators += 1,
+            _ => {}
+        }
+    }
+    if containers > MAX_ITEM_CONTAINERS {
+        Some(format!(
+            "more than {MAX_ITEM_CONTAINERS} arrays and objects in one item"
+        ))
+    } else if separators > MAX_ITEM_VALUES {
+        Some(format!("more than {MAX_ITEM_VALUES} values in one item"))
+    } else {
+        None
+    }
+}
+
+/// What makes a whole page unusable, beyond JSON syntax (SPEC 4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lie {
+    CursorTooLong,
+    CursorNotAToken,
+    TooManyItems(usize),
+    ItemTooLarge,
+}
+
+impl fmt::Display for Lie {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Lie::CursorTooLong => write!(f, "next_cursor longer than {MAX_CURSOR_LEN} bytes"),
+            Lie::CursorNotAToken => f.write_str("next_cursor is not a string or a number"),
+            Lie::TooManyItems(limit) => write!(f, "more items than the limit of {limit}"),
+            Lie::ItemTooLarge => write!(f, "an item larger than {MAX_ITEM} bytes"),
+        }
+    }
+}
+
+/// What to do with an item over [`MAX_ITEM`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Oversize {
+    /// Fail the page (the feed: skipping a change would lose it silently).
+    FailPage,
+    /// Keep it as [`FeedItem::Unreadable`] (the snapshot: reconcile skips it).
+    Skip,
+}
+
+/// How a page is read: the name of its item array, and its bounds.
+#[derive(Clone, Copy)]
+struct PageShape<'c> {
+    items: &'static str,
+    token: &'static str,
+    /// At most this many items (`None`: as many as the body bound allows).
+    limit: Option<usize>,
+    oversize: Oversize,
+    /// Where the reader notes which bound the page broke, so the error says
+    /// it in words of its own rather than serde's.
+    lie: &'c Cell<Option<Lie>>,
+}
+
+impl PageShape<'_> {
+    fn broke<E: de::Error>(&self, lie: Lie) -> E {
+        self.lie.set(Some(lie));
+        E::custom(lie)
+    }
+}
+
+/// A page as read: items still borrowed from the text.
+struct Envelope<'a> {
+    items: Vec<Item<'a>>,
+    token: Option<String>,
     has_more: Option<bool>,
 }
 
-#[derive(Deserialize)]
-struct RawSnapshot {
-    postings: Vec<Value>,
-    #[serde(default)]
-    next_page_token: Option<Value>,
+/// One item as read from the page text.
+enum Item<'a> {
+    Raw(&'a RawValue),
+    TooLarge(&'a RawValue),
+}
+
+impl<'de> DeserializeSeed<'de> for PageShape<'_> {
+    type Value = Envelope<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Envelope<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PageShape<'_> {
+    type Value = Envelope<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "an object with `{}`", self.items)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
+        let mut items = None;
+        let mut token = None;
+        let mut has_more = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == self.items {
+                if items.is_some() {
+                    return Err(de::Error::duplicate_field(self.items));
+                }
+                items = Some(map.next_value_seed(Items(self))?);
+            } else if key == self.token {
+                if token.is_some() {
+                    return Err(de::Error::duplicate_field(self.token));
+                }
+                token = Some(map.next_value_seed(Token(self))?);
+            } else if key == "has_more" {
+                has_more = map.next_value::<Option<bool>>()?;
+            } else {
+                // Skipped without recursing: any depth is fine here.
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(Envelope {
+            items: items.ok_or_else(|| de::Error::missing_field(self.items))?,
+            token: token.flatten(),
+            has_more,
+        })
+    }
+}
+
+/// The item array, read one element at a time: each is only scanned for
+/// its end (serde_json keeps one byte per level of nesting for that) and
+/// borrowed from the text, so the page's bounds are checked before
+/// anything is built from it.
+struct Items<'c>(PageShape<'c>);
+
+impl<'de> DeserializeSeed<'de> for Items<'_> {
+    type Value = Vec<Item<'de>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Item<'de>>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Items<'_> {
+    type Value = Vec<Item<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` as an array", self.0.items)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Item<'de>>, A::Error> {
+        let shape = self.0;
+        let mut items = Vec::new();
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            if shape.limit.is_some_and(|limit| items.len() >= limit) {
+                return Err(shape.broke(Lie::TooManyItems(items.len())));
+            }
+            if raw.get().len() > MAX_ITEM {
+                match shape.oversize {
+                    Oversize::FailPage => return Err(shape.broke(Lie::ItemTooLarge)),
+                    Oversize::Skip => items.push(Item::TooLarge(raw)),
+                }
+            } else {
+                items.push(Item::Raw(raw));
+            }
+        }
+        Ok(items)
+    }
 }
 
 /// An opaque token as a string: JSON strings as they are, numbers written
-/// out, `null` and `""` as none.
-fn token_of(v: Option<Value>) -> Option<String> {
-    match v? {
-        Value::String(s) if !s.is_empty() => Some(s),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
+/// out, `null` and `""` as none; anything else, or a string over
+/// [`MAX_CURSOR_LEN`], fails the page.
+struct Token<'c>(PageShape<'c>);
+
+impl<'de> DeserializeSeed<'de> for Token<'_> {
+    type Value = Option<String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Token<'_> {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` as a string", self.0.token)
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Option<String>, E> {
+        if s.len() > MAX_CURSOR_LEN {
+            return Err(self.0.broke(Lie::CursorTooLong));
+        }
+        Ok((!s.is_empty()).then(|| s.to_owned()))
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Option<String>, E> {
+        Ok(Some(n.to_string()))
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Option<String>, E> {
+        Ok(Some(n.to_string()))
+    }
+
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Option<String>, E> {
+        Ok(serde_json::Number::from_f64(n).map(|n| n.to_string()))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<String>, E> {
+        Err(self.0.broke(Lie::CursorNotAToken))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Option<String>, A::Error> {
+        Err(self.0.broke(Lie::CursorNotAToken))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Option<String>, A::Error> {
+        Err(self.0.broke(Lie::CursorNotAToken))
+    }
+}
+
+/// An item's top-level `id` and `version`, each whatever JSON it is.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Head {
+    id: Scalar,
+    version: Scalar,
+}
+
+/// A JSON value as far as `Head` needs it: a string, a non-negative
+/// integer, or something else (skipped unparsed, so of any depth).
+#[derive(Default)]
+enum Scalar {
+    Str(String),
+    U64(u64),
+    #[default]
+    Other,
+}
+
+impl Scalar {
+    fn string(self) -> Option<String> {
+        match self {
+            Scalar::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn u64(self) -> Option<u64> {
+        match self {
+            Scalar::U64(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Str(s.to_owned()))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Scalar, E> {
+                Ok(Scalar::U64(n))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other)
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -222,7 +590,10 @@ impl JobagClient {
     }
 
     /// `GET {base}/api/v1/postings/changes?after={cursor}&limit={n}`.
-    /// `after` `None` (or `""`) reads from the beginning.
+    /// `after` `None` (or `""`) reads from the beginning. A page that breaks
+    /// a bound of SPEC 4.1 (more than `limit` items, an item over
+    /// [`MAX_ITEM`], a cursor over [`MAX_CURSOR_LEN`]) is
+    /// [`SourceError::BadPage`]: none of it is taken.
     pub async fn changes(
         &self,
         after: Option<&str>,
@@ -237,50 +608,31 @@ impl JobagClient {
             }
             q.append_pair("limit", &limit.to_string());
         }
-        let body = match self.get(url).await? {
+        let body = match self.get(url, self.max_body).await? {
             Fetched::Body(body) => body,
             Fetched::NotFound(status) => return Err(SourceError::Unexpected(status)),
             Fetched::Gone => return Err(SourceError::CursorGone),
         };
-        let (text, replaced) = decode_lossy(&body);
-        let raw: RawChanges = serde_json::from_str(&text)
-            .map_err(|e| SourceError::BadPage(json_error_summary(&e)))?;
-        let next_cursor = match token_of(raw.next_cursor) {
+        let lie = Cell::new(None);
+        let shape = PageShape {
+            items: "changes",
+            token: "next_cursor",
+            limit: Some(limit as usize),
+            oversize: Oversize::FailPage,
+            lie: &lie,
+        };
+        let ReadPage {
+            items: changes,
+            token,
+            has_more,
+        } = read_page(body, shape)?;
+        let next_cursor = match token {
             Some(c) => c,
-            None if raw.changes.is_empty() => after.unwrap_or_default().to_owned(),
+            None if changes.is_empty() => after.unwrap_or_default().to_owned(),
             None => return Err(SourceError::BadPage("next_cursor missing".to_owned())),
         };
-        let mut located = 0;
-        let damaged: Vec<bool> = raw
-            .changes
-            .iter()
-            .map(|item| match span_in(&text, item.get()) {
-                Some((start, end)) => {
-                    let n = replaced.partition_point(|&at| at < end)
-                        - replaced.partition_point(|&at| at < start);
-                    located += n;
-                    n > 0
-                }
-                // Raw values borrow from the text, so this does not happen;
-                // were it to, suspecting every item is the safe side.
-                None => !replaced.is_empty(),
-            })
-            .collect();
-        if located < replaced.len() {
-            // The cursor itself may be what was damaged: taking it could
-            // skip or repeat changes, so the page is refused as a whole.
-            return Err(SourceError::BadPage(
-                "invalid UTF-8 outside the feed items".to_owned(),
-            ));
-        }
-        let changes = raw
-            .changes
-            .into_iter()
-            .zip(damaged)
-            .map(|(item, damaged)| read_item(item, damaged))
-            .collect();
         let page = ChangesPage {
-            has_more: raw.has_more.unwrap_or(false),
+            has_more: has_more.unwrap_or(false),
             changes,
             next_cursor,
         };
@@ -294,7 +646,9 @@ impl JobagClient {
 
     /// `GET {base}/api/v1/postings?page_token={t}&limit={n}`: one page of
     /// every current posting. `410` means the page token expired
-    /// ([`SourceError::CursorGone`]: restart the snapshot).
+    /// ([`SourceError::CursorGone`]: restart the snapshot). An item that
+    /// cannot be read is handed on as [`FeedItem::Unreadable`], never
+    /// failing the page.
     pub async fn snapshot_page(
         &self,
         page_token: Option<&str>,
@@ -308,17 +662,28 @@ impl JobagClient {
             }
             q.append_pair("limit", &limit.to_string());
         }
-        let body = match self.get(url).await? {
+        let body = match self.get(url, self.max_body).await? {
             Fetched::Body(body) => body,
             Fetched::NotFound(status) => return Err(SourceError::Unexpected(status)),
             Fetched::Gone => return Err(SourceError::CursorGone),
         };
-        let raw: RawSnapshot = serde_json::from_slice(&body)
-            .map_err(|e| SourceError::BadPage(json_error_summary(&e)))?;
-        tracing::debug!(postings = raw.postings.len(), "jobag snapshot page");
+        let lie = Cell::new(None);
+        let shape = PageShape {
+            items: "postings",
+            token: "next_page_token",
+            limit: None,
+            oversize: Oversize::Skip,
+            lie: &lie,
+        };
+        let ReadPage {
+            items: postings,
+            token: next_page_token,
+            ..
+        } = read_page(body, shape)?;
+        tracing::debug!(postings = postings.len(), "jobag snapshot page");
         Ok(SnapshotPage {
-            postings: raw.postings,
-            next_page_token: token_of(raw.next_page_token),
+            postings,
+            next_page_token,
         })
     }
 
@@ -330,13 +695,16 @@ impl JobagClient {
             return Ok(None);
         }
         let url = self.url(&["api", "v1", "postings", id]);
-        let body = match self.get(url).await? {
+        let body = match self.get(url, self.max_body.min(MAX_ITEM)).await? {
             Fetched::Body(body) => body,
             Fetched::NotFound(_) | Fetched::Gone => {
                 tracing::debug!(id, "jobag posting not found");
                 return Ok(None);
             }
         };
+        if let Some(why) = too_complex(&body) {
+            return Err(SourceError::BadPage(why));
+        }
         let value: Value = serde_json::from_slice(&body)
             .map_err(|e| SourceError::BadPage(json_error_summary(&e)))?;
         if !value.is_object() {
@@ -400,7 +768,7 @@ impl JobagClient {
 
     /// Sends a GET and reads the bounded body of a `2xx`; maps every other
     /// answer onto [`SourceError`], leaving `404`/`410` to the caller.
-    async fn get(&self, url: Url) -> Result<Fetched, SourceError> {
+    async fn get(&self, url: Url, max_body: usize) -> Result<Fetched, SourceError> {
         let mut request = self.http.get(url);
         if let Some(auth) = &self.auth {
             request = request.header(AUTHORIZATION, auth.clone());
@@ -420,7 +788,7 @@ impl JobagClient {
             }
             _ => return Err(SourceError::Unexpected(status)),
         }
-        match read_bounded(response, self.max_body).await {
+        match read_bounded(response, max_body).await {
             (body, None) => Ok(Fetched::Body(body)),
             (_, Some(BodyError::TooLarge(limit))) => Err(SourceError::BadPage(format!(
                 "body larger than {limit} bytes"
@@ -430,13 +798,89 @@ impl JobagClient {
     }
 }
 
+/// Splits a page body into its items (as ranges of the page text), its
+/// token and `has_more`, checking the page's bounds as it goes. An item
+/// that held bytes that are not UTF-8 becomes [`FeedItem::Unreadable`]; such
+/// bytes anywhere else fail the page (the cursor itself may be what was
+/// damaged: taking it could skip or repeat changes).
+fn read_page(body: Vec<u8>, shape: PageShape<'_>) -> Result<ReadPage, SourceError> {
+    let (text, replaced) = decode_lossy(body);
+    let page = Arc::new(text);
+    let mut de = serde_json::Deserializer::from_str(&page);
+    let read = shape
+        .deserialize(&mut de)
+        .and_then(|e| de.end().map(|()| e));
+    let envelope = match read {
+        Ok(envelope) => envelope,
+        Err(e) => {
+            return Err(SourceError::BadPage(match shape.lie.get() {
+                Some(lie) => lie.to_string(),
+                None => json_error_summary(&e),
+            }));
+        }
+    };
+    let mut located = 0;
+    let mut items = Vec::with_capacity(envelope.items.len());
+    for item in &envelope.items {
+        let (Item::Raw(raw) | Item::TooLarge(raw)) = *item;
+        // Raw values borrow from the page text, so a span always exists;
+        // were it missing, suspecting the item is the safe side.
+        let span = span_in(&page, raw.get());
+        let damaged = match span {
+            Some((start, end)) => {
+                let n = replaced.partition_point(|&at| at < end)
+                    - replaced.partition_point(|&at| at < start);
+                located += n;
+                n > 0
+            }
+            None => true,
+        };
+        let unreadable = |reason: String| {
+            FeedItem::Unreadable(Unreadable {
+                id: legible_id(raw.get()),
+                reason,
+            })
+        };
+        items.push(match (item, span) {
+            (Item::Raw(_), Some((start, end))) if !damaged => FeedItem::Raw(RawItem {
+                page: Arc::clone(&page),
+                start,
+                end,
+            }),
+            (Item::TooLarge(_), _) if !damaged => {
+                unreadable(format!("item larger than {MAX_ITEM} bytes"))
+            }
+            _ => unreadable(INVALID_UTF8.to_owned()),
+        });
+    }
+    if located < replaced.len() {
+        return Err(SourceError::BadPage(
+            "invalid UTF-8 outside the feed items".to_owned(),
+        ));
+    }
+    Ok(ReadPage {
+        items,
+        token: envelope.token,
+        has_more: envelope.has_more,
+    })
+}
+
+/// A page as [`read_page`] hands it on.
+struct ReadPage {
+    items: Vec<FeedItem>,
+    token: Option<String>,
+    has_more: Option<bool>,
+}
+
 /// The body as text with every invalid UTF-8 sequence replaced by U+FFFD,
 /// and where (byte offsets in the text) the replacements went: a U+FFFD the
-/// feed sent itself is content, one of ours marks a damaged item.
-fn decode_lossy(body: &[u8]) -> (Cow<'_, str>, Vec<usize>) {
-    if let Ok(text) = std::str::from_utf8(body) {
-        return (Cow::Borrowed(text), Vec::new());
-    }
+/// feed sent itself is content, one of ours marks a damaged item. Valid
+/// UTF-8 (the normal case) is taken over without a copy.
+fn decode_lossy(body: Vec<u8>) -> (String, Vec<usize>) {
+    let body = match String::from_utf8(body) {
+        Ok(text) => return (text, Vec::new()),
+        Err(e) => e.into_bytes(),
+    };
     let mut text = String::with_capacity(body.len() + 16);
     let mut replaced = Vec::new();
     for chunk in body.utf8_chunks() {
@@ -446,7 +890,7 @@ fn decode_lossy(body: &[u8]) -> (Cow<'_, str>, Vec<usize>) {
             text.push(char::REPLACEMENT_CHARACTER);
         }
     }
-    (Cow::Owned(text), replaced)
+    (text, replaced)
 }
 
 /// Byte range of `part` within `whole`, when it is a slice of it (a raw
@@ -457,32 +901,10 @@ fn span_in(whole: &str, part: &str) -> Option<(usize, usize)> {
     (end <= whole.len()).then_some((start, end))
 }
 
-/// One raw item as a [`FeedItem`]; `damaged` when it held bytes that were
-/// not UTF-8 (its text then carries our U+FFFD in their place).
-fn read_item(raw: &RawValue, damaged: bool) -> FeedItem {
-    if damaged {
-        return FeedItem::Unreadable(Unreadable {
-            id: legible_id(raw),
-            reason: INVALID_UTF8.to_owned(),
-        });
-    }
-    match serde_json::from_str(raw.get()) {
-        Ok(value) => FeedItem::Json(value),
-        Err(e) => FeedItem::Unreadable(Unreadable {
-            id: legible_id(raw),
-            reason: item_error(&e),
-        }),
-    }
-}
-
 /// The top-level `id` string of an item that is no `Value`. Reading only
 /// that field skips the rest without recursing, so depth does not matter.
-fn legible_id(raw: &RawValue) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Head {
-        id: Option<String>,
-    }
-    serde_json::from_str::<Head>(raw.get()).ok()?.id
+fn legible_id(raw: &str) -> Option<String> {
+    serde_json::from_str::<Head>(raw).ok()?.id.string()
 }
 
 /// Why a syntactically valid item still is no `Value`. serde_json's messages
@@ -540,8 +962,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(page.changes.len(), 4);
-        assert_eq!(page.changes[0].json().unwrap()["id"], json!("a"));
-        assert_eq!(page.changes[2], FeedItem::Json(json!("not even an object")));
+        assert_eq!(page.changes[0].read().unwrap()["id"], json!("a"));
+        assert_eq!(page.changes[0].head(), (Some("a".into()), Some(1)));
+        assert_eq!(page.changes[1].head(), (None, None));
+        assert_eq!(page.changes[2].read().unwrap(), json!("not even an object"));
         assert_eq!(page.next_cursor, "c-2");
         assert!(page.has_more);
         let req = rx.recv().await.unwrap();
@@ -568,11 +992,15 @@ mod tests {
         format!("{}{}", "[".repeat(depth), "]".repeat(depth))
     }
 
-    fn unreadable(id: Option<&str>, reason: &str) -> FeedItem {
-        FeedItem::Unreadable(Unreadable {
+    fn unreadable(id: Option<&str>, reason: &str) -> Result<Value, Unreadable> {
+        Err(Unreadable {
             id: id.map(str::to_owned),
             reason: reason.to_owned(),
         })
+    }
+
+    fn read_all(items: &[FeedItem]) -> Vec<Result<Value, Unreadable>> {
+        items.iter().map(FeedItem::read).collect()
     }
 
     #[tokio::test]
@@ -597,9 +1025,9 @@ mod tests {
         let page = client(&base, None).changes(None, 10).await.unwrap();
         assert_eq!(page.next_cursor, "c9");
         assert_eq!(
-            page.changes,
+            read_all(&page.changes),
             vec![
-                FeedItem::Json(json!({"id": "good-1", "version": 1})),
+                Ok(json!({"id": "good-1", "version": 1})),
                 unreadable(Some("bad-utf8"), INVALID_UTF8),
                 unreadable(Some("deep"), TOO_DEEP),
                 unreadable(None, TOO_DEEP),
@@ -608,12 +1036,12 @@ mod tests {
                     "unreadable JSON: unexpected end of hex escape"
                 ),
                 unreadable(None, "unreadable JSON: number out of range"),
-                FeedItem::Json(json!({"id": "good-2", "title": "\u{fffd}"})),
+                Ok(json!({"id": "good-2", "title": "\u{fffd}"})),
             ]
         );
         // Nothing the items held is in a reason.
-        for item in &page.changes {
-            if let FeedItem::Unreadable(u) = item {
+        for item in read_all(&page.changes) {
+            if let Err(u) = item {
                 assert!(!u.reason.contains("Caf"), "{u:?}");
             }
         }
@@ -636,6 +1064,151 @@ mod tests {
         }
         let e = c.changes(None, 10).await.unwrap_err();
         assert!(matches!(e, SourceError::BadPage(_)), "{e:?}");
+    }
+
+    fn page_of(items: &[String], cursor: &str) -> String {
+        format!(
+            r#"{{"changes": [{}], "next_cursor": "{cursor}", "has_more": false}}"#,
+            items.join(",")
+        )
+    }
+
+    fn deletion(i: usize) -> String {
+        format!(r#"{{"id": "p-{i}", "version": 1, "deleted": true}}"#)
+    }
+
+    #[tokio::test]
+    async fn a_page_beyond_the_bounds_of_spec_4_1_is_refused_whole() {
+        let three: Vec<String> = (0..3).map(deletion).collect();
+        let big_title = "x".repeat(MAX_ITEM);
+        let big = format!(r#"{{"id": "big", "version": 1, "title": "{big_title}"}}"#);
+        let at_bound = format!(
+            r#"{{"id": "ok", "version": 1, "t": "{}"}}"#,
+            "y".repeat(MAX_ITEM - 35)
+        );
+        assert_eq!(at_bound.len(), MAX_ITEM);
+        let (base, _rx) = serve(vec![
+            reply(200, &[], &page_of(&three, "c3")),
+            reply(200, &[], &page_of(&three, "c3")),
+            reply(
+                200,
+                &[],
+                &page_of(&[deletion(0)], &"k".repeat(MAX_CURSOR_LEN + 1)),
+            ),
+            reply(
+                200,
+                &[],
+                &page_of(&[deletion(0)], &"k".repeat(MAX_CURSOR_LEN)),
+            ),
+            reply(200, &[], &page_of(&[deletion(0), big], "c2")),
+            reply(200, &[], &page_of(&[at_bound], "c1")),
+            reply(200, &[], r#"{"changes": [], "next_cursor": true}"#),
+            reply(
+                200,
+                &[],
+                r#"{"changes": [], "changes": [], "next_cursor": "c"}"#,
+            ),
+        ])
+        .await;
+        let c = client(&base, None);
+        assert_eq!(
+            c.changes(None, 2).await.unwrap_err(),
+            SourceError::BadPage("more items than the limit of 2".into())
+        );
+        assert_eq!(c.changes(None, 3).await.unwrap().changes.len(), 3);
+        assert_eq!(
+            c.changes(None, 10).await.unwrap_err(),
+            SourceError::BadPage(format!("next_cursor longer than {MAX_CURSOR_LEN} bytes"))
+        );
+        assert_eq!(
+            c.changes(None, 10).await.unwrap().next_cursor.len(),
+            MAX_CURSOR_LEN
+        );
+        assert_eq!(
+            c.changes(None, 10).await.unwrap_err(),
+            SourceError::BadPage(format!("an item larger than {MAX_ITEM} bytes"))
+        );
+        let page = c.changes(None, 10).await.unwrap();
+        assert_eq!(page.changes[0].head(), (Some("ok".into()), Some(1)));
+        assert_eq!(
+            c.changes(None, 10).await.unwrap_err(),
+            SourceError::BadPage("next_cursor is not a string or a number".into())
+        );
+        let e = c.changes(None, 10).await.unwrap_err();
+        assert!(
+            matches!(&e, SourceError::BadPage(m) if m.contains("duplicate")),
+            "{e:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_page_of_nested_arrays_is_read_one_item_at_a_time() {
+        // Items nested as deep as serde_json builds trees: each becomes a
+        // tree only when read, and the page holds only their text.
+        let item = format!("{}{}", "[".repeat(120), "]".repeat(120));
+        let items: Vec<String> = (0..500).map(|_| item.clone()).collect();
+        let body = page_of(&items, "c500");
+        let (base, _rx) = serve(vec![reply(200, &[], &body)]).await;
+        let page = client(&base, None).changes(None, 500).await.unwrap();
+        assert_eq!(page.changes.len(), 500);
+        for item in &page.changes {
+            assert!(matches!(item, FeedItem::Raw(raw) if raw.text().len() == 240));
+        }
+        assert!(page.changes[0].read().unwrap().is_array());
+        assert_eq!(page.changes[1].head(), (None, None));
+    }
+
+    #[test]
+    fn an_item_too_costly_as_a_tree_is_unreadable_before_it_is_built() {
+        let many = format!(
+            r#"{{"id": "wide", "version": 1, "x": [{}]}}"#,
+            vec!["[]"; MAX_ITEM_CONTAINERS].join(",")
+        );
+        assert_eq!(
+            FeedItem::from_text(many).read(),
+            unreadable(
+                Some("wide"),
+                &format!("more than {MAX_ITEM_CONTAINERS} arrays and objects in one item")
+            )
+        );
+        let values = format!("[{}]", vec!["1"; MAX_ITEM_VALUES + 2].join(","));
+        assert_eq!(
+            FeedItem::from_text(values).read(),
+            unreadable(
+                None,
+                &format!("more than {MAX_ITEM_VALUES} values in one item")
+            )
+        );
+        // Brackets and separators inside strings are text, escaped quotes
+        // included.
+        let text = format!(
+            r#"{{"id": "t", "version": 1, "title": "\"{}"}}"#,
+            "[,:".repeat(MAX_ITEM_VALUES)
+        );
+        assert!(FeedItem::from_text(text).read().is_ok());
+    }
+
+    #[tokio::test]
+    async fn one_bad_snapshot_item_does_not_fail_its_page() {
+        let mut body = br#"{"postings": [{"id": "a", "version": 1},"#.to_vec();
+        body.extend_from_slice(b"{\"id\": \"bad-utf8\", \"title\": \"\xff\"},");
+        body.extend_from_slice(format!(r#"{{"id": "deep", "x": {}}},"#, nested(300)).as_bytes());
+        body.extend_from_slice(
+            format!(r#"{{"id": "huge", "x": "{}"}}"#, "z".repeat(MAX_ITEM)).as_bytes(),
+        );
+        body.extend_from_slice(br#"], "next_page_token": "t2"}"#);
+        let (base, _rx) = serve(vec![reply_bytes(&body)]).await;
+        let p = client(&base, None).snapshot_page(None, 2).await.unwrap();
+        assert_eq!(p.next_page_token.as_deref(), Some("t2"));
+        assert_eq!(
+            read_all(&p.postings),
+            vec![
+                Ok(json!({"id": "a", "version": 1})),
+                unreadable(Some("bad-utf8"), INVALID_UTF8),
+                unreadable(Some("deep"), TOO_DEEP),
+                unreadable(Some("huge"), &format!("item larger than {MAX_ITEM} bytes")),
+            ]
+        );
     }
 
     #[tokio::test]
@@ -769,7 +1342,10 @@ mod tests {
         .await;
         let c = client(&base, None);
         let p = c.snapshot_page(None, 2).await.unwrap();
-        assert_eq!(p.postings, vec![json!({"id": "a"}), json!(7)]);
+        assert_eq!(
+            read_all(&p.postings),
+            vec![Ok(json!({"id": "a"})), Ok(json!(7))]
+        );
         assert_eq!(p.next_page_token.as_deref(), Some("t2"));
         assert_eq!(rx.recv().await.unwrap().target, "/api/v1/postings?limit=2");
         assert_eq!(

@@ -12,6 +12,9 @@
 //!   id; the page token is the last id of the previous page.
 //! - `GET /api/v1/postings/{id}`: one current posting or `404`.
 //!
+//! [`JobagSim::set_feed_lie`] makes the feed answer as a broken or hostile
+//! JobAG would ([`FeedLie`]), for as long as it is set.
+//!
 //! Every item is serialised once when it enters the simulator, so serving a
 //! page copies bytes and never re-encodes JSON.
 //!
@@ -62,6 +65,24 @@ impl Default for JobagOptions {
     }
 }
 
+/// What the feed answers instead of its true page while set (SPEC 4.1:
+/// what a feed may not make the agent do).
+#[derive(Debug, Clone)]
+pub enum FeedLie {
+    /// The true page, its `next_cursor` padded (with leading zeros, so it
+    /// still names the right position) to this many bytes.
+    LongCursor(usize),
+    /// This many items more than the `limit` asked for: deletions of
+    /// postings named `lie-<n>`.
+    ExtraItems(usize),
+    /// This body with `200`, whatever was asked.
+    Body(Bytes),
+    /// No items, the cursor asked for, and `has_more: true`.
+    EmptyWithMore,
+    /// `410 Gone` to every read, from the beginning too.
+    Gone,
+}
+
 /// Requests received per endpoint, whatever the answer was (tests use them to
 /// prove that a client polled, paged or backed off).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -95,6 +116,8 @@ struct Shared {
     posting_reads_failing: AtomicBool,
     /// The bearer token requests must carry, when set.
     token: RwLock<Option<String>>,
+    /// While set, what the feed answers instead of its true page.
+    lie: Mutex<Option<FeedLie>>,
     /// Per-endpoint request counters (see [`JobagCounters`]).
     changes: AtomicU64,
     snapshot: AtomicU64,
@@ -171,6 +194,7 @@ impl JobagSim {
             outage: AtomicBool::new(false),
             posting_reads_failing: AtomicBool::new(false),
             token: RwLock::new(opts.token),
+            lie: Mutex::new(None),
             changes: AtomicU64::new(0),
             snapshot: AtomicU64::new(0),
             get: AtomicU64::new(0),
@@ -332,6 +356,13 @@ impl JobagSim {
         self.feed().log.push(bytes.into());
     }
 
+    /// Puts `bytes` into the snapshot as one item, byte for byte, sorted
+    /// under `key` (its place in the paging), whatever they are: to see how
+    /// a reconcile copes with an item it cannot use. The feed is untouched.
+    pub fn put_raw_snapshot_item(&self, key: &str, bytes: impl Into<Bytes>) {
+        self.feed().current.insert(key.to_owned(), bytes.into());
+    }
+
     /// The current posting with this id, as served by the snapshot.
     pub fn current(&self, id: &str) -> Option<Value> {
         let bytes = self.feed().current.get(id)?.clone();
@@ -383,6 +414,12 @@ impl JobagSim {
         self.shared
             .posting_reads_failing
             .store(on, Ordering::Relaxed);
+    }
+
+    /// While `Some`, the feed answers with this lie instead of its true
+    /// page; the snapshot and single reads stay true.
+    pub fn set_feed_lie(&self, lie: Option<FeedLie>) {
+        *lock(&self.shared.lie) = lie;
     }
 
     /// While `true`, every endpoint answers `503 Service Unavailable`.
@@ -530,6 +567,30 @@ fn changes(shared: &Shared, query: Option<&str>) -> hyper::Response<axum::body::
             None => return error_body(StatusCode::BAD_REQUEST, "after", "malformed cursor"),
         },
     };
+    let lie = lock(&shared.lie).clone();
+    match &lie {
+        Some(FeedLie::Gone) => {
+            return error_body(StatusCode::GONE, "after", "cursor no longer known");
+        }
+        Some(FeedLie::Body(body)) => return json_bytes(StatusCode::OK, body.clone()),
+        Some(FeedLie::EmptyWithMore) => {
+            let asked = query_param(query, "after").unwrap_or_default();
+            let body = json!({"changes": [], "next_cursor": asked, "has_more": true});
+            return json_bytes(StatusCode::OK, Bytes::from(body.to_string()));
+        }
+        Some(FeedLie::ExtraItems(extra)) => {
+            let items: Vec<Bytes> = (0..limit + extra)
+                .map(|n| {
+                    let item = json!({"id": format!("lie-{n}"), "version": 1, "deleted": true,
+                                      "updated_at": now_rfc3339()});
+                    Bytes::from(item.to_string())
+                })
+                .collect();
+            let suffix = ",\"next_cursor\":\"c0\",\"has_more\":false}";
+            return json_bytes(StatusCode::OK, join_items("{\"changes\":", &items, suffix));
+        }
+        Some(FeedLie::LongCursor(_)) | None => {}
+    }
     let (items, end, has_more) = {
         let feed = lock(&shared.feed);
         let start = match after {
@@ -542,10 +603,12 @@ fn changes(shared: &Shared, query: Option<&str>) -> hyper::Response<axum::body::
         let end = (start + limit).min(feed.log.len());
         (feed.log[start..end].to_vec(), end, end < feed.log.len())
     };
-    let suffix = format!(
-        ",\"next_cursor\":\"{}\",\"has_more\":{has_more}}}",
-        cursor(end)
-    );
+    let mut next = cursor(end);
+    if let Some(FeedLie::LongCursor(len)) = lie {
+        let zeros = "0".repeat(len.saturating_sub(next.len()));
+        next.insert_str(1, &zeros);
+    }
+    let suffix = format!(",\"next_cursor\":\"{next}\",\"has_more\":{has_more}}}");
     json_bytes(StatusCode::OK, join_items("{\"changes\":", &items, &suffix))
 }
 
