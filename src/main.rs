@@ -37,9 +37,8 @@ fn main() -> ExitCode {
 
 /// glibc gives every thread that allocates concurrently an arena of its own
 /// (up to 8 per core) and returns little of them to the system: with tokio's
-/// workers and one thread per SQLite connection that cost about 7 MiB of
-/// peak RSS at a million postings (71.5 → 64.4 MiB measured), for no speed
-/// we could measure. Two arenas are plenty for a service this size.
+/// workers and one thread per SQLite connection that costs peak RSS for no
+/// speed (BENCHMARKS.md). Two arenas are plenty for a service this size.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn bound_malloc_arenas() {
     // SAFETY: mallopt only sets an allocator parameter; it is called before

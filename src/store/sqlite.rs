@@ -213,9 +213,8 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// for it. The WAL only starts over from its beginning when a writer finds
 /// it wholly copied, which a busy writer seldom does, so writers still
 /// checkpoint at [`WAL_BACKSTOP_PAGES`] (16 MiB): by then nearly all of it
-/// is copied, and the WAL starts over. Backfill of 100,000 postings:
-/// 5,243 -> 6,194 postings/s in one pair of runs; of 20,000, +13, +10 and
-/// -1 % in three.
+/// is copied, and the WAL starts over (its effect on the backfill rate:
+/// BENCHMARKS.md).
 fn checkpoint_behind(pool: SqlitePool, alive: std::sync::Weak<()>) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(CHECKPOINT_EVERY);
