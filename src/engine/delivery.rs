@@ -101,6 +101,7 @@ struct Finished {
 fn to_attempt_result(outcome: &Outcome, portal_answered: bool) -> AttemptResult {
     match outcome {
         Outcome::Done => AttemptResult::Done,
+        Outcome::Accepted => AttemptResult::Accepted,
         Outcome::Superseded => AttemptResult::Superseded,
         Outcome::Rejected { errors } => AttemptResult::Rejected(errors.clone()),
         Outcome::Auth => AttemptResult::Auth,
@@ -117,7 +118,7 @@ fn to_attempt_result(outcome: &Outcome, portal_answered: bool) -> AttemptResult 
 fn answered(outcome: &Outcome) -> bool {
     matches!(
         outcome,
-        Outcome::Done | Outcome::Superseded | Outcome::Rejected { .. }
+        Outcome::Done | Outcome::Accepted | Outcome::Superseded | Outcome::Rejected { .. }
     )
 }
 
@@ -561,7 +562,7 @@ impl Worker {
                 elapsed_ms = elapsed.as_millis() as u64, "delivery attempt");
         }
         self.note_answer(&outcome);
-        if matches!(outcome, Outcome::Done)
+        if outcome.is_done()
             && let Some(updated) = op.source_updated_at_ms
         {
             crate::telemetry::record_propagation((now_ms() - updated) as f64 / 1000.0);

@@ -153,7 +153,15 @@ pub(super) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Handl
     {
         // Applied after `hold` even if the client gave up meanwhile, as a
         // gateway that queued the request would.
-        let applying = tokio::spawn(held_put(shared.clone(), reference.clone(), parsed, hold));
+        let applying = tokio::spawn(held_put(
+            shared.clone(),
+            reference.clone(),
+            parsed,
+            hold.after,
+        ));
+        if hold.accepted_at_once {
+            return t.answer(empty(StatusCode::ACCEPTED));
+        }
         let Ok((resp, applied)) = applying.await else {
             return Err(DropConnection);
         };
