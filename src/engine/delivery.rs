@@ -583,10 +583,21 @@ impl Worker {
     /// the operation is claimed again with it.
     async fn rebuild(&self, op: Claimed, finished: &mpsc::Sender<Finished>) {
         match self.reread(&op.id, true).await {
-            Ok(_) => {
+            Ok(stats) if stats.applied > 0 => {
                 if let Err(e) = self.store.release(&self.settings.owner, &op).await {
                     tracing::warn!(posting = %op.id, error = %e, "releasing lease failed");
                 }
+            }
+            // JobAG answered a version older than the ledger's (a read that
+            // lags behind the feed): nothing to rebuild the document from
+            // yet. An attempt, so it backs off like a failed re-read.
+            Ok(_) => {
+                tracing::info!(posting = %op.id, version = op.version,
+                    "JobAG answered an older version than the one to rebuild; trying again later");
+                let result = AttemptResult::NotSent(
+                    "JobAG answered an older version than the one to rebuild".into(),
+                );
+                self.finish(finished, op, result, "not_sent").await;
             }
             // Recorded as an attempt, so it backs off instead of being
             // claimed again at once, ahead of all else.
