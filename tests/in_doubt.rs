@@ -210,3 +210,55 @@ async fn a_portal_with_tombstones_refuses_the_late_create() {
     assert_eq!(env.eures.history(&id), [], "nothing ever applied");
     kill(worker);
 }
+
+/// A withdrawal's DELETE held by the gateway past the request timeout, the
+/// consent given again meanwhile: the agent's retried DELETE and then the
+/// new create go out, and the held DELETE, carrying the older version, is
+/// applied last. The portal holds a newer `sourceVersion`, so it answers
+/// `409` and keeps the copy (SPEC 4.2): the version every request carries is
+/// what keeps a late deletion from removing a wanted copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_applied_after_the_re_create_leaves_the_newer_copy() {
+    let env = Env::start().await;
+    let id = sample_id(1);
+    let worker = spawn(&env, "w");
+    env.jobag.upsert(sample_posting(1));
+    env.converged(WAIT).await;
+    env.eures.hold_next_delete(&id, HOLD);
+    let mut p = editable(&env.jobag, &id);
+    p["eures_consent"] = json!(false);
+    let withdrawn = env.jobag.upsert(p);
+    eventually(WAIT, "the withdrawal's DELETE held", || {
+        env.eures.is_holding(&id)
+    })
+    .await;
+    eventually(WAIT, "the DELETE retried once the first timed out", || {
+        env.eures.get(&id).is_none()
+    })
+    .await;
+    let mut p = editable(&env.jobag, &id);
+    p["eures_consent"] = json!(true);
+    let consented = env.jobag.upsert(p);
+    eventually(WAIT, "the copy created again", || {
+        env.eures
+            .get(&id)
+            .is_some_and(|c| c.source_version == consented)
+    })
+    .await;
+    assert!(
+        env.eures.is_holding(&id),
+        "the re-create came before the held DELETE was applied"
+    );
+    eventually(WAIT, "the held DELETE answered", || {
+        !env.eures.is_holding(&id)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        env.eures.get(&id).map(|c| c.source_version),
+        Some(consented),
+        "the late DELETE (version {withdrawn}) removed the newer copy"
+    );
+    env.converged(WAIT).await;
+    kill(worker);
+}

@@ -36,6 +36,9 @@ pub(super) struct Quirks {
     /// The next PUT of each reference is held this long before it is
     /// applied, answered or not.
     holds: HashMap<String, Hold>,
+    /// The next DELETE of each reference is held this long before it is
+    /// applied, answered or not.
+    delete_holds: HashMap<String, Duration>,
     /// References whose held PUT is waiting now.
     holding: HashMap<String, u32>,
     /// When the last held PUT of each reference was applied.
@@ -83,7 +86,15 @@ impl EuresSim {
         );
     }
 
-    /// Whether a held PUT of `reference` is waiting now.
+    /// Holds the next DELETE of `reference` for `hold` before applying it,
+    /// whether or not the client is still waiting for the answer.
+    pub fn hold_next_delete(&self, reference: &str, hold: Duration) {
+        lock(&self.shared.quirks)
+            .delete_holds
+            .insert(reference.to_owned(), hold);
+    }
+
+    /// Whether a held PUT or DELETE of `reference` is waiting now.
     pub fn is_holding(&self, reference: &str) -> bool {
         lock(&self.shared.quirks).holding.contains_key(reference)
     }
@@ -115,6 +126,13 @@ pub(super) fn keep_tombstone(shared: &Shared, reference: &str, version: u64) {
 pub(super) fn take_hold(shared: &Shared, reference: &str) -> Option<Hold> {
     let mut quirks = lock(&shared.quirks);
     let hold = quirks.holds.remove(reference)?;
+    *quirks.holding.entry(reference.to_owned()).or_insert(0) += 1;
+    Some(hold)
+}
+
+pub(super) fn take_delete_hold(shared: &Shared, reference: &str) -> Option<Duration> {
+    let mut quirks = lock(&shared.quirks);
+    let hold = quirks.delete_holds.remove(reference)?;
     *quirks.holding.entry(reference.to_owned()).or_insert(0) += 1;
     Some(hold)
 }
