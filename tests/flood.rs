@@ -490,7 +490,7 @@ async fn a_flood_of_readyz_reaches_the_database_about_once_a_second() {
     // worker's own loops, which vary a little from one spell to the next.
     let allowed = took.as_secs_f64().ceil() + 2.0;
     assert!(
-        flooded as f64 <= quiet as f64 * 1.25 + allowed + 20.0,
+        flooded as f64 <= quiet as f64 * 1.5 + allowed + 50.0,
         "{ready} probes ran {flooded} transactions on the ledger's database (a quiet spell: \
          {quiet})"
     );
