@@ -51,7 +51,7 @@ pub async fn run(config: Config, config_path: Option<&Path>) -> anyhow::Result<(
                 "http.input_api_listen",
                 listen,
                 crate::http::input_api::router(api),
-                Limits::default(),
+                Limits::input_api(),
                 stop_rx.clone(),
             )
             .await?;
