@@ -396,3 +396,88 @@ async fn erased_content_leaves_the_wal_within_60_s_under_sustained_writes() {
     );
     agent.stop().await;
 }
+
+/// A ledger folder that group or others may look into (made by hand, or
+/// by an older agent, with the usual umask) is narrowed to 0700 at the
+/// first command, and a ledger file or WAL others could read to 0600; a
+/// folder shared with other users (sticky, or writable by them) is refused
+/// in one line that says why, and nothing is created in it.
+#[test]
+fn the_ledger_folder_and_files_become_the_owners_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let folder = dir.path().join("data");
+    std::fs::create_dir(&folder).expect("folder");
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"sqlite://{}?mode=rwc\"\n",
+            folder.join("ledger.db").display()
+        ),
+    )
+    .expect("config");
+    let out = common::agent::cli(&config, &["migrate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .ok()
+    };
+    assert_eq!(mode(&folder), Some(0o700), "the folder");
+    assert_eq!(mode(&folder.join("ledger.db")), Some(0o600));
+
+    // Files others could read, as a copy made with the usual umask leaves
+    // them, and a folder opened up again.
+    for name in ["ledger.db", "ledger.db-wal", "ledger.db-shm"] {
+        let path = folder.join(name);
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+    }
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+    let out = common::agent::cli(&config, &["status"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode(&folder), Some(0o700), "the folder, again");
+    for name in ["ledger.db", "ledger.db-wal", "ledger.db-shm"] {
+        let m = mode(&folder.join(name));
+        assert!(matches!(m, None | Some(0o600)), "{name}: {m:?}");
+    }
+
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).expect("folder");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"sqlite://{}?mode=rwc\"\n",
+            shared.join("ledger.db").display()
+        ),
+    )
+    .expect("config");
+    let out = common::agent::cli(&config, &["migrate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("shared with other users (mode 1777)"),
+        "{stderr}"
+    );
+    assert_eq!(
+        mode(&shared),
+        Some(0o1777),
+        "a shared folder is left as it is"
+    );
+    assert!(
+        !shared.join("ledger.db").exists(),
+        "a ledger was created there"
+    );
+}

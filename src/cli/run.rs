@@ -137,6 +137,15 @@ fn hold_sqlite_ledger(url: &str) -> anyhow::Result<Option<std::fs::File>> {
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?
     };
+    {
+        // A lock file left by an older agent with a wider mode: the
+        // ledger's files are its owner's only (SPEC 6).
+        use std::os::unix::fs::PermissionsExt;
+        if file.metadata()?.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("restricting {}", path.display()))?;
+        }
+    }
     match file.try_lock() {
         Ok(()) => {
             file.set_len(0)?;

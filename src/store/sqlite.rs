@@ -147,24 +147,56 @@ impl SqliteStore {
 }
 
 /// Makes the ledger readable by its owner only (SPEC 6): a folder it
-/// creates gets 0700, the file is created 0600 (SQLite gives its WAL and
-/// shared-memory files the database file's mode), and an existing file
-/// that others could read is narrowed to 0600.
+/// creates gets 0700, an existing folder that group or others may enter is
+/// narrowed to 0700 (one shared with others, sticky or writable by them
+/// like /tmp, is refused: the ledger needs a folder of its own), the file
+/// is created 0600 (SQLite gives its WAL and shared-memory files the
+/// database file's mode), and existing files that others could read are
+/// narrowed to 0600.
 fn owner_only(file: &Path, create: bool) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     let failed = |what: &str, path: &Path, e: std::io::Error| {
         StoreError::Url(format!("cannot {what} {}: {e}", path.display()))
     };
     if let Some(dir) = file.parent()
-        && create
         && !dir.as_os_str().is_empty()
-        && !dir.exists()
     {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| failed("create", dir, e))?;
+        if create && !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| failed("create", dir, e))?;
+        }
+        if let Ok(meta) = std::fs::metadata(dir) {
+            let mode = meta.permissions().mode() & 0o7777;
+            match folder_access(mode) {
+                FolderAccess::OwnerOnly => {}
+                FolderAccess::Narrow => {
+                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(
+                        |e| {
+                            StoreError::Url(format!(
+                                "the ledger's folder {} may be read by group or others (mode \
+                                 {mode:04o}) and cannot be narrowed to 0700: {e}",
+                                dir.display()
+                            ))
+                        },
+                    )?;
+                    tracing::warn!(
+                        folder = %dir.display(),
+                        was = %format!("{mode:04o}"),
+                        "narrowed the ledger's folder to 0700 (owner only)"
+                    );
+                }
+                FolderAccess::Shared => {
+                    return Err(StoreError::Url(format!(
+                        "the ledger's folder {} is shared with other users (mode {mode:04o}): \
+                         give the ledger a folder of its own (mode 0700)",
+                        dir.display()
+                    )));
+                }
+            }
+        }
     }
     if create {
         std::fs::OpenOptions::new()
@@ -188,6 +220,28 @@ fn owner_only(file: &Path, create: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What to do with the ledger's folder, by its mode.
+#[derive(Debug, PartialEq, Eq)]
+enum FolderAccess {
+    /// Nobody but its owner may enter it.
+    OwnerOnly,
+    /// Group or others may look in: narrowed to 0700.
+    Narrow,
+    /// Others may write in it, or it is sticky (a place for everyone's
+    /// files): narrowing it would take it from them, so it is refused.
+    Shared,
+}
+
+fn folder_access(mode: u32) -> FolderAccess {
+    if mode & 0o1002 != 0 {
+        FolderAccess::Shared
+    } else if mode & 0o077 != 0 {
+        FolderAccess::Narrow
+    } else {
+        FolderAccess::OwnerOnly
+    }
 }
 
 fn wal_sibling(file: &Path, suffix: &str) -> std::path::PathBuf {
@@ -583,6 +637,18 @@ mod tests {
             "the database file still holds {} bytes after 2 s",
             std::fs::metadata(&file).unwrap().len()
         );
+    }
+
+    #[test]
+    fn a_folder_others_may_enter_is_narrowed_and_a_shared_one_refused() {
+        assert_eq!(folder_access(0o700), FolderAccess::OwnerOnly);
+        assert_eq!(folder_access(0o500), FolderAccess::OwnerOnly);
+        assert_eq!(folder_access(0o755), FolderAccess::Narrow);
+        assert_eq!(folder_access(0o750), FolderAccess::Narrow);
+        assert_eq!(folder_access(0o2770), FolderAccess::Narrow);
+        assert_eq!(folder_access(0o1777), FolderAccess::Shared);
+        assert_eq!(folder_access(0o777), FolderAccess::Shared);
+        assert_eq!(folder_access(0o1700), FolderAccess::Shared);
     }
 
     #[tokio::test]
