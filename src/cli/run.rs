@@ -175,17 +175,18 @@ async fn input_api(config: &Config) -> anyhow::Result<Option<crate::http::input_
     if config.eures.mode != crate::domain::ledger::Mode::Pull {
         return Ok(None);
     }
-    let token = config.token(Token::InputApi)?.with_context(|| {
-        format!(
+    let tokens = config.tokens(Token::InputApi)?;
+    if tokens.is_empty() {
+        anyhow::bail!(
             "{}: pull mode needs the Input API token (a file, or {})",
             Token::InputApi.file_key(),
             Token::InputApi.env_var()
-        )
-    })?;
+        );
+    }
     let store = crate::store::exchange::connect_exchange(&config.database.url).await?;
     let started_ms = store.now_ms().await?;
     Ok(Some(crate::http::input_api::InputApi::waiting_for_source(
-        store, &token, started_ms,
+        store, &tokens, started_ms,
     )))
 }
 
