@@ -55,7 +55,7 @@ async fn nothing_personal_is_left_on_disk_once_a_copy_is_gone() {
         env.jobag.upsert(sample_posting(i));
     }
     let token = env.dir.path().join("input-api.token");
-    std::fs::write(&token, "input-api-Sekret-1").expect("token");
+    common::write_secret(&token, "input-api-Sekret-1-0123456789abcdef");
     let pull = format!(
         "[eures]\nmode = \"pull\"\ninput_api_token_file = \"{}\"\n",
         token.display()
@@ -310,8 +310,7 @@ async fn erased_content_leaves_the_wal_within_60_s_under_sustained_writes() {
         env.jobag.upsert(sample_posting(i));
     }
     let token = env.dir.path().join("input-api.token");
-    std::fs::write(&token, "input-api-Sekret-under-skrivning-0123456789").expect("token");
-    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    common::write_secret(&token, "input-api-Sekret-under-skrivning-0123456789");
     let mut agent = env.agent(
         "busy",
         "info",
