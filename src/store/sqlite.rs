@@ -307,7 +307,7 @@ fn checkpoint_behind(pool: SqlitePool, writers: Arc<Mutex<()>>, alive: std::sync
                 let Some(mut conn) = pool.try_acquire() else {
                     continue;
                 };
-                let done = truncate_wal(&mut *conn, EMPTY_WAL_WAIT).await;
+                let done = truncate_wal(&mut conn, EMPTY_WAL_WAIT).await;
                 drop(conn);
                 drop(turn);
                 let now = tokio::time::Instant::now();
