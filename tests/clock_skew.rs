@@ -526,3 +526,43 @@ async fn json_answer(
     }
     resp.json().await.map_err(|e| e.to_string())
 }
+
+/// SPEC 3.7: a reconcile run's start is read on the ledger's clock. Run on
+/// a host a minute ahead of the database, the run inserts postings its own
+/// snapshot found (JobAG holds them, the feed never said so) and marks all
+/// it saw on the database's clock; judged against a start taken from the
+/// host's clock, every one of them would look gone from the source and its
+/// copy would be deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconcile_on_a_host_a_minute_ahead_keeps_what_its_snapshot_saw() {
+    let env = Env::start_with(Backend::Postgres).await;
+    publish(&env.jobag, 5);
+    let agent = skewed(&env, "ahead", "+60s");
+    env.converged(WAIT).await;
+    assert_clock_off(&agent, 60);
+    for i in 6..=10 {
+        env.jobag.upsert_unannounced(sample_posting(i));
+    }
+    let mut cmd = eures_sync();
+    cmd.args(["reconcile", "--config"])
+        .arg(&agent.config)
+        .env("LD_PRELOAD", libfaketime())
+        .env("FAKETIME", "+60s")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    let out = cmd.output().expect("eures-sync reconcile");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "reconcile failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !report.contains("gone_from_source"),
+        "postings the run saw judged gone: {report}"
+    );
+    env.converged(WAIT).await;
+    for i in 1..=10 {
+        assert!(env.eures.get(&sample_id(i)).is_some(), "posting {i}");
+    }
+    agent.stop().await;
+}

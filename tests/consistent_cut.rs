@@ -110,6 +110,119 @@ async fn after_a_start_nothing_is_served_until_the_source_has_been_read() {
     agent.stop().await;
 }
 
+/// SPEC 4.3 after a restore: the copy's feed cursor is gone (the feed was
+/// compacted since, and with it the deletion), so the feed starts over
+/// and asks for a reconcile. Until that completes the ledger has not caught
+/// up: a posting deleted after the backup is never served as ACTIVE, even
+/// while JobAG's snapshot cannot be read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_ledger_behind_a_compacted_feed_serves_nothing_deleted_since() {
+    let env = Env::start().await;
+    let token = env.dir.path().join("input-api.token");
+    std::fs::write(&token, TOKEN).expect("token file");
+    let pull = format!(
+        "[eures]\nmode = \"pull\"\ninput_api_token_file = \"{}\"\n",
+        token.display()
+    );
+    let (deleted, kept) = (sample_posting(1), sample_posting(2));
+    let deleted_id = deleted["id"].as_str().expect("id").to_string();
+    let kept_id = kept["id"].as_str().expect("id").to_string();
+    env.jobag.upsert(deleted);
+    env.jobag.upsert(kept);
+    let http = reqwest::Client::new();
+    let call = |base: String, path: &'static str| {
+        let http = http.clone();
+        async move {
+            let answer = http
+                .get(format!("{base}{BASE}/{path}"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .expect("input api");
+            let status = answer.status().as_u16();
+            (status, answer.text().await.unwrap_or_default())
+        }
+    };
+    let served = |base: String, present: &'static [bool; 2]| {
+        let call = call(base, "getAll");
+        let ids = [deleted_id.clone(), kept_id.clone()];
+        async move {
+            let (status, body) = call.await;
+            status == 200
+                && ids
+                    .iter()
+                    .zip(present)
+                    .all(|(id, p)| body.contains(id) == *p)
+        }
+    };
+
+    let mut agent = env.agent("before", "info", &pull);
+    let base = format!("http://{}", agent.listen());
+    eventually_async(Duration::from_secs(30), "both served", || {
+        served(base.clone(), &[true, true])
+    })
+    .await;
+    agent.stop().await;
+    let ledger = env.dir.path().join("ledger.db");
+    let files = |dir: &std::path::Path| {
+        ["", "-wal", "-shm"].map(|suffix| dir.join(format!("ledger.db{suffix}")))
+    };
+    let backup = env.dir.path().join("backup");
+    std::fs::create_dir(&backup).expect("backup dir");
+    for (from, to) in files(env.dir.path()).iter().zip(files(&backup)) {
+        if from.exists() {
+            std::fs::copy(from, to).expect("back up");
+        }
+    }
+
+    // After the backup: the deletion, served as such.
+    let mut agent = env.agent("after", "info", &pull);
+    let base = format!("http://{}", agent.listen());
+    env.jobag.delete(&deleted_id);
+    eventually_async(Duration::from_secs(30), "the deletion served", || {
+        served(base.clone(), &[false, true])
+    })
+    .await;
+    agent.stop().await;
+
+    // The ledger is lost and restored; the feed forgot what came before.
+    for (live, copy) in files(env.dir.path()).iter().zip(files(&backup)) {
+        let _ = std::fs::remove_file(live);
+        if copy.exists() {
+            std::fs::copy(copy, live).expect("restore");
+        }
+    }
+    assert!(ledger.exists());
+    env.jobag.forget_before(env.jobag.log_len());
+    env.jobag.set_snapshot_failing(true);
+    let mut agent = env.agent("restored", "info", &pull);
+    let base = format!("http://{}", agent.listen());
+    let mut waited = 0;
+    for _ in 0..25 {
+        let (status, body) = call(base.clone(), "getAll").await;
+        assert!(
+            !(status == 200 && body.contains(&deleted_id)),
+            "deleted after the backup, yet served ACTIVE: {body}"
+        );
+        waited += usize::from(status == 503);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(waited > 0, "the restored agent never waited for the source");
+
+    env.jobag.set_snapshot_failing(false);
+    eventually_async(Duration::from_secs(30), "served once reconciled", || {
+        served(base.clone(), &[false, true])
+    })
+    .await;
+    let (_, changes) = call(base.clone(), "getChanges/0").await;
+    let changes: Value = serde_json::from_str(&changes).expect("json");
+    assert!(
+        answer_of(&changes).closed.contains(&deleted_id),
+        "the deletion is reported: {changes}"
+    );
+    agent.stop().await;
+}
+
 const TOKEN: &str = "consistent-cut-test-token-0a9f3c51e2";
 /// Tombstones ahead of the changes: an answer of several megabytes, more
 /// than the listener's socket buffers hold, so its writes block while the

@@ -1,5 +1,6 @@
-//! Requests in doubt (SPEC 3.8): a create whose answer was lost may be
-//! applied by a gateway after the withdrawal's DELETE. The real binary
+//! Requests in doubt (SPEC 3.8): a create whose answer was lost, or that
+//! was answered `202 Accepted` (SPEC 4.2), may be applied by a gateway
+//! after the withdrawal's DELETE. The real binary
 //! verifies such a deletion after `request_timeout_ms` + 5 s and deletes
 //! the copy again, without waiting for a reconcile (turned off here), and
 //! the verification is a ledger operation that survives a kill -9.
@@ -63,6 +64,40 @@ async fn create_held_then_withdrawn_at(env: &Env, id: &str, tombstones: bool) {
         env.eures.held_put_applied(id).is_none(),
         "the DELETE came before the held create was applied"
     );
+}
+
+/// The gateway, keeping no tombstones, answers the create `202` at once
+/// and applies it `HOLD` later, after the withdrawal's DELETE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_accepted_for_later_and_applied_after_the_withdrawals_delete_is_deleted_again() {
+    let env = Env::start().await;
+    let id = sample_id(1);
+    let worker = spawn(&env, "w");
+    env.eures.set_tombstones(false);
+    env.eures.accept_next_put_later(&id, HOLD);
+    env.jobag.upsert(sample_posting(1));
+    eventually(WAIT, "the create accepted for later", || {
+        env.eures.is_holding(&id)
+    })
+    .await;
+    let mut p = editable(&env.jobag, &id);
+    p["eures_consent"] = json!(false);
+    env.jobag.upsert(p);
+    eventually(WAIT, "the withdrawal's DELETE", || {
+        env.eures
+            .requests()
+            .iter()
+            .any(|r| r.method == Method::DELETE && r.reference.as_deref() == Some(id.as_str()))
+    })
+    .await;
+    assert!(
+        env.eures.held_put_applied(&id).is_none(),
+        "the DELETE came before the accepted create was applied"
+    );
+    let lived = late_copy_lifetime(&env, &id).await;
+    eprintln!("the late copy of a 202 lived {lived:?} (window {WINDOW:?})");
+    assert!(lived <= WINDOW, "the late copy lived {lived:?}");
+    kill(worker);
 }
 
 /// Waits for the held create to land, then for the copy to go again;
@@ -173,5 +208,57 @@ async fn a_portal_with_tombstones_refuses_the_late_create() {
         "the late create was refused"
     );
     assert_eq!(env.eures.history(&id), [], "nothing ever applied");
+    kill(worker);
+}
+
+/// A withdrawal's DELETE held by the gateway past the request timeout, the
+/// consent given again meanwhile: the agent's retried DELETE and then the
+/// new create go out, and the held DELETE, carrying the older version, is
+/// applied last. The portal holds a newer `sourceVersion`, so it answers
+/// `409` and keeps the copy (SPEC 4.2): the version every request carries is
+/// what keeps a late deletion from removing a wanted copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_applied_after_the_re_create_leaves_the_newer_copy() {
+    let env = Env::start().await;
+    let id = sample_id(1);
+    let worker = spawn(&env, "w");
+    env.jobag.upsert(sample_posting(1));
+    env.converged(WAIT).await;
+    env.eures.hold_next_delete(&id, HOLD);
+    let mut p = editable(&env.jobag, &id);
+    p["eures_consent"] = json!(false);
+    let withdrawn = env.jobag.upsert(p);
+    eventually(WAIT, "the withdrawal's DELETE held", || {
+        env.eures.is_holding(&id)
+    })
+    .await;
+    eventually(WAIT, "the DELETE retried once the first timed out", || {
+        env.eures.get(&id).is_none()
+    })
+    .await;
+    let mut p = editable(&env.jobag, &id);
+    p["eures_consent"] = json!(true);
+    let consented = env.jobag.upsert(p);
+    eventually(WAIT, "the copy created again", || {
+        env.eures
+            .get(&id)
+            .is_some_and(|c| c.source_version == consented)
+    })
+    .await;
+    assert!(
+        env.eures.is_holding(&id),
+        "the re-create came before the held DELETE was applied"
+    );
+    eventually(WAIT, "the held DELETE answered", || {
+        !env.eures.is_holding(&id)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        env.eures.get(&id).map(|c| c.source_version),
+        Some(consented),
+        "the late DELETE (version {withdrawn}) removed the newer copy"
+    );
+    env.converged(WAIT).await;
     kill(worker);
 }

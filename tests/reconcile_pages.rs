@@ -196,3 +196,57 @@ async fn unusable_snapshot_items_and_foreign_references_are_skipped_and_reported
     assert_eq!(env.eures.history(&damaged).len(), 1);
     running.stop().await;
 }
+
+/// A copy found altered on EURES whose document the ledger erased after
+/// delivery is rebuilt from JobAG. While JobAG's read lags behind the
+/// ledger (it answers an older version), the rebuild has nothing to send:
+/// it backs off like a failed re-read instead of being claimed again at
+/// once, and the copy is repaired once JobAG serves the current version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_from_a_lagging_jobag_backs_off_and_repairs_once_it_catches_up() {
+    let env = Env::start().await;
+    let id = sample_id(1);
+    env.jobag.upsert(sample_posting(1));
+    let mut config = env.config();
+    config.reconcile.interval = None;
+    let running = env.worker_with(config).await;
+    env.converged(WAIT).await;
+    let older = env.jobag.current(&id).expect("posting");
+    let mut edited = common::editable(&env.jobag, &id);
+    edited["title"] = serde_json::json!("Edited, the version JobAG lags behind");
+    env.jobag.upsert(edited);
+    env.converged(WAIT).await;
+    let current = env.jobag.current(&id).expect("posting");
+    let wanted = env.eures.get(&id).expect("copy").content_sha256;
+
+    env.jobag.reappear(&older);
+    assert!(env.eures.tamper_content(&id, "<PositionOpening/>"));
+    env.jobag.reset_counters();
+    let mut kinds = Vec::new();
+    running
+        .worker
+        .reconcile(Repair::Apply, &mut |d| kinds.push(d.kind), &|_, _| {})
+        .await
+        .expect("reconcile");
+    assert!(kinds.contains(&"altered_on_eures"), "{kinds:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let reads = env.jobag.counters().get;
+    eprintln!("single-posting reads in 3 s while JobAG lagged: {reads}");
+    assert!(reads >= 1, "the document was rebuilt from JobAG");
+    // The harness's backoff (20 ms doubling to 500 ms, jittered) allows a
+    // few dozen; claimed again at once, it was a thousand.
+    assert!(
+        reads <= 60,
+        "{reads} re-reads in 3 s: the rebuild is claimed again at once"
+    );
+    assert_ne!(env.eures.get(&id).expect("copy").content_sha256, wanted);
+
+    env.jobag.reappear(&current);
+    common::eventually(WAIT, "the copy repaired", || {
+        env.eures
+            .get(&id)
+            .is_some_and(|c| c.content_sha256 == wanted)
+    })
+    .await;
+    running.stop().await;
+}

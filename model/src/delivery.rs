@@ -512,7 +512,7 @@ impl Model for Delivery {
                 let send = self.has(Defect::SendWithoutLeaseCheck)
                     || ledger::may_send(c.until, now, TIMEOUT_MS);
                 if !send {
-                    if ledger::holds_lease(s.lease.as_ref(), OWNERS[w], c.token) {
+                    if ledger::Lease::held_by(s.lease.as_ref(), OWNERS[w], c.token) {
                         n.lease = None;
                     }
                     n.workers[w] = Phase::Idle;
@@ -612,7 +612,7 @@ impl Model for Delivery {
                     unreachable!()
                 };
                 n.workers[w] = Phase::Idle;
-                if !ledger::holds_lease(s.lease.as_ref(), OWNERS[w], c.token) {
+                if !ledger::Lease::held_by(s.lease.as_ref(), OWNERS[w], c.token) {
                     return n;
                 }
                 let result = match raw {

@@ -19,12 +19,14 @@ pub async fn run(config: Config, config_path: Option<&Path>) -> anyhow::Result<(
     config.token(Token::Eures)?;
     let _one_worker = hold_sqlite_ledger(&config.database.url)?;
     let mut signals = Signals::install()?;
+    let trust_roots = crate::store::trust_roots(&config.database.url)?;
     tracing::info!(
         version = crate::telemetry::VERSION,
         commit = crate::telemetry::COMMIT,
         config = %config_path.unwrap_or(Path::new(crate::config::DEFAULT_CONFIG_PATH)).display(),
         config_found = config_path.is_some() || Path::new(crate::config::DEFAULT_CONFIG_PATH).is_file(),
         database = %crate::store::display_url(&config.database.url),
+        database_trust_roots = %trust_roots,
         mode = %config.eures.mode,
         "starting"
     );
@@ -59,7 +61,7 @@ pub async fn run(config: Config, config_path: Option<&Path>) -> anyhow::Result<(
                 "http.input_api_listen",
                 listen,
                 crate::http::input_api::router(api),
-                Limits::default(),
+                Limits::input_api(),
                 stop_rx.clone(),
             )
             .await?;

@@ -18,7 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::worker::pause;
 use super::{Worker, now_ms};
-use crate::domain::ledger::{AttemptResult, Op, RetryLimits};
+use crate::domain::ledger::{AttemptResult, Op, RetryLimits, guards};
 use crate::eures::{EuresClient, Outcome, VacancyPut};
 use crate::store::{Claimed, Completion, Listed, Repair};
 
@@ -49,30 +49,50 @@ const AUTH_WAIT: Duration = Duration::from_millis(100);
 /// claim was asked for (no later than the ledger granted it).
 #[derive(Debug, Clone, Copy)]
 struct ClaimClock {
-    /// When the lease ends at the latest, on the monotonic clock.
-    lease_ends: tokio::time::Instant,
+    /// When the claim was asked for, on the monotonic clock: the lease was
+    /// granted no earlier, so time since then is never less than the
+    /// ledger's since the grant.
+    asked: tokio::time::Instant,
+    /// The ledger's clock when it granted the claim.
+    claimed_at_ms: i64,
+    /// The lease granted, from `claimed_at_ms`.
+    lease_ms: i64,
     /// The process clock minus the ledger's at the claim: turns a time the
     /// ledger stamped into one comparable with the process clock.
     ledger_to_process_ms: i64,
 }
 
 impl ClaimClock {
-    /// Whether the lease still has `needed` left, enough for one request
-    /// and its verification margin (SPEC 3.9): an operation sent later
-    /// could land after another worker took the posting over.
-    fn has_left(&self, needed: Duration) -> bool {
-        self.lease_ends
-            .checked_duration_since(tokio::time::Instant::now())
-            .is_some_and(|left| left >= needed)
+    /// The ledger's clock now, carried forward from the claim by the
+    /// monotonic clock (never the wall clock, which may be off).
+    fn ledger_now_ms(&self) -> i64 {
+        let since = i64::try_from(self.asked.elapsed().as_millis()).unwrap_or(i64::MAX);
+        self.claimed_at_ms.saturating_add(since)
+    }
+
+    /// Whether the claimed request may still go out ([`guards::may_send`]):
+    /// sent later, it could land after another worker took the posting over.
+    fn may_send(&self, request_timeout: Duration) -> bool {
+        let timeout_ms = i64::try_from(request_timeout.as_millis()).unwrap_or(i64::MAX);
+        guards::may_send(
+            self.claimed_at_ms.saturating_add(self.lease_ms),
+            self.ledger_now_ms(),
+            timeout_ms,
+        )
+    }
+
+    /// A process-clock reading on the ledger's clock, as of the claim.
+    fn on_ledger_clock(&self, process_ms: i64) -> i64 {
+        process_ms.saturating_sub(self.ledger_to_process_ms)
     }
 }
 
-/// Whether EURES clearly answered some request (at `answered_ms`, process
-/// clock) after this posting's previous attempt ended (`last_attempt_ms`,
-/// the ledger's clock), or after this attempt started when it is the
-/// first. Strictly after: an answer in the same millisecond as the previous
-/// attempt's end may be that attempt's own. The two clocks are never
-/// compared as they are: a worker a minute ahead of the database would
+/// Whether a failure without a clear answer counts as a strike
+/// ([`guards::counts_as_strike`]). `answered_ms`: when EURES last clearly
+/// answered any request, on the process clock (0: never); `started_ms`: when
+/// this attempt started, on the process clock. Both are moved onto the
+/// ledger's clock before they are compared with `last_attempt_ms`, which the
+/// ledger stamped: a worker a minute ahead of the database would otherwise
 /// count every failure of an outage's first minute as the document's own
 /// (SPEC 3.9).
 fn answered_since_previous(
@@ -81,10 +101,11 @@ fn answered_since_previous(
     started_ms: i64,
     clock: ClaimClock,
 ) -> bool {
-    let since = last_attempt_ms.map_or(started_ms, |at| {
-        at.saturating_add(clock.ledger_to_process_ms)
-    });
-    answered_ms > since
+    guards::counts_as_strike(
+        (answered_ms > 0).then(|| clock.on_ledger_clock(answered_ms)),
+        last_attempt_ms,
+        clock.on_ledger_clock(started_ms),
+    )
 }
 
 /// One finished attempt on its way to the ledger.
@@ -101,6 +122,7 @@ struct Finished {
 fn to_attempt_result(outcome: &Outcome, portal_answered: bool) -> AttemptResult {
     match outcome {
         Outcome::Done => AttemptResult::Done,
+        Outcome::Accepted => AttemptResult::Accepted,
         Outcome::Superseded => AttemptResult::Superseded,
         Outcome::Rejected { errors } => AttemptResult::Rejected(errors.clone()),
         Outcome::Auth => AttemptResult::Auth,
@@ -117,7 +139,7 @@ fn to_attempt_result(outcome: &Outcome, portal_answered: bool) -> AttemptResult 
 fn answered(outcome: &Outcome) -> bool {
     matches!(
         outcome,
-        Outcome::Done | Outcome::Superseded | Outcome::Rejected { .. }
+        Outcome::Done | Outcome::Accepted | Outcome::Superseded | Outcome::Rejected { .. }
     )
 }
 
@@ -201,7 +223,9 @@ impl Worker {
             let process_now = now_ms();
             for op in claimed {
                 let clock = ClaimClock {
-                    lease_ends: asked + self.settings.lease,
+                    asked,
+                    claimed_at_ms: op.claimed_at_ms,
+                    lease_ms: i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX),
                     ledger_to_process_ms: process_now.saturating_sub(op.claimed_at_ms),
                 };
                 let Ok(place) = lanes.places.clone().acquire_owned().await else {
@@ -312,7 +336,7 @@ impl Worker {
                 // worker stops.
                 return;
             }
-            if !clock.has_left(worker.settings.verify_after) {
+            if !clock.may_send(worker.settings.request_timeout) {
                 // Waited too long for a slot: another worker may hold the
                 // posting by now, and this request could land after its.
                 tracing::info!(posting = %op.id, op = op.op.as_str(),
@@ -561,7 +585,7 @@ impl Worker {
                 elapsed_ms = elapsed.as_millis() as u64, "delivery attempt");
         }
         self.note_answer(&outcome);
-        if matches!(outcome, Outcome::Done)
+        if outcome.is_done()
             && let Some(updated) = op.source_updated_at_ms
         {
             crate::telemetry::record_propagation((now_ms() - updated) as f64 / 1000.0);
@@ -582,10 +606,21 @@ impl Worker {
     /// the operation is claimed again with it.
     async fn rebuild(&self, op: Claimed, finished: &mpsc::Sender<Finished>) {
         match self.reread(&op.id, true).await {
-            Ok(_) => {
+            Ok(stats) if stats.applied > 0 => {
                 if let Err(e) = self.store.release(&self.settings.owner, &op).await {
                     tracing::warn!(posting = %op.id, error = %e, "releasing lease failed");
                 }
+            }
+            // JobAG answered a version older than the ledger's (a read that
+            // lags behind the feed): nothing to rebuild the document from
+            // yet. An attempt, so it backs off like a failed re-read.
+            Ok(_) => {
+                tracing::info!(posting = %op.id, version = op.version,
+                    "JobAG answered an older version than the one to rebuild; trying again later");
+                let result = AttemptResult::NotSent(
+                    "JobAG answered an older version than the one to rebuild".into(),
+                );
+                self.finish(finished, op, result, "not_sent").await;
             }
             // Recorded as an attempt, so it backs off instead of being
             // claimed again at once, ahead of all else.
@@ -605,7 +640,9 @@ mod tests {
 
     fn clock(lease: Duration, ledger_to_process_ms: i64) -> ClaimClock {
         ClaimClock {
-            lease_ends: tokio::time::Instant::now() + lease,
+            asked: tokio::time::Instant::now(),
+            claimed_at_ms: 1_000_000,
+            lease_ms: lease.as_millis() as i64,
             ledger_to_process_ms,
         }
     }
@@ -635,20 +672,21 @@ mod tests {
 
     #[test]
     fn a_claim_is_sent_only_while_its_lease_has_a_request_and_its_margin_left() {
-        let needed = Duration::from_secs(7);
+        let timeout = Duration::from_secs(2);
         let now = tokio::time::Instant::now();
-        let with = |lease_ends| ClaimClock {
-            lease_ends,
+        // Claimed `ago` with a lease of `lease`.
+        let with = |lease: u64, ago: u64| ClaimClock {
+            asked: now - Duration::from_secs(ago),
+            claimed_at_ms: 1_000_000,
+            lease_ms: Duration::from_secs(lease).as_millis() as i64,
             ledger_to_process_ms: 0,
         };
-        assert!(with(now + Duration::from_secs(60)).has_left(needed));
+        assert!(with(60, 0).may_send(timeout));
         assert!(
-            !with(now + Duration::from_secs(6)).has_left(needed),
-            "6 s left: given back unsent"
+            with(9, 2).may_send(timeout),
+            "7 s left: the request and its margin"
         );
-        assert!(
-            !with(now - Duration::from_secs(1)).has_left(needed),
-            "ran out"
-        );
+        assert!(!with(9, 3).may_send(timeout), "6 s left: given back unsent");
+        assert!(!with(9, 10).may_send(timeout), "ran out");
     }
 }

@@ -44,11 +44,16 @@ pub struct Settings {
     /// When to verify a deletion that followed a request in doubt:
     /// `eures.request_timeout_ms` + 5 s (SPEC 3.8).
     pub verify_after: Duration,
+    /// `eures.request_timeout_ms`: a claimed request goes out only while
+    /// its lease has this and a margin left (SPEC 3.9).
+    pub request_timeout: Duration,
 }
 
 /// What SPEC 3.8 adds to the request timeout before a deletion that
-/// followed a request in doubt is verified.
-pub const VERIFY_MARGIN: Duration = Duration::from_secs(5);
+/// followed a request in doubt is verified: the margin a claim's lease
+/// must have left beyond the request timeout before it is sent.
+pub const VERIFY_MARGIN: Duration =
+    Duration::from_millis(crate::domain::ledger::guards::SEND_MARGIN_MS as u64);
 
 /// How long leadership lasts without renewal (several missed ticks).
 pub const LEADER_TTL: Duration = Duration::from_secs(5);
@@ -152,6 +157,7 @@ impl Worker {
                 reconcile_interval: config.reconcile.interval,
                 leader_ttl: LEADER_TTL,
                 verify_after: config.eures.request_timeout + VERIFY_MARGIN,
+                request_timeout: config.eures.request_timeout,
             },
             wake: Arc::new(Notify::new()),
             health: Arc::new(Health::default()),

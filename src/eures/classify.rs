@@ -6,8 +6,9 @@
 //! Decisions beyond the SPEC table, so a status can neither wedge a posting
 //! nor make it spin:
 //!
-//! - PUT, any other `2xx` (e.g. `202 Accepted`): done, the gateway took
-//!   responsibility for the request.
+//! - PUT, `202 Accepted`: accepted for later (SPEC 4.2), so in doubt: the
+//!   gateway may apply it after a deletion that follows, which is therefore
+//!   verified (SPEC 3.8). Any other `2xx`: done.
 //! - PUT, `404`, `405`, `410`, `411`, `414`, `415` and every other `4xx` not
 //!   named below: rejected. The same request will get the same answer, so
 //!   retrying only burns attempts; the posting goes to the dead letters,
@@ -43,6 +44,9 @@ pub const MAX_ERRORS_LEN: usize = 500;
 pub enum Outcome {
     /// The portal holds what was sent (or, for a delete, nothing).
     Done,
+    /// `202` to a PUT: the portal will apply it later, perhaps after a
+    /// deletion sent meanwhile.
+    Accepted,
     /// The portal holds a newer `sourceVersion`: not an error, the agent
     /// re-reads the source.
     Superseded,
@@ -65,7 +69,8 @@ impl Outcome {
     /// The metric label value (`eures_sync_deliveries_total{outcome}`).
     pub fn label(&self) -> &'static str {
         match self {
-            Outcome::Done => "ok",
+            // The label set is fixed (SPEC 4.5): EURES took the request.
+            Outcome::Done | Outcome::Accepted => "ok",
             Outcome::Superseded => "superseded",
             Outcome::Rejected { .. } => "rejected",
             Outcome::Auth => "auth",
@@ -74,9 +79,9 @@ impl Outcome {
         }
     }
 
-    /// `true` for [`Outcome::Done`].
+    /// `true` for [`Outcome::Done`] and [`Outcome::Accepted`].
     pub fn is_done(&self) -> bool {
-        matches!(self, Outcome::Done)
+        matches!(self, Outcome::Done | Outcome::Accepted)
     }
 
     /// A transient outcome for an IO failure (connect, timeout, reset).
@@ -94,6 +99,7 @@ fn status_why(status: u16) -> String {
 /// [`parse_retry_after`]); `body` is the (bounded) response body.
 pub fn classify_put(status: u16, retry_after: Option<Duration>, body: &str) -> Outcome {
     match status {
+        202 => Outcome::Accepted,
         200..=299 => Outcome::Done,
         409 => Outcome::Superseded,
         400 | 422 => Outcome::Rejected {
@@ -264,8 +270,13 @@ mod tests {
             assert_eq!(classify_put(s, NONE, "").label(), "transient", "{s}");
         }
         assert_eq!(classify_put(407, NONE, ""), Outcome::Auth);
-        // Other 2xx are done; 1xx, 3xx and nonsense are transient.
-        assert_eq!(classify_put(202, NONE, ""), Outcome::Done);
+        // 202 is in doubt, other 2xx are done; 1xx, 3xx and nonsense are
+        // transient.
+        assert_eq!(classify_put(202, NONE, ""), Outcome::Accepted);
+        assert_eq!(classify_put(202, NONE, "").label(), "ok");
+        for s in [200, 201, 203, 204, 206] {
+            assert_eq!(classify_put(s, NONE, ""), Outcome::Done, "{s}");
+        }
         for s in [0, 100, 199, 301, 302, 304, 307, 308, 600, 999, u16::MAX] {
             assert_eq!(classify_put(s, NONE, "").label(), "transient", "{s}");
         }

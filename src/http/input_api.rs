@@ -261,6 +261,11 @@ async fn require_token(State(api): State<InputApi>, req: Request, next: Next) ->
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"eures-input-api\""),
     );
+    // A client without the token gets nothing more on this connection: it
+    // cannot keep a slot for guessing, and a body sent along is not read.
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 

@@ -182,7 +182,8 @@ pub trait ExchangeStore: Send + Sync + 'static {
     async fn now_ms(&self) -> Result<i64>;
 
     /// When the ledger last caught up with the source (see
-    /// `IngestBatch::at_source_head`), on the ledger's clock.
+    /// `IngestBatch::at_source_head`), on the ledger's clock; `None` while a
+    /// reconcile the feed asked for (after a `410`) has not completed.
     async fn source_head_ms(&self) -> Result<Option<i64>>;
 
     /// Up to `limit` references matching `filter`, after `after` (the last

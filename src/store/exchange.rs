@@ -61,6 +61,15 @@ where
     }
 
     async fn source_head_ms(&self) -> Result<Option<i64>> {
+        // A feed read again from the beginning after a `410` is compacted:
+        // it no longer holds the deletions the ledger missed. Until the
+        // reconcile it asked for completes, the ledger has not caught up.
+        if super::generic::state(self.pool(), super::sql::RECONCILE_KEY)
+            .await?
+            .is_some()
+        {
+            return Ok(None);
+        }
         let value = super::generic::state(self.pool(), super::sql::SOURCE_HEAD_KEY).await?;
         Ok(value.and_then(|v| v.parse().ok()))
     }

@@ -31,7 +31,7 @@ impl DatabaseUrl {
             Ok(DatabaseUrl::Postgres)
         } else {
             Err(StoreError::Url(format!(
-                "database.url must start with {}",
+                "must start with {}",
                 DatabaseUrl::SCHEMES
             )))
         }
@@ -131,7 +131,7 @@ mod tests {
         let e = DatabaseUrl::parse("mysql://u@h/x").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "database url: database.url must start with sqlite: or postgres:"
+            "database.url: must start with sqlite: or postgres:"
         );
         assert!(DatabaseUrl::is_sqlite("sqlite:l.db"));
         assert!(!DatabaseUrl::is_sqlite("postgres://h/x"));

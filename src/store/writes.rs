@@ -19,6 +19,7 @@ use super::types::{
     Claimed, Completion, Ctx, Diff, IngestBatch, IngestStats, Listed, QuarantineItem, Repair,
     Result, Unseen,
 };
+use crate::domain::ledger::guards::{self, SourceVerdict};
 use crate::domain::ledger::{self, AttemptResult, DesiredState, Entry, Incoming, Op, Sent};
 
 /// Whether the record has an operation ready now (not backing off).
@@ -84,30 +85,35 @@ pub(crate) async fn ingest<T: LedgerTx>(
     let mut implausible: Vec<QuarantineItem> = Vec::new();
     for incoming in &batch.changes {
         let current = entries.get(&incoming.id);
-        if let Some(cur) = current.filter(|c| {
-            !batch.accept_version && ledger::implausible_jump(Some(c), incoming.version)
-        }) {
-            implausible.push(implausible_item(cur, incoming));
-            if let Some(next) = ledger::implausible_change(cur, incoming, ctx.now_ms, ctx.mode) {
-                dirty.push(next.id.clone());
-                entries.insert(next.id.clone(), next);
-            }
-            continue;
-        }
-        match ledger::apply_change(
+        let verdict = guards::apply_source(
             current,
             incoming.clone(),
             ctx.now_ms,
             ctx.mode,
             batch.forced,
-        ) {
-            Some(next) => {
+            batch.accept_version,
+        );
+        let next = match verdict {
+            SourceVerdict::Apply(next) => {
                 stats.applied += 1;
-                dirty.push(next.id.clone());
-                entries.insert(next.id.clone(), next);
+                next
             }
-            None => stats.ignored += 1,
-        }
+            SourceVerdict::Ignore => {
+                stats.ignored += 1;
+                continue;
+            }
+            SourceVerdict::Quarantine { removal } => {
+                if let Some(cur) = current {
+                    implausible.push(implausible_item(cur, incoming));
+                }
+                let Some(next) = removal else {
+                    continue;
+                };
+                next
+            }
+        };
+        dirty.push(next.id.clone());
+        entries.insert(next.id.clone(), next);
     }
     dirty.sort_unstable();
     dirty.dedup();
@@ -223,9 +229,12 @@ pub(crate) async fn complete<T: LedgerTx>(
         let Some((entry, lease)) = leased.get(&claimed.id) else {
             continue;
         };
-        let ours = lease
-            .as_ref()
-            .is_some_and(|l| l.owner == owner && l.token == Some(claimed.lease_token));
+        let ours = guards::holds_lease(
+            lease.as_ref().map(|l| l.owner.as_str()),
+            lease.as_ref().and_then(|l| l.token),
+            owner,
+            claimed.lease_token,
+        );
         if !ours {
             // Our lease ran out and the operation was claimed again (by
             // another worker, or by this one): the current claim records
@@ -320,32 +329,6 @@ pub(crate) async fn reconcile_source<T: LedgerTx>(
             continue;
         }
         let current = entries.get(&incoming.id);
-        // The feed's guard, whoever reads the source (SPEC 3.9).
-        if let Some(cur) = current.filter(|c| ledger::implausible_jump(Some(c), incoming.version)) {
-            let removal = ledger::implausible_change(cur, incoming, ctx.now_ms, ctx.mode);
-            diffs.push(Diff {
-                id: incoming.id.clone(),
-                kind: "implausible_version",
-                detail: format!(
-                    "source v{} jumps implausibly far above ledger v{}; quarantined{}",
-                    incoming.version,
-                    cur.source_version,
-                    if removal.is_some() {
-                        ", the copy goes"
-                    } else {
-                        ""
-                    }
-                ),
-            });
-            if repair.writes() {
-                tx.quarantine(&implausible_item(cur, incoming), ctx.now_ms)
-                    .await?;
-            }
-            if let Some(next) = removal {
-                writes.push((next, true));
-            }
-            continue;
-        }
         let (kind, forced) = match current {
             None => ("missing_in_ledger", repair.forces()),
             Some(c) if incoming.version > c.source_version => ("newer_in_source", repair.forces()),
@@ -365,22 +348,57 @@ pub(crate) async fn reconcile_source<T: LedgerTx>(
             }
             Some(_) => continue,
         };
-        let Some(next) =
-            ledger::apply_change(current, incoming.clone(), ctx.now_ms, ctx.mode, forced)
-        else {
-            continue;
-        };
-        diffs.push(Diff {
-            id: incoming.id.clone(),
-            kind,
-            detail: format!(
-                "source v{} {}; ledger v{}",
-                incoming.version,
-                describe(&next.desired),
-                current.map_or(0, |c| c.source_version)
-            ),
-        });
-        writes.push((next, current.is_some()));
+        // The feed's guard, whoever reads the source (SPEC 3.9); reconcile
+        // never accepts an implausible version, only an operator does.
+        match guards::apply_source(
+            current,
+            incoming.clone(),
+            ctx.now_ms,
+            ctx.mode,
+            forced,
+            false,
+        ) {
+            SourceVerdict::Apply(next) => {
+                diffs.push(Diff {
+                    id: incoming.id.clone(),
+                    kind,
+                    detail: format!(
+                        "source v{} {}; ledger v{}",
+                        incoming.version,
+                        describe(&next.desired),
+                        current.map_or(0, |c| c.source_version)
+                    ),
+                });
+                writes.push((next, current.is_some()));
+            }
+            SourceVerdict::Ignore => {}
+            SourceVerdict::Quarantine { removal } => {
+                let Some(cur) = current else {
+                    continue;
+                };
+                diffs.push(Diff {
+                    id: incoming.id.clone(),
+                    kind: "implausible_version",
+                    detail: format!(
+                        "source v{} jumps implausibly far above ledger v{}; quarantined{}",
+                        incoming.version,
+                        cur.source_version,
+                        if removal.is_some() {
+                            ", the copy goes"
+                        } else {
+                            ""
+                        }
+                    ),
+                });
+                if repair.writes() {
+                    tx.quarantine(&implausible_item(cur, incoming), ctx.now_ms)
+                        .await?;
+                }
+                if let Some(next) = removal {
+                    writes.push((next, true));
+                }
+            }
+        }
     }
     finish_page(tx, &writes, ctx, repair).await?;
     Ok(diffs)

@@ -11,7 +11,7 @@
 //! may be fed a process clock reading: a worker whose clock is a minute
 //! off would then claim, judge or count differently from the others.
 
-use super::{Entry, Incoming, Mode, apply_change, implausible_jump};
+use super::{Entry, Incoming, Mode, apply_change, implausible_change, implausible_jump};
 use crate::ledger::DesiredState;
 
 /// Margin a claimed request needs on its lease beyond the request timeout
@@ -61,10 +61,27 @@ pub fn claimable(entry: &Entry, lease: Option<&Lease>, db_now_ms: i64) -> bool {
 /// can have claimed the record meanwhile. An outcome refused here goes
 /// to the audit trail only; the lease is left as it is.
 ///
-/// Store: `writes::complete` (today's `ours`), and the release of a lease
-/// given back unsent (`sql::RELEASE_ONE`).
-pub fn holds_lease(current: Option<&Lease>, owner: &str, token: i64) -> bool {
-    current.is_some_and(|l| l.owner == owner && l.token == token)
+/// Store: `writes::complete`, and the release of a lease given back
+/// unsent (`sql::RELEASE_ONE`, whose WHERE clause states the same).
+pub fn holds_lease(
+    current_owner: Option<&str>,
+    current_token: Option<i64>,
+    owner: &str,
+    token: i64,
+) -> bool {
+    current_owner == Some(owner) && current_token == Some(token)
+}
+
+impl Lease {
+    /// Whether the claim `(owner, token)` holds this lease ([`holds_lease`]).
+    pub fn held_by(lease: Option<&Lease>, owner: &str, token: i64) -> bool {
+        holds_lease(
+            lease.map(|l| l.owner.as_str()),
+            lease.map(|l| l.token),
+            owner,
+            token,
+        )
+    }
 }
 
 /// Whether a claimed operation may be sent now (SPEC 3.9): its lease,
@@ -97,10 +114,11 @@ pub enum SourceVerdict {
     Ignore,
     /// The version jumps implausibly far (SPEC 4.1): it is quarantined,
     /// never accepted. `removal` is the record to write when the change
-    /// removes a copy still wanted (deleted, consent withdrawn, processing
-    /// restricted): desired becomes absent at the version held, which
-    /// stays, so a later plausible version is still accepted. `None` when
-    /// nothing is to be written beside the quarantine item.
+    /// removes a copy still wanted (for any reason to be absent: privacy
+    /// first, see [`implausible_change`]): desired becomes absent at the
+    /// version held, which stays, so a later plausible version is still
+    /// accepted. `None` when nothing is to be written beside the
+    /// quarantine item.
     Quarantine { removal: Option<Entry> },
 }
 
@@ -119,7 +137,7 @@ pub fn removes_for_privacy(desired: &DesiredState) -> bool {
 ///
 /// 1. An implausible jump ([`implausible_jump`]) is quarantined unless
 ///    `accept_version` (the operator's `--accept-version` after checking
-///    JobAG); a privacy removal among them still removes the copy.
+///    JobAG); one that makes the copy unwanted still removes it.
 /// 2. Otherwise [`apply_change`] decides: a version at or below the one
 ///    held is ignored unless forced at the same version.
 ///
@@ -128,8 +146,7 @@ pub fn removes_for_privacy(desired: &DesiredState) -> bool {
 /// transaction.
 ///
 /// Store: `writes::ingest` (feed and resync batches) and
-/// `writes::reconcile_source` (which today calls `apply_change` with no
-/// jump check).
+/// `writes::reconcile_source`.
 pub fn apply_source(
     current: Option<&Entry>,
     incoming: Incoming,
@@ -139,20 +156,7 @@ pub fn apply_source(
     accept_version: bool,
 ) -> SourceVerdict {
     if !accept_version && implausible_jump(current, incoming.version) {
-        let removal = current.and_then(|cur| {
-            let desired = DesiredState::from(incoming.desired);
-            // Only a copy still wanted needs removing: rewriting an
-            // absent one would let two quarantined events, delivered
-            // again and again, flip its reason for ever.
-            if !removes_for_privacy(&desired) || !cur.desired.is_present() {
-                return None;
-            }
-            let mut entry = cur.clone();
-            entry.set_desired(desired, now_ms);
-            entry.last_change_ms = now_ms;
-            entry.settle(mode, now_ms);
-            Some(entry)
-        });
+        let removal = current.and_then(|cur| implausible_change(cur, &incoming, now_ms, mode));
         return SourceVerdict::Quarantine { removal };
     }
     match apply_change(current, incoming, now_ms, mode, forced) {
@@ -322,9 +326,13 @@ mod tests {
         assert!(!claimable(&e, Some(&lease), 30), "reaped first");
         assert!(!lease_expired(&lease, 20));
         assert!(lease_expired(&lease, 21));
-        assert!(holds_lease(Some(&lease), "w", 7));
-        assert!(!holds_lease(Some(&lease), "w", 8));
-        assert!(!holds_lease(None, "w", 7));
+        assert!(Lease::held_by(Some(&lease), "w", 7));
+        assert!(!Lease::held_by(Some(&lease), "w", 8));
+        assert!(!Lease::held_by(None, "w", 7));
+        assert!(
+            !holds_lease(Some("w"), None, "w", 7),
+            "a lease without a token"
+        );
         assert!(may_send(25_000, 10_000, 10_000));
         assert!(!may_send(25_000, 10_001, 10_000));
     }

@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 use super::document::check_position_opening;
 use super::faults::{Fate, draw_fate, throttled};
 use super::log::Tracker;
-use super::quirks::{keep_tombstone, quirk_answer, release_hold, take_hold, tombstone};
+use super::quirks::{
+    keep_tombstone, quirk_answer, release_hold, take_delete_hold, take_hold, tombstone,
+};
 use super::{Shared, Stored, lock, sha256_hex};
 use crate::{
     DropConnection, HandlerResult, bearer_ok, decode_segment, empty, error_body, json_value,
@@ -153,7 +155,32 @@ pub(super) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Handl
     {
         // Applied after `hold` even if the client gave up meanwhile, as a
         // gateway that queued the request would.
-        let applying = tokio::spawn(held_put(shared.clone(), reference.clone(), parsed, hold));
+        let applying = tokio::spawn(held_put(
+            shared.clone(),
+            reference.clone(),
+            parsed,
+            hold.after,
+        ));
+        if hold.accepted_at_once {
+            return t.answer(empty(StatusCode::ACCEPTED));
+        }
+        let Ok((resp, applied)) = applying.await else {
+            return Err(DropConnection);
+        };
+        t.applied = applied;
+        return t.answer(resp);
+    }
+
+    if let Route::Delete(reference) = &route
+        && let Some(Some(version)) = header_version
+        && let Some(hold) = take_delete_hold(&shared, reference)
+    {
+        let applying = tokio::spawn(held_delete(
+            shared.clone(),
+            reference.clone(),
+            version,
+            hold,
+        ));
         let Ok((resp, applied)) = applying.await else {
             return Err(DropConnection);
         };
@@ -219,6 +246,19 @@ async fn held_put(
 ) -> (Response<Body>, bool) {
     tokio::time::sleep(hold).await;
     let done = put(&shared, reference.clone(), parsed);
+    release_hold(&shared, reference, done.1);
+    done
+}
+
+/// A DELETE a gateway held for `hold` before applying it.
+async fn held_delete(
+    shared: Arc<Shared>,
+    reference: String,
+    version: u64,
+    hold: Duration,
+) -> (Response<Body>, bool) {
+    tokio::time::sleep(hold).await;
+    let done = delete(&shared, reference.clone(), version);
     release_hold(&shared, reference, done.1);
     done
 }

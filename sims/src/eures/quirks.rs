@@ -11,6 +11,15 @@ use hyper::{Response, StatusCode};
 use super::{EuresSim, Shared, lock};
 use crate::error_body;
 
+/// A PUT a gateway applies later.
+#[derive(Clone, Copy)]
+pub(super) struct Hold {
+    /// How long after its arrival the PUT is applied.
+    pub(super) after: Duration,
+    /// `202 Accepted` at once, instead of the answer once applied.
+    pub(super) accepted_at_once: bool,
+}
+
 /// What a gateway does to some references only, and what it remembers
 /// of deleted ones.
 #[derive(Default)]
@@ -26,7 +35,10 @@ pub(super) struct Quirks {
     tombstones: HashMap<String, u64>,
     /// The next PUT of each reference is held this long before it is
     /// applied, answered or not.
-    holds: HashMap<String, Duration>,
+    holds: HashMap<String, Hold>,
+    /// The next DELETE of each reference is held this long before it is
+    /// applied, answered or not.
+    delete_holds: HashMap<String, Duration>,
     /// References whose held PUT is waiting now.
     holding: HashMap<String, u32>,
     /// When the last held PUT of each reference was applied.
@@ -55,12 +67,34 @@ impl EuresSim {
     /// Holds the next PUT of `reference` for `hold` before applying it,
     /// whether or not the client is still waiting for the answer.
     pub fn hold_next_put(&self, reference: &str, hold: Duration) {
+        self.hold(reference, hold, false);
+    }
+
+    /// Answers the next PUT of `reference` with `202 Accepted` at once and
+    /// applies it `after` later, as a gateway that queues its work does.
+    pub fn accept_next_put_later(&self, reference: &str, after: Duration) {
+        self.hold(reference, after, true);
+    }
+
+    fn hold(&self, reference: &str, after: Duration, accepted_at_once: bool) {
+        lock(&self.shared.quirks).holds.insert(
+            reference.to_owned(),
+            Hold {
+                after,
+                accepted_at_once,
+            },
+        );
+    }
+
+    /// Holds the next DELETE of `reference` for `hold` before applying it,
+    /// whether or not the client is still waiting for the answer.
+    pub fn hold_next_delete(&self, reference: &str, hold: Duration) {
         lock(&self.shared.quirks)
-            .holds
+            .delete_holds
             .insert(reference.to_owned(), hold);
     }
 
-    /// Whether a held PUT of `reference` is waiting now.
+    /// Whether a held PUT or DELETE of `reference` is waiting now.
     pub fn is_holding(&self, reference: &str) -> bool {
         lock(&self.shared.quirks).holding.contains_key(reference)
     }
@@ -89,9 +123,16 @@ pub(super) fn keep_tombstone(shared: &Shared, reference: &str, version: u64) {
 }
 
 /// The hold set for the next PUT of `reference`, taken (one PUT only).
-pub(super) fn take_hold(shared: &Shared, reference: &str) -> Option<Duration> {
+pub(super) fn take_hold(shared: &Shared, reference: &str) -> Option<Hold> {
     let mut quirks = lock(&shared.quirks);
     let hold = quirks.holds.remove(reference)?;
+    *quirks.holding.entry(reference.to_owned()).or_insert(0) += 1;
+    Some(hold)
+}
+
+pub(super) fn take_delete_hold(shared: &Shared, reference: &str) -> Option<Duration> {
+    let mut quirks = lock(&shared.quirks);
+    let hold = quirks.delete_holds.remove(reference)?;
     *quirks.holding.entry(reference.to_owned()).or_insert(0) += 1;
     Some(hold)
 }

@@ -114,6 +114,9 @@ struct Shared {
     /// While set, `GET /api/v1/postings/{id}` answers 503 (the feed and the
     /// snapshot work).
     posting_reads_failing: AtomicBool,
+    /// While set, the snapshot (`GET /api/v1/postings`) answers 503 (the
+    /// feed and single-posting reads work).
+    snapshot_failing: AtomicBool,
     /// The bearer token requests must carry, when set.
     token: RwLock<Option<String>>,
     /// While set, what the feed answers instead of its true page.
@@ -193,6 +196,7 @@ impl JobagSim {
             }),
             outage: AtomicBool::new(false),
             posting_reads_failing: AtomicBool::new(false),
+            snapshot_failing: AtomicBool::new(false),
             token: RwLock::new(opts.token),
             lie: Mutex::new(None),
             changes: AtomicU64::new(0),
@@ -416,6 +420,12 @@ impl JobagSim {
             .store(on, Ordering::Relaxed);
     }
 
+    /// While `on`, snapshot pages answer 503 and nothing else does: a
+    /// reconcile cannot complete while the feed flows.
+    pub fn set_snapshot_failing(&self, on: bool) {
+        self.shared.snapshot_failing.store(on, Ordering::Relaxed);
+    }
+
     /// While `Some`, the feed answers with this lie instead of its true
     /// page; the snapshot and single reads stay true.
     pub fn set_feed_lie(&self, lie: Option<FeedLie>) {
@@ -496,10 +506,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> HandlerResult {
     };
     counter.fetch_add(1, Ordering::Relaxed);
 
-    let posting_read = matches!(route, Route::Get(_));
-    if shared.outage.load(Ordering::Relaxed)
-        || (posting_read && shared.posting_reads_failing.load(Ordering::Relaxed))
-    {
+    let failing = match route {
+        Route::Get(_) => shared.posting_reads_failing.load(Ordering::Relaxed),
+        Route::Snapshot => shared.snapshot_failing.load(Ordering::Relaxed),
+        _ => false,
+    };
+    if shared.outage.load(Ordering::Relaxed) || failing {
         return Ok(error_body(
             StatusCode::SERVICE_UNAVAILABLE,
             "",
