@@ -19,7 +19,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const TOKEN: &str = "flood-test-token-7c1e";
+const TOKEN: &str = "flood-test-token-7c1e-0123456789abcdef";
 
 /// One answer on a [`Conn`].
 #[derive(Debug)]
@@ -119,7 +119,7 @@ fn get(path: &str, headers: &str) -> String {
 /// (addresses on 127.0.0.1:0); its `/metrics` address and its Input API's.
 fn pull_agent(env: &Env, name: &str, http: &toml::Table) -> (Agent, SocketAddr, SocketAddr) {
     let token = env.dir.path().join("input-api.token");
-    std::fs::write(&token, TOKEN).expect("token file");
+    common::write_secret(&token, TOKEN);
     let mut extra = toml::Table::new();
     extra.insert("http".into(), toml::Value::Table(http.clone()));
     let extra = format!(

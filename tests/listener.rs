@@ -30,7 +30,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, watch};
 
-const TOKEN: &str = "listener-test-token";
+const TOKEN: &str = "listener-test-token-0123456789abcdef";
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
 

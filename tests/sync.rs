@@ -377,7 +377,7 @@ async fn hostile_application_values_reach_eures_as_text_in_pull_mode(backend: Ba
     hostile_application_values(backend, true).await;
 }
 
-const PULL_TOKEN: &str = "sync-hostile-input-api-token";
+const PULL_TOKEN: &str = "sync-hostile-input-api-token-0123456789";
 
 async fn hostile_application_values(backend: Backend, pull: bool) {
     let env = Env::start_with(backend).await;
@@ -425,7 +425,7 @@ async fn hostile_application_values(backend: Backend, pull: bool) {
     let mut extra = "[reconcile]\ninterval_s = 0\n".to_string();
     if pull {
         let token_file = env.dir.path().join("input-api.token");
-        std::fs::write(&token_file, PULL_TOKEN).expect("token file");
+        common::write_secret(&token_file, PULL_TOKEN);
         extra.push_str(&format!(
             "[eures]\nmode = \"pull\"\ninput_api_token_file = \"{}\"\n",
             token_file.display()

@@ -58,4 +58,4 @@ pub use types::{
     IngestStats, Known, Listed, PurgeStats, QuarantineItem, Repair, Result, StoreError, Summary,
     Unseen,
 };
-pub use url::{DatabaseUrl, display_url};
+pub use url::{DatabaseUrl, display_url, holds_password};
