@@ -440,8 +440,10 @@ impl Tmpfs {
     /// when that is refused (not root, no mount(8)).
     fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        // mode=0700: a tmpfs root is 1777 by default, a folder shared with
+        // every user, where the agent refuses to keep a ledger.
         let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
             .arg(dir)
             .output()
             .map_err(|e| format!("mount: {e}"))?;
