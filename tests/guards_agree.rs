@@ -334,30 +334,51 @@ async fn a_claim_takes_exactly_what_claimable_accepts(backend: Backend) {
         let at = T + 2;
         let c = |what: &str| &first[&cell(what, d)];
         // A failure of an unclear outcome backs off, to exactly n + d.
-        l.complete("w1", c("due"), AttemptResult::Unavailable("x".into()), at, n + d)
+        l.complete(
+            "w1",
+            c("due"),
+            AttemptResult::Unavailable("x".into()),
+            at,
+            n + d,
+        )
+        .await;
+        // A rejected create is parked as a dead letter, backing off alike.
+        l.complete(
+            "w1",
+            c("dead"),
+            AttemptResult::Rejected("x".into()),
+            at,
+            n + d,
+        )
+        .await;
+        l.complete("w1", c("done"), AttemptResult::Done, at, at)
             .await;
-        // A rejected create is parked, its backoff left as it was.
-        l.complete("w1", c("dead"), AttemptResult::Rejected("x".into()), at, n + d)
-            .await;
-        l.complete("w1", c("done"), AttemptResult::Done, at, at).await;
-        // Due again at once, each group at its own instant, to be leased.
-        for (what, next) in [("live", T + 3), ("ran-out", T + 4), ("ends-now", T + 5)] {
-            l.complete("w1", c(what), AttemptResult::Unavailable("x".into()), at, next)
+    }
+    // Due again at once, each group at its own instant and leased a
+    // millisecond later, to end at its own instant.
+    for (k, (what, until)) in [("live", n + 500), ("ran-out", n - 50), ("ends-now", n)]
+        .into_iter()
+        .enumerate()
+    {
+        let at = T + 3 + 2 * k as i64;
+        for d in SIDES {
+            let unavailable = AttemptResult::Unavailable("x".into());
+            l.complete("w1", &first[&cell(what, d)], unavailable, at, at)
                 .await;
         }
-    }
-    l.claim("w2", 1000, T + 3, n + 500).await;
-    l.claim("w2", 1000, T + 4, n - 50).await;
-    l.claim("w2", 1000, T + 5, n).await;
-    l.ingest(vec![present("fresh", 1)], T + 6, Mode::Push).await;
-    grid.push("fresh".into());
-    // A lease is only ever taken once the backoff is over, and a settled
-    // record's backoff is its last outcome's time: these backoffs around
-    // `n` are written directly.
-    for d in SIDES {
-        for what in ["done", "live", "ran-out", "ends-now"] {
+        l.claim("w2", 1000, at + 1, until).await;
+        // A lease is only ever taken once the backoff is over: the
+        // backoffs of leased records around `n` are written directly
+        // (which also keeps the next group's claim off them).
+        for d in SIDES {
             l.set_next_attempt(&cell(what, d), n + d).await;
         }
+    }
+    l.ingest(vec![present("fresh", 1)], T + 9, Mode::Push).await;
+    grid.push("fresh".into());
+    // A settled record's backoff is its last outcome's time: written too.
+    for d in SIDES {
+        l.set_next_attempt(&cell("done", d), n + d).await;
     }
     // A claim that looks for run-out leases (none has run out yet) and
     // takes nothing: the claim at `n` does not look again.
@@ -390,7 +411,8 @@ async fn a_claim_takes_exactly_what_claimable_accepts(backend: Backend) {
     assert_eq!(
         got,
         expected,
-        "{backend:?}: Stmt::Claim at {n} took {:?}, claimable accepts {:?}",
+        "{backend:?}: Stmt::Claim at {n} took {:?}, which claimable refuses, and left {:?}, \
+         which it accepts",
         got.difference(&expected).collect::<Vec<_>>(),
         expected.difference(&got).collect::<Vec<_>>(),
     );
@@ -408,7 +430,8 @@ async fn the_reap_takes_exactly_the_leases_lease_expired_accepts(backend: Backen
         .collect();
     // One record a millisecond, so each claim of one takes the next.
     for (i, id) in grid.iter().enumerate() {
-        l.ingest(vec![present(id, 1)], T + i as i64, Mode::Push).await;
+        l.ingest(vec![present(id, 1)], T + i as i64, Mode::Push)
+            .await;
     }
     let ends = [n - 1, n, n + 1];
     for (i, until) in ends.into_iter().enumerate() {
@@ -421,7 +444,8 @@ async fn the_reap_takes_exactly_the_leases_lease_expired_accepts(backend: Backen
     assert_eq!(l.store.release_all("w-old").await.expect("release"), 1);
     let got = l.claim("w1", 1, T + 21, n + 5000).await;
     assert_eq!(got[0].id, "live");
-    l.ingest(vec![present("unleased", 1)], T + 22, Mode::Push).await;
+    l.ingest(vec![present("unleased", 1)], T + 22, Mode::Push)
+        .await;
     let mut grid = grid;
     grid.push("unleased".into());
 
@@ -447,7 +471,8 @@ async fn the_reap_takes_exactly_the_leases_lease_expired_accepts(backend: Backen
     assert_eq!(
         reaped,
         expected,
-        "{backend:?}: the reap at {n} took {:?}, lease_expired accepts {:?}",
+        "{backend:?}: the reap at {n} took {:?}, which lease_expired refuses, and left {:?}, \
+         which it accepts",
         reaped.difference(&expected).collect::<Vec<_>>(),
         expected.difference(&reaped).collect::<Vec<_>>(),
     );
@@ -455,7 +480,11 @@ async fn the_reap_takes_exactly_the_leases_lease_expired_accepts(backend: Backen
         let now = l.entry(id).await;
         if reaped.contains(id) {
             assert_eq!(after[id], None, "{id}: reaped but still leased");
-            assert_eq!(now, abandon(&entries[id], n, Mode::Push), "{id}: not abandoned");
+            assert_eq!(
+                now,
+                abandon(&entries[id], n, Mode::Push),
+                "{id}: not abandoned"
+            );
         } else {
             assert_eq!(now, entries[id], "{id}: changed without being reaped");
         }
@@ -468,8 +497,10 @@ async fn the_reap_takes_exactly_the_leases_lease_expired_accepts(backend: Backen
 async fn the_unseen_pass_judges_exactly_what_may_judge_unseen_accepts(backend: Backend) {
     let l = Ledger::open(backend).await;
     // Delivered: in both passes' scope; one of them withdrawn since.
-    l.ingest(vec![present("held1", 1)], T + 10, Mode::Push).await;
-    l.ingest(vec![present("held2", 1)], T + 20, Mode::Push).await;
+    l.ingest(vec![present("held1", 1)], T + 10, Mode::Push)
+        .await;
+    l.ingest(vec![present("held2", 1)], T + 20, Mode::Push)
+        .await;
     for c in l.claim("w1", 10, T + 25, T + 5_000).await {
         l.complete("w1", &c, AttemptResult::Done, T + 26, T + 26)
             .await;
@@ -480,8 +511,10 @@ async fn the_unseen_pass_judges_exactly_what_may_judge_unseen_accepts(backend: B
             .await;
     }
     // Never wanted, never delivered: in no pass's scope.
-    l.ingest(vec![withdrawn("never", 1)], T + 55, Mode::Push).await;
-    l.ingest(vec![withdrawn("held2", 2)], T + 60, Mode::Push).await;
+    l.ingest(vec![withdrawn("never", 1)], T + 55, Mode::Push)
+        .await;
+    l.ingest(vec![withdrawn("held2", 2)], T + 60, Mode::Push)
+        .await;
     let grid: Vec<String> = ["p1", "p2", "p3", "never", "held1", "held2"]
         .into_iter()
         .map(String::from)
@@ -517,7 +550,8 @@ async fn the_unseen_pass_judges_exactly_what_may_judge_unseen_accepts(backend: B
             let got = ids(candidates.iter().map(|(_, id)| id));
             assert_eq!(
                 got, expected,
-                "{backend:?}: {unseen:?} candidates of a run started at {run}"
+                "{backend:?}: {unseen:?} candidates of a run started at {run} (left: the store's, \
+                 right: what may_judge_unseen accepts in its scope)"
             );
             // The pass itself judges all of them, candidates or not: what
             // it finds gone is among what the guard lets it judge, and
@@ -633,7 +667,9 @@ async fn an_exchange_page_lists_exactly_what_the_cut_contains(backend: Backend) 
                 e.exchange.created_ms.is_some()
                     && e.exchange.closed_ms.is_none()
                     && e.exchange.active
-                    && e.exchange.modified_ms.is_some_and(|m| everything.contains(m))
+                    && e.exchange
+                        .modified_ms
+                        .is_some_and(|m| everything.contains(m))
             })
             .map(|e| e.id.clone())
             .collect();
@@ -641,7 +677,11 @@ async fn an_exchange_page_lists_exactly_what_the_cut_contains(backend: Backend) 
         for limit in [1, 100] {
             let filter = ExchangeFilter::Active { before_ms };
             let (got, _) = all_pages(&l, filter, limit).await;
-            assert_eq!(got, expected, "{backend:?}: getAll below {before_ms}, pages of {limit}");
+            assert_eq!(
+                got, expected,
+                "{backend:?}: getAll below {before_ms}, pages of {limit} (left: the store's, \
+                 right: what the cut contains)"
+            );
         }
         for &since_ms in &bounds {
             let cut = Cut::new(since_ms, before_ms);
@@ -663,10 +703,14 @@ async fn an_exchange_page_lists_exactly_what_the_cut_contains(backend: Backend) 
                     let (got, refs) = all_pages(&l, filter, limit).await;
                     assert_eq!(
                         got, expected,
-                        "{backend:?}: {kind:?} in {cut:?}, pages of {limit}"
+                        "{backend:?}: {kind:?} in {cut:?}, pages of {limit} (left: the store's, \
+                         right: what the cut contains)"
                     );
                     for r in refs {
-                        assert_eq!(Some(r.modified_ms), entries[&r.reference].exchange.modified_ms);
+                        assert_eq!(
+                            Some(r.modified_ms),
+                            entries[&r.reference].exchange.modified_ms
+                        );
                     }
                 }
             }
