@@ -73,10 +73,11 @@ pub(crate) fn http_setup(
     Ok((base, http, auth))
 }
 
-/// Parses and checks a base URL: http(s), with a host, able to take path
-/// segments.
+/// Parses and checks a base URL: http(s), with a host and no user or
+/// password, able to take path segments.
 pub(crate) fn parse_base(base_url: &str) -> Result<Url, String> {
     let mut url = Url::parse(base_url.trim()).map_err(|e| format!("not a URL: {e}"))?;
+    crate::config::check_no_userinfo(&url)?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err("must be an http or https URL".to_owned());
     }

@@ -36,6 +36,7 @@ pub const RECONCILE_DURATION: &str = "eures_sync_reconcile_last_run_duration_sec
 pub const RECONCILE_DIFFERENCES: &str = "eures_sync_reconcile_differences_total";
 pub const INPUT_API_REFUSED: &str = "eures_sync_input_api_refused_total";
 pub const HTTP_CONNECTIONS_CUT: &str = "eures_sync_http_connections_cut_total";
+pub const READINESS_CHECKS: &str = "eures_sync_readiness_checks_total";
 pub const VERIFICATIONS: &str = "eures_sync_verifications_total";
 
 /// The package version, for `eures_sync_build_info{version}`.
@@ -212,6 +213,10 @@ fn describe() {
         HTTP_CONNECTIONS_CUT,
         "Connections the listener closed because a client overran a limit, by reason"
     );
+    describe_counter!(
+        READINESS_CHECKS,
+        "Times /readyz asked the database (at most once a second, however many probes)"
+    );
     process_collector().describe();
 }
 
@@ -384,6 +389,11 @@ pub fn input_api_refused(status: u16) {
 /// A connection the listener cut off (`head_timeout`, `idle_timeout`).
 pub fn http_connection_cut(reason: &'static str) {
     counter!(HTTP_CONNECTIONS_CUT, "reason" => reason).increment(1);
+}
+
+/// `/readyz` asked the database.
+pub fn readiness_checked() {
+    counter!(READINESS_CHECKS).increment(1);
 }
 
 pub fn set_auth_failing(failing: bool) {

@@ -205,12 +205,19 @@ async fn backup_refuses_what_it_cannot_do_in_one_line() {
         err
     };
 
-    // PostgreSQL: pg_dump, with the server named and the password not.
-    let pg = write(
-        "pg.toml",
-        "postgres://eures:Pw-Sekret-91@db.example:6432/ledger?max_connections=4",
-    );
-    let err = one_line(&cli(&pg, &["backup", "x.dump"]));
+    // PostgreSQL: pg_dump, with the server named and the password (given
+    // in the environment, where it may be) not.
+    let pg = write("pg.toml", "postgres://eures@db.example:6432/ledger");
+    let out = common::agent::eures_sync()
+        .args(["backup", "x.dump", "--config"])
+        .arg(&pg)
+        .env(
+            "EURES_SYNC__DATABASE__URL",
+            "postgres://eures:Pw-Sekret-91@db.example:6432/ledger?max_connections=4",
+        )
+        .output()
+        .expect("run");
+    let err = one_line(&out);
     assert!(err.contains("pg_dump"), "{err}");
     assert!(err.contains("db.example:6432/ledger"), "{err}");
     assert!(!err.contains("Pw-Sekret-91"), "{err}");

@@ -22,7 +22,7 @@ common::on_both_backends!(
 );
 
 const WAIT: Duration = Duration::from_secs(60);
-const TOKEN: &str = "cli-test-input-api-token";
+const TOKEN: &str = "cli-test-input-api-token-0123456789";
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -262,7 +262,7 @@ async fn run_in_pull_mode_serves_the_ledger_and_refuses_to_start_without_a_token
         env.jobag.upsert(sample_posting(i));
     }
     let token_file = env.dir.path().join("input-api.token");
-    std::fs::write(&token_file, TOKEN).expect("token");
+    common::write_secret(&token_file, TOKEN);
     let mut agent = env.agent(
         "pull",
         "info",
@@ -588,12 +588,18 @@ fn a_rust_log_that_does_not_parse_is_an_error_naming_it() {
 
 /// A PostgreSQL URL's connection failure: exit 1, one line naming where
 /// (host:port, database, user), the cause once, and no password or
-/// PostgreSQL source location.
+/// PostgreSQL source location. The URL, password and all, comes from the
+/// environment, where a password may be.
 fn db_error(url: &str) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("pg.toml");
-    std::fs::write(&config, format!("[database]\nurl = \"{url}\"\n")).expect("config");
-    let out = cli(&config, &["status"]);
+    std::fs::write(&config, "").expect("config");
+    let out = eures_sync()
+        .args(["status", "--config"])
+        .arg(&config)
+        .env("EURES_SYNC__DATABASE__URL", url)
+        .output()
+        .expect("run");
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
@@ -792,4 +798,185 @@ async fn remote_text_reaches_the_terminal_escaped() {
             assert!(stdout.contains("\\u{1b}[2J"), "{args:?}: {stdout}");
         }
     }
+}
+
+/// One refusal of the binary at start: exit 1, one line, naming `names`,
+/// never `secret`.
+fn refused(out: &std::process::Output, names: &str, secret: &str) -> String {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(names), "{names} not named: {stderr}");
+    assert!(
+        !stderr.contains(secret) && !text(&out.stdout).contains(secret),
+        "the secret was printed: {stderr}"
+    );
+    stderr
+}
+
+/// Credentials where they do not belong (SPEC 4.6), through the binary: a
+/// base URL with a user or password, a password in the file's
+/// `database.url`, a TOML syntax error on a line holding one, token files
+/// others may read, an Input API token too short. Each start is refused in
+/// one line naming the key, never the value.
+#[test]
+fn credentials_where_they_do_not_belong_are_refused() {
+    const SECRET: &str = "Sekret-Pw-9f3c";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = format!(
+        "[database]\nurl = \"sqlite://{}?mode=rwc\"\n",
+        dir.path().join("ledger.db").display()
+    );
+    let config = dir.path().join("agent.toml");
+    let run = |toml: &str, args: &[&str]| {
+        std::fs::write(&config, toml).expect("config");
+        cli(&config, args)
+    };
+    for key in ["jobag", "eures"] {
+        for userinfo in [format!("agent:{SECRET}@"), format!("{SECRET}@")] {
+            let out = run(
+                &format!("{sqlite}[{key}]\nbase_url = \"https://{userinfo}{key}.example\"\n"),
+                &["status"],
+            );
+            refused(
+                &out,
+                &format!("{key}.base_url: must not hold a user or password"),
+                SECRET,
+            );
+        }
+    }
+    let out = run(
+        &format!("[database]\nurl = \"postgres://eures:{SECRET}@127.0.0.1:1/ledger\"\n"),
+        &["status"],
+    );
+    refused(
+        &out,
+        "database.url: must not hold a password in the file",
+        SECRET,
+    );
+    let out = run(
+        &format!("[database]\nurl = \"postgres://eures@127.0.0.1:1/ledger?password={SECRET}\"\n"),
+        &["status"],
+    );
+    refused(
+        &out,
+        "database.url: must not hold a password in the file",
+        SECRET,
+    );
+    let out = run(
+        &format!("[database]\nurl = \"postgres://eures:{SECRET}@127.0.0.1:1/ledger\n"),
+        &["status"],
+    );
+    let e = refused(
+        &out,
+        &format!("config file {}: line 2, column ", config.display()),
+        SECRET,
+    );
+    assert!(!e.contains("postgres://"), "{e}");
+
+    // Pull mode: the Input API token's file and length.
+    let token = dir.path().join("input-api.token");
+    let pull = format!(
+        "{sqlite}[eures]\nmode = \"pull\"\ninput_api_token_file = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+        token.display()
+    );
+    std::fs::write(&token, format!("{SECRET}-0123456789abcdefghijkl")).expect("token");
+    let out = run(&pull, &["run"]);
+    refused(&out, "eures.input_api_token_file: ", SECRET);
+    assert!(text(&out.stderr).contains("may be read or changed by group or others (mode 0644)"));
+    common::write_secret(&token, SECRET);
+    let out = run(&pull, &["run"]);
+    refused(&out, "eures.input_api_token_file: ", SECRET);
+    assert!(text(&out.stderr).contains("shorter than 32 bytes"));
+    // JobAG's token file, read when the worker starts.
+    let jobag_token = dir.path().join("jobag.token");
+    std::fs::write(&jobag_token, SECRET).expect("token");
+    let out = run(
+        &format!(
+            "{sqlite}[jobag]\ntoken_file = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+            jobag_token.display()
+        ),
+        &["run"],
+    );
+    refused(&out, "jobag.token_file: ", SECRET);
+}
+
+/// The password may come from the environment, and wherever it sits in the
+/// URL it is never printed: `migrate --status` names the ledger with
+/// `***` in its place.
+#[tokio::test]
+async fn a_database_password_from_the_environment_is_never_printed() {
+    const SECRET: &str = "Sekret-Pw-77ab";
+    let env = Env::start_with(Backend::Postgres).await;
+    let mut url = url::Url::parse(&env.db_url()).expect("url");
+    url.query_pairs_mut()
+        .append_pair("password", SECRET)
+        .append_pair("sslmode", "disable");
+    let config = env.dir.path().join("pg.toml");
+    std::fs::write(&config, "").expect("config");
+    for args in [
+        &["migrate"][..],
+        &["migrate", "--status"][..],
+        &["status"][..],
+    ] {
+        let out = eures_sync()
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env("EURES_SYNC__DATABASE__URL", url.as_str())
+            .output()
+            .expect("run");
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            !stdout.contains(SECRET) && !stderr.contains(SECRET),
+            "{args:?} printed the password: {stdout}{stderr}"
+        );
+        if args == ["migrate", "--status"] {
+            assert!(stdout.contains("password=***"), "{stdout}");
+        }
+    }
+}
+
+/// `eures.input_api_token_file` with two tokens, one a line: EURES may
+/// present either while it moves from the old to the new one; any other
+/// is refused.
+#[tokio::test]
+async fn the_input_api_accepts_both_tokens_of_a_rotation() {
+    let env = Env::start().await;
+    let token_file = env.dir.path().join("input-api.token");
+    let (old, new) = (
+        "rotation-old-token-0123456789abcdef",
+        "rotation-new-token-fedcba9876543210",
+    );
+    common::write_secret(&token_file, &format!("{old}\n{new}\n"));
+    let mut agent = env.agent(
+        "rotation",
+        "info",
+        &format!(
+            "[eures]\nmode = \"pull\"\ninput_api_token_file = \"{}\"\n",
+            token_file.display()
+        ),
+    );
+    let base = format!("http://{}{BASE}/ping", agent.listen());
+    let status = |token: &'static str| {
+        let base = base.clone();
+        async move {
+            reqwest::Client::new()
+                .get(&base)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    assert_eq!(status(old).await, 200, "the old token");
+    assert_eq!(status(new).await, 200, "the new token");
+    assert_eq!(status("rotation-other-token-0123456789abc").await, 401);
+    let log = agent.stop().await;
+    assert!(
+        !log.contains(old) && !log.contains(new),
+        "a token was logged"
+    );
 }

@@ -151,7 +151,7 @@ async fn two_workers_a_minute_apart_agree_on_leases_and_expiry() {
     }
 }
 
-const TOKEN: &str = "input-api-clock-skew-7d1e";
+const TOKEN: &str = "input-api-clock-skew-7d1e-0123456789";
 
 /// What the portal has seen of one reference: each state its details
 /// showed (`None`: CLOSED, else the content hash of the ACTIVE copy) with
@@ -373,7 +373,7 @@ fn edit(env: &Env, i: u64, field: &str, value: Value) {
 async fn a_portal_polling_from_its_last_timestamp_misses_nothing(offset: &str, offset_s: i64) {
     let env = Env::start_with(Backend::Postgres).await;
     let token = env.dir.path().join("input-api.token");
-    std::fs::write(&token, TOKEN).expect("token file");
+    common::write_secret(&token, TOKEN);
     let pull = format!(
         "[eures]\nmode = \"pull\"\ninput_api_token_file = \"{}\"\n",
         token.display()

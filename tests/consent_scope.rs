@@ -37,7 +37,7 @@ common::on_both_backends!(
 );
 
 const WAIT: Duration = Duration::from_secs(60);
-const TOKEN: &str = "consent-scope-input-api-token";
+const TOKEN: &str = "consent-scope-input-api-token-0123456789";
 
 /// The contact person of the posting, as JobAG sends them; the employer
 /// also put all three in the application email and instructions.
@@ -240,7 +240,7 @@ async fn story(mode: Mode, backend: Backend) {
     let mut extra = "[reconcile]\ninterval_s = 0\n".to_string();
     if mode == Mode::Pull {
         let token_file = env.dir.path().join("input-api.token");
-        std::fs::write(&token_file, TOKEN).expect("token file");
+        common::write_secret(&token_file, TOKEN);
         extra.push_str(&format!(
             "[eures]\nmode = \"pull\"\ninput_api_token_file = \"{}\"\n",
             token_file.display()

@@ -38,7 +38,7 @@ on_both_backends!(a_slowly_read_answer_misses_nothing_written_meanwhile);
 async fn after_a_start_nothing_is_served_until_the_source_has_been_read() {
     let env = Env::start().await;
     let token = env.dir.path().join("input-api.token");
-    std::fs::write(&token, TOKEN).expect("token file");
+    common::write_secret(&token, TOKEN);
     let pull = format!(
         "[eures]\nmode = \"pull\"\ninput_api_token_file = \"{}\"\n",
         token.display()
@@ -119,7 +119,7 @@ async fn after_a_start_nothing_is_served_until_the_source_has_been_read() {
 async fn a_restored_ledger_behind_a_compacted_feed_serves_nothing_deleted_since() {
     let env = Env::start().await;
     let token = env.dir.path().join("input-api.token");
-    std::fs::write(&token, TOKEN).expect("token file");
+    common::write_secret(&token, TOKEN);
     let pull = format!(
         "[eures]\nmode = \"pull\"\ninput_api_token_file = \"{}\"\n",
         token.display()

@@ -255,6 +255,13 @@ async fn the_production_example_loads_and_every_key_in_it_is_known() {
         config.http.listen.port(),
         Config::default().http.listen.port()
     );
+    // EURES reaches the Input API on a listener of its own, with its own
+    // connection cap, not the one /metrics and the probes share.
+    let api = config
+        .http
+        .input_api_listen
+        .expect("the production example sets http.input_api_listen");
+    assert_ne!(api.port(), config.http.listen.port());
     // A worker can be built from it (pull mode: no push client).
     let drain = drain_of(&config).await;
     assert!(drain > Duration::ZERO);
@@ -382,7 +389,20 @@ async fn the_dockerfile_uses_the_paths_and_port_the_readme_names() {
     assert!(user != "root" && user != "0", "USER {user}");
 
     let port = Config::default().http.listen.port();
-    assert_eq!(last("EXPOSE "), port.to_string());
+    let exposed: BTreeSet<u16> = all("EXPOSE ")
+        .iter()
+        .flat_map(|e| e.split_whitespace().map(|p| p.parse().expect("a port")))
+        .collect();
+    let api = production()
+        .http
+        .input_api_listen
+        .expect("http.input_api_listen")
+        .port();
+    assert_eq!(
+        exposed,
+        BTreeSet::from([port, api]),
+        "EXPOSE: /metrics' port and the production example's Input API port"
+    );
     assert!(
         all("ENV ")
             .iter()

@@ -29,7 +29,7 @@ use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
 
 /// Invalid inputs and the JobAG field each must be refused for.
-const INVALID: [(&str, &str); 10] = [
+const INVALID: [(&str, &str); 11] = [
     ("invalid-missing-title.json", "title"),
     ("invalid-title-too-long.json", "title"),
     ("invalid-no-eures-location.json", "locations"),
@@ -40,6 +40,7 @@ const INVALID: [(&str, &str); 10] = [
     ("invalid-employer-name-blank.json", "employer.name"),
     ("invalid-description-only-controls.json", "description"),
     ("invalid-scope-posting-no-url.json", "application"),
+    ("invalid-application-markup-only.json", "application"),
 ];
 
 /// Elements of the OAGIS namespace; everything else is HR-XML.
@@ -343,7 +344,10 @@ fn golden_set_covers_the_hard_cases() {
         "listName=\"ESCO_Occupations\" listVersionID=\"ESCOv1\"",
         "<OfferedRemunerationPackage>",
         "<PositionQualifications>",
-        "]]]]><![CDATA[>",
+        // A `]]>` the employer wrote, escaped by the sanitizer: no HTML
+        // field carries one into CDATA (the writer's split of one has a
+        // unit test of its own).
+        "]]&gt;",
         "&amp;",
         "&lt;",
         "æ",
@@ -471,8 +475,12 @@ fn scope_posting_documents_carry_the_url_alone() {
         seen += 1;
         let name = json.display();
         let xml = render_file(&json).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // The URL as HTML text: `&`, `<` and `>` escaped.
         let want = match case.value["application"]["url"].as_str() {
-            Some(url) => url.to_string(),
+            Some(url) => url
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;"),
             None => case
                 .settings
                 .posting_url_template
@@ -502,8 +510,12 @@ fn scope_posting_documents_carry_the_url_alone() {
             !xml.contains('@'),
             "{name}: an email address in the document"
         );
+        let lower = xml.to_ascii_lowercase();
+        for scheme in ["mailto:", "tel:"] {
+            assert!(!lower.contains(scheme), "{name}: a {scheme} link");
+        }
     }
-    assert!(seen >= 2, "golden cases with scope \"posting\": {seen}");
+    assert!(seen >= 3, "golden cases with scope \"posting\": {seen}");
 }
 
 /// A case with `_settings` renders differently under the defaults, so the
@@ -522,4 +534,48 @@ fn fixture_settings_change_the_document() {
         assert_ne!(with, without, "{}", json.display());
     }
     assert!(seen >= 2, "golden cases with _settings: {seen}");
+}
+
+/// SPEC 5: the application URL and email are values placed into HTML: one
+/// with markup in it appears only escaped, on a line of its own, or not at
+/// all when it is not a URL or an email; never as the markup it carries.
+#[test]
+fn application_values_with_markup_appear_only_escaped() {
+    let (mut kept, mut dropped) = (0, 0);
+    for json in golden_inputs() {
+        let case = load(&json);
+        let name = json.display();
+        let xml = render_file(&json).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let instructions = application_instructions(&xml);
+        for key in ["url", "email"] {
+            let Some(value) = case.value["application"][key].as_str() else {
+                continue;
+            };
+            let value = value.trim();
+            if !value.contains(['<', '>', '&']) {
+                continue;
+            }
+            assert!(
+                !instructions.contains(value),
+                "{name}: application.{key} unescaped"
+            );
+            let escaped = value
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;");
+            if instructions.lines().any(|line| line == escaped) {
+                kept += 1;
+            } else {
+                assert!(
+                    !instructions.contains(&escaped),
+                    "{name}: application.{key} inside another line"
+                );
+                dropped += 1;
+            }
+        }
+    }
+    assert!(
+        kept >= 2 && dropped >= 2,
+        "golden application values with markup: {kept} kept escaped, {dropped} dropped"
+    );
 }

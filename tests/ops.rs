@@ -35,7 +35,7 @@ impl Agent {
     /// learns the port from its start-up log line.
     fn start(env: &Env) -> Agent {
         let token_file = env.dir.path().join("eures.token");
-        std::fs::write(&token_file, format!("{EURES_TOKEN}\n")).expect("token");
+        common::write_secret(&token_file, &format!("{EURES_TOKEN}\n"));
         static STARTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut process = env.agent(

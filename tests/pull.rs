@@ -25,7 +25,7 @@ on_both_backends!(
     a_new_ledger_publishes_nothing_half_built,
 );
 
-const TOKEN: &str = "input-api-test-token-5f0c2b7e";
+const TOKEN: &str = "input-api-test-token-5f0c2b7e-0123456789";
 const ROUND: Duration = Duration::from_secs(60);
 
 fn id_of(p: &Value) -> String {

@@ -8,10 +8,15 @@ use std::time::Duration;
 
 use common::{Backend, Env, editable, eventually, eventually_async};
 use eures_sync::domain::ledger::{Delivered, DesiredState};
+use eures_sync::domain::render::content_hash;
+use eures_sync::http::input_api::BASE;
+use eures_sync_sims::conformance::check;
 use eures_sync_sims::eures::Faults;
-use eures_sync_sims::jobag::sample_posting;
+use eures_sync_sims::jobag::{sample_id, sample_posting};
 use hyper::Method;
-use serde_json::json;
+use quick_xml::events::Event;
+use quick_xml::reader::Reader;
+use serde_json::{Value, json};
 
 common::on_both_backends!(
     every_eligibility_rule_keeps_its_posting_off_eures,
@@ -21,6 +26,8 @@ common::on_both_backends!(
     malformed_change_is_quarantined_and_the_feed_goes_on,
     an_invalid_edit_removes_the_earlier_valid_copy,
     out_of_order_and_repeated_versions_never_regress,
+    hostile_application_values_reach_eures_as_text_in_push_mode,
+    hostile_application_values_reach_eures_as_text_in_pull_mode,
 );
 
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -354,4 +361,152 @@ async fn out_of_order_and_repeated_versions_never_regress(backend: Backend) {
     assert!(held.content.contains("Version five"));
     assert_eq!(env.eures.history(&id).len(), 1);
     running.stop().await;
+}
+
+/// SPEC 5: an application URL or email is a value placed into HTML, so it
+/// reaches the public portal as escaped text (or not at all, when it is not
+/// a URL or an email), never as markup; with consent scope "posting" the
+/// description's mailto: and tel: links go, their text stays. Through the
+/// real binary, the document EURES holds: the simulator's copy (push) or
+/// the content getDetails serves (pull).
+async fn hostile_application_values_reach_eures_as_text_in_push_mode(backend: Backend) {
+    hostile_application_values(backend, false).await;
+}
+
+async fn hostile_application_values_reach_eures_as_text_in_pull_mode(backend: Backend) {
+    hostile_application_values(backend, true).await;
+}
+
+const PULL_TOKEN: &str = "sync-hostile-input-api-token-0123456789";
+
+async fn hostile_application_values(backend: Backend, pull: bool) {
+    let env = Env::start_with(backend).await;
+    let hostile = [
+        // (url, email, scope, description, the Instructions HTML EURES gets)
+        (
+            "https://x.dk/<script>alert(1)</script>",
+            Some("a<img/src/onerror=alert(1)>@x.dk"),
+            "posting_and_contact",
+            None,
+            // The URL parses (a browser would percent-encode its path), so it
+            // stays, escaped; the email is not one and goes.
+            "https://x.dk/&lt;script&gt;alert(1)&lt;/script&gt;",
+        ),
+        (
+            "https://x.dk/a\"><svg/onload=alert(1)>",
+            Some("jobs@x.dk"),
+            "posting_and_contact",
+            None,
+            "https://x.dk/a\"&gt;&lt;svg/onload=alert(1)&gt;\njobs@x.dk",
+        ),
+        (
+            "https://x.dk/job?a=1&b=2",
+            None,
+            "posting",
+            Some(
+                "<p>Skriv <a href=\"mailto:job@x.dk\">til os</a> eller \
+                 <a href=\"TEL:+4512345678\">ring</a>, \
+                 <a href=\"https://x.dk/om\">læs mere</a>.</p>",
+            ),
+            "https://x.dk/job?a=1&amp;b=2",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (i, (url, email, scope, description, _)) in hostile.iter().enumerate() {
+        let mut p = sample_posting(i as u64 + 1);
+        p["application"] = json!({"url": url, "email": email, "instructions": null});
+        p["eures_consent_scope"] = json!(scope);
+        if let Some(description) = description {
+            p["description"] = json!(description);
+        }
+        ids.push(sample_id(i as u64 + 1));
+        env.jobag.upsert(p);
+    }
+    let mut extra = "[reconcile]\ninterval_s = 0\n".to_string();
+    if pull {
+        let token_file = env.dir.path().join("input-api.token");
+        common::write_secret(&token_file, PULL_TOKEN);
+        extra.push_str(&format!(
+            "[eures]\nmode = \"pull\"\ninput_api_token_file = \"{}\"\n",
+            token_file.display()
+        ));
+    }
+    let mut agent = env.agent("hostile", "info", &extra);
+    let base = format!("http://{}", agent.listen());
+    let http = reqwest::Client::new();
+    let held = |id: String| {
+        let (http, base) = (http.clone(), base.clone());
+        let eures = &env.eures;
+        async move {
+            if !pull {
+                return eures.get(&id).map(|v| v.content);
+            }
+            let response = http
+                .post(format!("{base}{BASE}/getDetails"))
+                .bearer_auth(PULL_TOKEN)
+                .json(&json!([id]))
+                .send()
+                .await
+                .expect("getDetails");
+            // 503 while the agent catches up with JobAG after its start.
+            if response.status().as_u16() == 503 {
+                return None;
+            }
+            assert_eq!(response.status().as_u16(), 200);
+            let body: Value = response.json().await.expect("JSON");
+            let detail = body["details"].get(&id)?;
+            (detail["status"] == "ACTIVE")
+                .then(|| detail["content"].as_str().expect("content").to_string())
+        }
+    };
+    for (id, (_, _, _, _, want)) in ids.iter().zip(hostile) {
+        eventually_async(CONVERGE, &format!("{id} on EURES as rendered"), || async {
+            let expected = env.expected().get(id).cloned();
+            expected.is_some() && held(id.clone()).await.as_deref().map(content_hash) == expected
+        })
+        .await;
+        let doc = held(id.clone()).await.expect("held");
+        assert_eq!(check(&doc), [], "{id}: EURES content rules\n{doc}");
+        let instructions = html_of(&doc, "Instructions");
+        assert_eq!(instructions, want, "{id}: Instructions");
+        assert!(!instructions.contains('<'), "{id}: markup in Instructions");
+        let lower = doc.to_ascii_lowercase();
+        for markup in ["<script", "<img", "<svg"] {
+            assert!(!lower.contains(markup), "{id}: {markup} in\n{doc}");
+        }
+    }
+    let description = html_of(&held(ids[2].clone()).await.expect("held"), "Content");
+    assert_eq!(
+        description,
+        "<p>Skriv <a>til os</a> eller <a>ring</a>, <a href=\"https://x.dk/om\">læs mere</a>.</p>",
+        "scope \"posting\": mailto: and tel: links go, their text stays"
+    );
+    if !pull {
+        env.settled(CONVERGE).await;
+    } else {
+        assert!(env.eures.requests().is_empty(), "pull mode pushed");
+    }
+    agent.stop().await;
+}
+
+/// The text of the one element `name` of `doc` (CDATA sections joined):
+/// the HTML as EURES reads it out of the XML.
+fn html_of(doc: &str, name: &str) -> String {
+    let mut reader = Reader::from_str(doc);
+    let (mut inside, mut found, mut text) = (false, 0, String::new());
+    loop {
+        match reader.read_event().expect("well-formed") {
+            Event::Start(e) if e.local_name().as_ref() == name => {
+                inside = true;
+                found += 1;
+            }
+            Event::End(e) if e.local_name().as_ref() == name => inside = false,
+            Event::CData(c) if inside => text.push_str(&c.xml10_content()),
+            Event::Text(t) if inside => text.push_str(&t.xml10_content()),
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    assert_eq!(found, 1, "one {name} element");
+    text
 }

@@ -53,10 +53,17 @@
 //!   (`application_deadline`).
 //! - **ApplicationMethod/Instructions** lists the application URL, the
 //!   application email and the employer's instructions, each present one on
-//!   its own line. Contact person data (`contact`) is never rendered. With
+//!   its own line: the URL and the email as escaped HTML text, each only
+//!   when it is one (an `http(s)` URL with a host and no user information,
+//!   read by a URL parser; a strict `local@domain.tld`), the instructions
+//!   sanitized. Contact person data (`contact`) is never rendered. With
 //!   `eures_consent_scope = "posting"` it holds the application URL alone,
 //!   else `jobag.posting_url_template` with the id: no email, no free text
-//!   (either may name a person).
+//!   (either may name a person), and the description keeps no `mailto:`
+//!   link (its text stays).
+//! - **HTML** (`Instructions`, `Content`) is held as the sanitizer's
+//!   output and nothing else, and it is a fixed point of the sanitizer:
+//!   sanitized again, it comes back byte for byte.
 //! - **JobCategoryCode** is ESCO (`ESCO_Occupations`, `ESCOv1`) when an
 //!   ESCO occupation URI is given, written in its canonical form (`http://`,
 //!   lowercase UUID); an ESCO URI of an ISCO concept travels as that ISCO-08
@@ -69,6 +76,7 @@
 
 mod address;
 mod html;
+mod link;
 mod model;
 mod text;
 
@@ -79,6 +87,7 @@ use quick_xml::escape::partial_escape;
 use quick_xml::events::{BytesCData, BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use sha2::{Digest, Sha256};
 
+pub use self::html::sanitize;
 use self::model::{Document, Qualifications, Remuneration};
 use super::codes::NaceRevision;
 use super::posting::PostingFields;
@@ -231,7 +240,7 @@ fn write_document(doc: &Document) -> io::Result<Vec<u8>> {
         x.text("PostingOptionCode", &[], "EURESFlag")?;
     }
     x.open("ApplicationMethod", &[])?;
-    x.cdata("Instructions", &doc.application)?;
+    x.cdata("Instructions", doc.application.as_str())?;
     x.close("ApplicationMethod")?;
     x.close("PostingInstruction")?;
     x.text("PositionTitle", &[], &doc.title)?;
@@ -264,7 +273,7 @@ fn write_document(doc: &Document) -> io::Result<Vec<u8>> {
         write_qualifications(&mut x, doc, &doc.qualifications)?;
     }
     x.open("PositionFormattedDescription", &[])?;
-    x.cdata("Content", &doc.description)?;
+    x.cdata("Content", doc.description.as_str())?;
     x.close("PositionFormattedDescription")?;
     x.text("WorkingLanguageCode", &[], &doc.language)?;
     if let Some(start) = doc.start_date {
@@ -950,16 +959,28 @@ mod tests {
     fn hostile_text_is_escaped_cleaned_and_cdata_split() {
         let mut fields = posting();
         fields.title = Some("C++ & <Rust> \u{1}udvikler\u{b} 🚀".into());
-        fields.description = Some("<p>a ]]> b</p><script>alert('x')</script>\u{0}".into());
+        // The sanitizer's serializer writes `>` as `&gt;` in text and in
+        // attribute values alike, so no HTML field carries a `]]>` into
+        // CDATA any more; the writer still splits one (below).
+        fields.description = Some(
+            "<p>a ]]> b <a href=\"https://x.dk/?q=]]>\">c</a></p><script>alert('x')</script>\u{0}"
+                .into(),
+        );
         fields.application = Some(Application {
-            url: Some("https://job.example.dk/?q=]]>".into()),
+            url: Some("https://job.example.dk/?q=]]>&x=<b>".into()),
             email: None,
             instructions: None,
         });
         let (xml, el) = rendered(&fields);
         assert!(xml.contains("<PositionTitle>C++ &amp; &lt;Rust&gt; udvikler 🚀</PositionTitle>"));
-        assert!(xml.contains("<![CDATA[<p>a ]]&gt; b</p>]]>"), "{xml}");
-        assert!(xml.contains("<![CDATA[https://job.example.dk/?q=]]]]><![CDATA[>]]>"));
+        assert!(
+            xml.contains("<![CDATA[<p>a ]]&gt; b <a href=\"https://x.dk/?q=]]&gt;\">c</a></p>]]>"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<![CDATA[https://job.example.dk/?q=]]&gt;&amp;x=&lt;b&gt;]]>"),
+            "{xml}"
+        );
         assert!(!xml.chars().any(|c| !text::is_xml_char(c)));
         assert_eq!(
             one(&el, &format!("{P}/PositionTitle")),
@@ -967,15 +988,85 @@ mod tests {
         );
         assert_eq!(
             one(&el, &format!("{P}/PositionFormattedDescription/Content")),
-            "<p>a ]]&gt; b</p>"
+            "<p>a ]]&gt; b <a href=\"https://x.dk/?q=]]&gt;\">c</a></p>"
         );
         assert_eq!(
             one(
                 &el,
                 &format!("{P}/PostingInstruction/ApplicationMethod/Instructions")
             ),
-            "https://job.example.dk/?q=]]>"
+            "https://job.example.dk/?q=]]&gt;&amp;x=&lt;b&gt;"
         );
+    }
+
+    #[test]
+    fn cdata_splits_a_section_end() {
+        let mut x = Xml::new();
+        x.cdata("C", "a]]>b]]]]>c").expect("written");
+        let xml = String::from_utf8(x.writer.into_inner()).expect("UTF-8");
+        assert_eq!(
+            xml,
+            "<C><![CDATA[a]]]]><![CDATA[>b]]]]]]><![CDATA[>c]]></C>"
+        );
+        let el = parse(&xml).expect("well-formed");
+        assert_eq!(one(&el, "C"), "a]]>b]]]]>c");
+    }
+
+    #[test]
+    fn application_values_are_text_and_implausible_ones_absent() {
+        let instructions = |url: Option<&str>, email: Option<&str>, text: Option<&str>| {
+            let mut fields = posting();
+            fields.application = Some(Application {
+                url: url.map(String::from),
+                email: email.map(String::from),
+                instructions: text.map(String::from),
+            });
+            let (_, el) = rendered(&fields);
+            one(
+                &el,
+                &format!("{P}/PostingInstruction/ApplicationMethod/Instructions"),
+            )
+            .to_string()
+        };
+        assert_eq!(
+            instructions(
+                Some("https://x.dk/<script>alert(1)</script>"),
+                Some("a<img src=x onerror=alert(1)>@x.dk"),
+                Some("<p onclick=\"x()\">Ring <a href=\"tel:+45\">os</a></p>"),
+            ),
+            "https://x.dk/&lt;script&gt;alert(1)&lt;/script&gt;\n<p>Ring <a>os</a></p>"
+        );
+        assert_eq!(
+            instructions(
+                Some("javascript:alert(1)//https://x.dk"),
+                Some("jobs&co@x.dk"),
+                None
+            ),
+            "jobs&amp;co@x.dk"
+        );
+        // Scope "posting": the URL alone, as text; the description loses its
+        // mailto: link, not its text.
+        let mut fields = posting();
+        fields.eures_consent_scope = Some(crate::posting::ConsentScope::Posting);
+        fields.application = Some(Application {
+            url: Some("https://x.dk/a\"><svg/onload=alert(1)>".into()),
+            email: Some("jobs@x.dk".into()),
+            instructions: Some("<p>Ring til Jane</p>".into()),
+        });
+        fields.description = Some("<p><a href=\"mailto:jane@x.dk\">Jane</a></p>".into());
+        let (xml, el) = rendered(&fields);
+        assert_eq!(
+            one(
+                &el,
+                &format!("{P}/PostingInstruction/ApplicationMethod/Instructions")
+            ),
+            "https://x.dk/a\"&gt;&lt;svg/onload=alert(1)&gt;"
+        );
+        assert_eq!(
+            one(&el, &format!("{P}/PositionFormattedDescription/Content")),
+            "<p><a>Jane</a></p>"
+        );
+        assert!(!xml.contains("jobs@x.dk") && !xml.contains("mailto:"));
     }
 
     #[test]
@@ -1097,7 +1188,9 @@ mod tests {
             fields.locations = Some(vec![location("", "", &city, "DK", "")]);
             let want_title = strip_forbidden(&title).trim().to_string();
             // What survives the allow-list (the sanitizer has tests of its own).
-            let want_description = html::formatted(Some(&description)).unwrap_or_default();
+            let want_description = html::formatted(Some(&description), html::Links::WebAndMail)
+                .map(|h| h.as_str().to_string())
+                .unwrap_or_default();
             let description_empty = want_description.is_empty();
             match render("id-1", &fields, &DocumentSettings::default()) {
                 Err(invalid) => {

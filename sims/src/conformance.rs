@@ -26,6 +26,7 @@ use eures_sync_domain::codes::{
     DRIVING_LICENCE_CLASSES, NaceRevision, cefr_valid, eures_country_code, iso639_1_valid,
     nace_section,
 };
+use eures_sync_domain::render::sanitize;
 
 const HR: &str = "http://www.hr-xml.org/3";
 const OA: &str = "http://www.openapplications.org/oagis/9";
@@ -663,7 +664,12 @@ impl<'a> Checks<'a> {
     }
 
     /// SPEC 5: HTML reduced to the allow-list before it reaches a public
-    /// portal.
+    /// portal: no script, no event attribute, no link of a scheme but http,
+    /// https and mailto, checked on the markup as written; and the field is
+    /// a fixed point of the sanitizer, so a portal that parses and cleans it
+    /// again reads the very markup that was checked (a value placed into
+    /// the HTML unescaped, an unclosed or misnested element, a bare `&` all
+    /// come back different).
     fn html(&mut self) {
         for path in [
             "PositionOpening/PositionProfile/PositionFormattedDescription/Content",
@@ -672,6 +678,13 @@ impl<'a> Checks<'a> {
             for e in all(self.elements, path) {
                 if let Err(why) = allowed_html(&e.text) {
                     let message = format!("{}: {why}", e.name());
+                    self.breach("SPEC-5", message);
+                }
+                if sanitize(&e.text) != e.text {
+                    let message = format!(
+                        "{}: not a fixed point of the sanitizer (sanitized again, it changes)",
+                        e.name()
+                    );
                     self.breach("SPEC-5", message);
                 }
             }
@@ -767,6 +780,11 @@ fn allowed_html(html: &str) -> Result<(), String> {
         if attributes.is_empty() {
             continue;
         }
+        if attribute_names(attributes)
+            .any(|a| a.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("on")))
+        {
+            return Err(format!("an event attribute on {name}"));
+        }
         let href = attributes
             .strip_prefix("href=\"")
             .and_then(|v| v.strip_suffix('"'))
@@ -785,4 +803,81 @@ fn allowed_html(html: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The attribute names of a tag's attribute text as written (`a="x" b c=d`),
+/// quoted values skipped so a value's text is never read as a name.
+fn attribute_names(attributes: &str) -> impl Iterator<Item = &str> {
+    let mut names = Vec::new();
+    let mut rest = attributes;
+    loop {
+        rest = rest.trim_start_matches(|c: char| c.is_ascii_whitespace() || c == '/');
+        if rest.is_empty() {
+            break;
+        }
+        let end = rest
+            .find(|c: char| c.is_ascii_whitespace() || c == '=' || c == '/')
+            .unwrap_or(rest.len());
+        names.push(&rest[..end]);
+        rest = rest[end..].trim_start();
+        let Some(value) = rest.strip_prefix('=') else {
+            continue;
+        };
+        let value = value.trim_start();
+        rest = match value.chars().next() {
+            Some(q @ ('"' | '\'')) => match value[1..].find(q) {
+                Some(close) => &value[close + 2..],
+                None => "",
+            },
+            _ => {
+                let end = value
+                    .find(|c: char| c.is_ascii_whitespace())
+                    .unwrap_or(value.len());
+                &value[end..]
+            }
+        };
+    }
+    names.into_iter()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_rule_names_script_events_schemes_and_unsettled_markup() {
+        for (html, why) in [
+            ("<p>a</p><script>x</script>", "element script"),
+            ("<p onclick=\"x()\">a</p>", "event attribute on p"),
+            (
+                "<a href=\"https://x.dk\" OnMouseOver=\"x()\">a</a>",
+                "event attribute on a",
+            ),
+            (
+                "<a href=\"https://x.dk\"/onload=x>a</a>",
+                "event attribute on a",
+            ),
+            (
+                "<a href=\"javascript:alert(1)\">a</a>",
+                "http, https or mailto",
+            ),
+            ("<a href=\"tel:+45\">a</a>", "http, https or mailto"),
+        ] {
+            let err = allowed_html(html).expect_err(html);
+            assert!(err.contains(why), "{html}: {err}");
+        }
+        for html in [
+            "<p>a</p>",
+            "<a href=\"https://x.dk/?on=1&amp;x=onload\">on</a>",
+            "https://x.dk/a\"&gt;&lt;svg/onload=alert(1)&gt;",
+        ] {
+            assert_eq!(allowed_html(html), Ok(()), "{html}");
+            assert_eq!(sanitize(html), html, "{html}");
+        }
+        // Allowed as written, but not what the sanitizer writes.
+        for html in ["https://x.dk/?a=1&b=2", "<p>open", "<b><p>x</b></p>"] {
+            assert_eq!(allowed_html(html), Ok(()), "{html}");
+            assert_ne!(sanitize(html), html, "{html}");
+        }
+    }
 }

@@ -447,6 +447,7 @@ pub async fn migrate(config: &Config, status: bool) -> anyhow::Result<()> {
         let applied = store.applied_migrations().await?;
         let pending = store.pending_migrations().await?;
         println!("ledger {}", crate::store::display_url(url));
+        println!("trust roots: {}", crate::store::trust_roots(url)?);
         for m in &applied {
             println!(
                 "applied  {}  {}  {}",

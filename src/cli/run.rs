@@ -12,14 +12,21 @@ use crate::engine::Worker;
 use crate::http::{AppState, Limits, serve, serve_router};
 
 pub async fn run(config: Config, config_path: Option<&Path>) -> anyhow::Result<()> {
+    // The secrets first: a token refused is one line, and nothing is
+    // opened, created or logged before it.
+    let input_api_tokens = input_api_tokens(&config)?;
+    config.token(Token::Jobag)?;
+    config.token(Token::Eures)?;
     let _one_worker = hold_sqlite_ledger(&config.database.url)?;
     let mut signals = Signals::install()?;
+    let trust_roots = crate::store::trust_roots(&config.database.url)?;
     tracing::info!(
         version = crate::telemetry::VERSION,
         commit = crate::telemetry::COMMIT,
         config = %config_path.unwrap_or(Path::new(crate::config::DEFAULT_CONFIG_PATH)).display(),
         config_found = config_path.is_some() || Path::new(crate::config::DEFAULT_CONFIG_PATH).is_file(),
         database = %crate::store::display_url(&config.database.url),
+        database_trust_roots = %trust_roots,
         mode = %config.eures.mode,
         "starting"
     );
@@ -27,7 +34,10 @@ pub async fn run(config: Config, config_path: Option<&Path>) -> anyhow::Result<(
     store.migrate().await.context("applying migrations")?;
     let worker = Arc::new(Worker::from_config(&config, store.clone())?);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let input_api = input_api(&config).await?;
+    let input_api = match input_api_tokens {
+        Some(tokens) => Some(input_api(&config, &tokens).await?),
+        None => None,
+    };
     // The Input API apart from /metrics when an address is given for it.
     let (shared, apart) = match (config.http.input_api_listen, input_api) {
         (Some(listen), Some(api)) => (None, Some((listen, api))),
@@ -51,7 +61,7 @@ pub async fn run(config: Config, config_path: Option<&Path>) -> anyhow::Result<(
                 "http.input_api_listen",
                 listen,
                 crate::http::input_api::router(api),
-                Limits::default(),
+                Limits::input_api(),
                 stop_rx.clone(),
             )
             .await?;
@@ -137,6 +147,15 @@ fn hold_sqlite_ledger(url: &str) -> anyhow::Result<Option<std::fs::File>> {
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?
     };
+    {
+        // A lock file left by an older agent with a wider mode: the
+        // ledger's files are its owner's only (SPEC 6).
+        use std::os::unix::fs::PermissionsExt;
+        if file.metadata()?.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("restricting {}", path.display()))?;
+        }
+    }
     match file.try_lock() {
         Ok(()) => {
             file.set_len(0)?;
@@ -161,23 +180,33 @@ fn hold_sqlite_ledger(url: &str) -> anyhow::Result<Option<std::fs::File>> {
     }
 }
 
-/// The EURES Input API in pull mode (SPEC 4.3), `None` in push mode.
-async fn input_api(config: &Config) -> anyhow::Result<Option<crate::http::input_api::InputApi>> {
+/// The tokens EURES may present to the Input API in pull mode (SPEC 4.3),
+/// `None` in push mode.
+fn input_api_tokens(config: &Config) -> anyhow::Result<Option<Vec<secrecy::SecretString>>> {
     if config.eures.mode != crate::domain::ledger::Mode::Pull {
         return Ok(None);
     }
-    let token = config.token(Token::InputApi)?.with_context(|| {
-        format!(
+    let tokens = config.tokens(Token::InputApi)?;
+    if tokens.is_empty() {
+        anyhow::bail!(
             "{}: pull mode needs the Input API token (a file, or {})",
             Token::InputApi.file_key(),
             Token::InputApi.env_var()
-        )
-    })?;
+        );
+    }
+    Ok(Some(tokens))
+}
+
+/// The EURES Input API in pull mode, accepting each of `tokens`.
+async fn input_api(
+    config: &Config,
+    tokens: &[secrecy::SecretString],
+) -> anyhow::Result<crate::http::input_api::InputApi> {
     let store = crate::store::exchange::connect_exchange(&config.database.url).await?;
     let started_ms = store.now_ms().await?;
-    Ok(Some(crate::http::input_api::InputApi::waiting_for_source(
-        store, &token, started_ms,
-    )))
+    Ok(crate::http::input_api::InputApi::waiting_for_source(
+        store, tokens, started_ms,
+    ))
 }
 
 /// How long a stop may take to finish in-flight requests before the process

@@ -7,17 +7,19 @@ use crate::loopback::is_loopback_url_host;
 use crate::store::DatabaseUrl;
 
 /// `database.url` chooses the store by its scheme, read as the store
-/// reads it.
+/// reads it. Whether a password in it is allowed depends on where it was
+/// written: see `load`.
 pub(super) fn check_database_url(url: &str) -> Result<(), String> {
     DatabaseUrl::parse(url)
         .map(|_| ())
         .map_err(|_| format!("must start with {}", DatabaseUrl::SCHEMES))
 }
 
-/// A base URL: http or https with a host, and plain http only to this
-/// machine.
+/// A base URL: http or https with a host, no user or password in it, and
+/// plain http only to this machine.
 pub(super) fn check_http_url(value: &str) -> Result<(), String> {
     let url = url::Url::parse(value.trim()).map_err(|_| "not a URL".to_owned())?;
+    check_no_userinfo(&url)?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err("must be an http or https URL".to_owned());
     }
@@ -29,6 +31,20 @@ pub(super) fn check_http_url(value: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// A user or password in a URL goes wherever the URL goes: every error
+/// and log line that names the endpoint, and the documents that carry a
+/// template built from it.
+pub(crate) fn check_no_userinfo(url: &url::Url) -> Result<(), String> {
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(USERINFO_REFUSED.to_owned());
+    }
+    Ok(())
+}
+
+/// Why a URL with `user@` or `user:password@` is refused.
+pub const USERINFO_REFUSED: &str =
+    "must not hold a user or password (`user:password@`); give a token in the token file";
 
 /// Why an `http://` base URL to another machine is refused: tokens and
 /// postings would cross the network in clear.
@@ -43,6 +59,9 @@ pub(super) fn check_posting_url_template(template: &str) -> Result<(), String> {
         return Err("must contain {id}".to_owned());
     }
     let url = url::Url::parse(&template.replace("{id}", "id")).map_err(|_| "not a URL")?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not hold a user or password (`user:password@`)".to_owned());
+    }
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
         return Err("must be an http or https URL".to_owned());
     }

@@ -12,8 +12,16 @@ pub enum ConfigError {
     /// `--config` named a file that does not exist.
     #[error("config file {}: not found", path.display())]
     FileNotFound { path: PathBuf },
-    /// The file does not parse, or a value is of the wrong type or out of
-    /// its range.
+    /// The file is not TOML. Says where and what, never the text there
+    /// (the line may hold a secret).
+    #[error("config file {}: line {line}, column {column}: {why}", path.display())]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        why: String,
+    },
+    /// A value is of the wrong type or out of its range.
     #[error("{0}")]
     Parse(String),
     /// A value parsed but does not fit with another one, or `RUST_LOG` is
@@ -79,6 +87,7 @@ pub(super) fn figment_error(err: figment::Error) -> ConfigError {
                 None => format!("unknown choice (one of {choices})"),
             }
         }
+        figment::error::Kind::Message(message) => without_quoted_source(message),
         kind => one_line(&kind.to_string()),
     };
     let key = path.join(".");
@@ -97,6 +106,42 @@ pub(super) fn figment_error(err: figment::Error) -> ConfigError {
     } else {
         ConfigError::Parse(format!("{key}: {why}{origin}"))
     }
+}
+
+/// A TOML syntax error in `text` (the content of `path`): its line and
+/// column (from 1) and the parser's reason, which describes what was
+/// expected, never the text found.
+pub(super) fn syntax_error(
+    path: &std::path::Path,
+    text: &str,
+    err: &toml::de::Error,
+) -> ConfigError {
+    let offset = err.span().map_or(0, |span| span.start).min(text.len());
+    let before = text.get(..offset).unwrap_or_default();
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    ConfigError::Syntax {
+        path: path.to_owned(),
+        line,
+        column,
+        why: one_line(err.message()),
+    }
+}
+
+/// figment's text of a TOML syntax error quotes the line it is on: keep its
+/// first line (where) and the reason, drop the quoted source.
+fn without_quoted_source(message: &str) -> String {
+    let kept: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            let rest = l
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .trim_start();
+            !rest.starts_with('|') && !l.is_empty()
+        })
+        .collect();
+    one_line(&kept.join(" "))
 }
 
 /// The known name nearest to a misspelt one, if it is near enough to be

@@ -8,7 +8,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 
 use super::checks::check_rust_log;
-use super::errors::figment_error;
+use super::errors::{figment_error, syntax_error};
 use super::{Config, ConfigError, DEFAULT_CONFIG_PATH, ENV_PREFIX};
 
 impl Config {
@@ -38,11 +38,13 @@ impl Config {
                         path: path.to_owned(),
                     });
                 }
+                check_syntax(path)?;
                 figment = figment.merge(Toml::file_exact(path));
             }
             None => {
                 let default = Path::new(DEFAULT_CONFIG_PATH);
                 if default.is_file() {
+                    check_syntax(default)?;
                     figment = figment.merge(Toml::file_exact(default));
                 }
             }
@@ -54,6 +56,7 @@ impl Config {
     /// checked as it is read, then the keys that depend on each other.
     pub fn load_from(figment: Figment) -> Result<Config, ConfigError> {
         let config: Config = figment.extract().map_err(figment_error)?;
+        check_password_source(&figment, &config.database.url)?;
         config.check_keys_together()?;
         Ok(config)
     }
@@ -73,4 +76,47 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The file parses as TOML, or the error says where and why without the
+/// text there: figment's own error quotes the line, which may hold a
+/// password or token written where it does not belong.
+fn check_syntax(path: &Path) -> Result<(), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::Parse(format!(
+            "config file {}: cannot read it: {}",
+            path.display(),
+            e.kind()
+        ))
+    })?;
+    match text.parse::<toml::Table>() {
+        Ok(_) => Ok(()),
+        Err(e) => Err(syntax_error(path, &text, &e)),
+    }
+}
+
+/// A database password comes from the environment (the override
+/// `EURES_SYNC__DATABASE__URL`, or `PGPASSWORD`), never from the file,
+/// which is committed, copied and shown around (SPEC 4.6). Where the URL
+/// was written is figment's record of the value's provider.
+fn check_password_source(figment: &Figment, url: &str) -> Result<(), ConfigError> {
+    if !crate::store::holds_password(url) {
+        return Ok(());
+    }
+    let metadata = figment
+        .find_value("database.url")
+        .ok()
+        .and_then(|value| figment.get_metadata(value.tag()).cloned());
+    let origin = match &metadata {
+        Some(md) if md.name.contains(ENV_PREFIX) => return Ok(()),
+        Some(md) => match &md.source {
+            Some(source) => format!(" (in {} {source})", md.name),
+            None => format!(" (in {})", md.name),
+        },
+        None => String::new(),
+    };
+    Err(ConfigError::Parse(format!(
+        "database.url: must not hold a password in the file; give the URL with it in \
+         {ENV_PREFIX}DATABASE__URL, or the password in PGPASSWORD{origin}"
+    )))
 }

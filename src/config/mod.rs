@@ -42,9 +42,12 @@ mod tokens;
 #[cfg(test)]
 mod tests;
 
-pub use checks::{PLAIN_HTTP_REFUSED, check_rust_log};
+pub(crate) use checks::check_no_userinfo;
+pub use checks::{PLAIN_HTTP_REFUSED, USERINFO_REFUSED, check_rust_log};
 pub use errors::ConfigError;
-pub use tokens::{ENV_EURES_TOKEN, ENV_INPUT_API_TOKEN, ENV_JOBAG_TOKEN, Token};
+pub use tokens::{
+    ENV_EURES_TOKEN, ENV_INPUT_API_TOKEN, ENV_JOBAG_TOKEN, MIN_INPUT_API_TOKEN_BYTES, Token,
+};
 
 /// How copies reach EURES (defined with the planner, which depends on it).
 pub use crate::domain::ledger::Mode;
@@ -84,7 +87,8 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite://...` (embedded, single worker) or `postgres://...` (many
-    /// workers). A password belongs in the environment override, not the file.
+    /// workers). A password belongs in the environment override or
+    /// `PGPASSWORD`: one written in the file is refused.
     #[serde(deserialize_with = "parse::database_url")]
     pub url: String,
 }
@@ -93,15 +97,9 @@ pub struct DatabaseConfig {
 /// override): a printed configuration shows `***` in its place.
 impl fmt::Debug for DatabaseConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let url = match url::Url::parse(&self.url) {
-            Ok(mut parsed) if parsed.password().is_some() => {
-                let _ = parsed.set_password(Some("***"));
-                parsed.to_string()
-            }
-            Ok(_) => self.url.clone(),
-            Err(_) => "(an unreadable database URL)".to_owned(),
-        };
-        f.debug_struct("DatabaseConfig").field("url", &url).finish()
+        f.debug_struct("DatabaseConfig")
+            .field("url", &crate::store::display_url(&self.url))
+            .finish()
     }
 }
 

@@ -222,6 +222,7 @@ fn wrong_type_names_the_key() {
 fn toml_syntax_error_is_one_line() {
     let e = err_of("[eures\nconcurrency = = 3\n");
     assert!(!e.contains('\n'), "{e}");
+    assert!(!e.contains("[eures"), "{e}");
 }
 
 #[test]
@@ -594,12 +595,22 @@ fn no_env(_: &str) -> Option<String> {
     None
 }
 
+/// A token file as it should be: its owner's only.
 fn write_file(dir: &Path, name: &str, content: &str) -> Option<PathBuf> {
+    write_file_mode(dir, name, content, 0o600)
+}
+
+fn write_file_mode(dir: &Path, name: &str, content: &str, mode: u32) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
     let path = dir.join(name);
     let mut f = std::fs::File::create(&path).unwrap();
     f.write_all(content.as_bytes()).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
     Some(path)
 }
+
+/// An Input API token of the shortest length accepted.
+const INPUT_TOKEN: &str = "input-secret-0123456789abcdefghi";
 
 #[test]
 fn tokens_are_read_from_files_and_trimmed() {
@@ -607,13 +618,13 @@ fn tokens_are_read_from_files_and_trimmed() {
     let mut c = Config::default();
     c.jobag.token_file = write_file(dir.path(), "j", "  jobag-secret\n");
     c.eures.token_file = write_file(dir.path(), "e", "eures-secret\r\n");
-    c.eures.input_api_token_file = write_file(dir.path(), "i", "\tinput-secret ");
+    c.eures.input_api_token_file = write_file(dir.path(), "i", &format!("\t{INPUT_TOKEN} "));
     let j = c.token_from(Token::Jobag, &no_env).unwrap().unwrap();
     let e = c.token_from(Token::Eures, &no_env).unwrap().unwrap();
     let i = c.token_from(Token::InputApi, &no_env).unwrap().unwrap();
     assert_eq!(j.expose_secret(), "jobag-secret");
     assert_eq!(e.expose_secret(), "eures-secret");
-    assert_eq!(i.expose_secret(), "input-secret");
+    assert_eq!(i.expose_secret(), INPUT_TOKEN);
 }
 
 #[test]
@@ -632,7 +643,7 @@ fn env_token_wins_over_the_file_and_blank_env_is_unset() {
     let vars: HashMap<&str, &str> = [
         (ENV_EURES_TOKEN, " from-env \n"),
         (ENV_JOBAG_TOKEN, "   "),
-        (ENV_INPUT_API_TOKEN, "input-env"),
+        (ENV_INPUT_API_TOKEN, "input-env-0123456789abcdefghijkl"),
     ]
     .into();
     let env = |name: &str| vars.get(name).map(|v| v.to_string());
@@ -640,7 +651,7 @@ fn env_token_wins_over_the_file_and_blank_env_is_unset() {
     assert_eq!(e.expose_secret(), "from-env");
     assert!(c.token_from(Token::Jobag, &env).unwrap().is_none());
     let i = c.token_from(Token::InputApi, &env).unwrap().unwrap();
-    assert_eq!(i.expose_secret(), "input-env");
+    assert_eq!(i.expose_secret(), "input-env-0123456789abcdefghijkl");
 }
 
 #[test]
@@ -690,4 +701,217 @@ fn debug_shows_no_database_password() {
     assert!(!dbg.contains("hunter2"), "{dbg}");
     assert!(dbg.contains("postgres://agent:***@db/eures"), "{dbg}");
     assert_eq!(c.database.url, "postgres://agent:hunter2@db/eures");
+}
+
+#[test]
+fn a_base_url_with_a_user_or_password_is_refused() {
+    for key in ["jobag", "eures"] {
+        for url in [
+            "http://agent:Sekret-Pw@127.0.0.1:8081",
+            "https://agent:Sekret-Pw@jobag.example/root",
+            "https://Sekret-Pw@jobag.example",
+            "https://:Sekret-Pw@jobag.example",
+            // Plain http to another machine with a password: the password
+            // is what is named.
+            "http://agent:Sekret-Pw@jobag.example",
+        ] {
+            let e = err_of(&format!("[{key}]\nbase_url = \"{url}\""));
+            assert_eq!(
+                e,
+                format!("{key}.base_url: {USERINFO_REFUSED} (in TOML source string)"),
+                "{url}"
+            );
+            assert!(!e.contains("Sekret"), "{e}");
+        }
+    }
+    let e = from_toml_env(
+        "",
+        vec![(
+            "EURES_SYNC__EURES__BASE_URL",
+            "https://u:Sekret-Pw@eures.example",
+        )],
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        format!(
+            "eures.base_url: {USERINFO_REFUSED} (environment variable EURES_SYNC__EURES__BASE_URL)"
+        )
+    );
+    let e = err_of("[jobag]\nposting_url_template = \"https://u:Sekret-Pw@jobnet.example/{id}\"");
+    assert_eq!(
+        e,
+        "jobag.posting_url_template: must not hold a user or password (`user:password@`) \
+         (in TOML source string)"
+    );
+    // An `@` in the path is no user.
+    from_toml("[jobag]\nbase_url = \"https://jobag.example/a@b\"").unwrap();
+}
+
+#[test]
+fn a_database_password_comes_from_the_environment_never_the_file() {
+    for url in [
+        "postgres://eures:Sekret-Pw@db.example/ledger",
+        "postgres://eures@db.example/ledger?password=Sekret-Pw",
+        "postgresql://eures@db.example/ledger?sslmode=verify-full&password=Sekret-Pw",
+    ] {
+        let e = err_of(&format!("[database]\nurl = \"{url}\""));
+        assert_eq!(
+            e,
+            "database.url: must not hold a password in the file; give the URL with it in \
+             EURES_SYNC__DATABASE__URL, or the password in PGPASSWORD (in TOML source string)",
+            "{url}"
+        );
+    }
+    // The environment may carry it, and a printed configuration hides it
+    // wherever it was in the URL.
+    let c = from_toml_env(
+        "[database]\nurl = \"postgres://eures@db.example/ledger\"",
+        vec![(
+            "EURES_SYNC__DATABASE__URL",
+            "postgres://eures@db.example/ledger?password=Sekret-Pw&sslmode=verify-full",
+        )],
+    )
+    .unwrap();
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains("Sekret-Pw"), "{dbg}");
+    assert!(dbg.contains("password=***"), "{dbg}");
+    from_toml("[database]\nurl = \"postgres://eures@db.example/ledger?sslmode=require\"").unwrap();
+}
+
+#[test]
+fn a_toml_syntax_error_says_where_and_what_never_the_text() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, line, column) in [
+        (
+            "[database]\nurl = \"postgres://eures:Sekret-Pw@db/ledger\n",
+            2,
+            44,
+        ),
+        ("[jobag]\ntoken = Sekret-Pw\n", 2, 9),
+        ("[eures\nparty_id = \"Sekret-Pw\"\n", 1, 7),
+        ("[jobag]\nbase_url = \"https://x\" Sekret-Pw\n", 2, 24),
+    ] {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, text).unwrap();
+        let e = Config::figment(Some(&path), FakeEnv(vec![]))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        let want = format!(
+            "config file {}: line {line}, column {column}: ",
+            path.display()
+        );
+        assert!(e.starts_with(&want), "{text:?}: {e}");
+        assert!(e.len() > want.len(), "no reason given: {e}");
+        assert!(!e.contains("Sekret"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+    // Through figment's own reading too (a source that is not a file).
+    let e = err_of("[database]\nurl = \"postgres://eures:Sekret-Pw@db/ledger\n");
+    assert!(!e.contains("Sekret"), "{e}");
+    assert!(e.contains("line 2"), "{e}");
+}
+
+#[test]
+fn a_token_file_others_may_read_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (which, mode) in [
+        (Token::Jobag, 0o644),
+        (Token::Eures, 0o640),
+        (Token::InputApi, 0o604),
+        (Token::Jobag, 0o620),
+    ] {
+        let mut c = Config::default();
+        let file = write_file_mode(dir.path(), "t", &format!("{INPUT_TOKEN}-Sekret"), mode);
+        match which {
+            Token::Jobag => c.jobag.token_file = file,
+            Token::Eures => c.eures.token_file = file,
+            Token::InputApi => c.eures.input_api_token_file = file,
+        }
+        let e = c.tokens_from(which, &no_env).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}: {} may be read or changed by group or others (mode {mode:04o}): make it \
+                 0600 or 0400 (chmod 600)",
+                which.file_key(),
+                dir.path().join("t").display()
+            )
+        );
+        assert!(!e.contains("Sekret"), "{e}");
+    }
+    let mut c = Config::default();
+    c.jobag.token_file = write_file_mode(dir.path(), "r", "jobag-token", 0o400);
+    assert!(c.token_from(Token::Jobag, &no_env).unwrap().is_some());
+}
+
+#[test]
+fn the_input_api_token_is_long_and_may_be_two_for_a_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Config::default();
+    let short = &INPUT_TOKEN[..31];
+    for (content, want) in [
+        (
+            short.to_owned(),
+            "the token is shorter than 32 bytes: make one with `openssl rand -hex 32`",
+        ),
+        (
+            format!("{INPUT_TOKEN}\n{short}\n"),
+            "the token on line 2 is shorter than 32 bytes: make one with `openssl rand -hex 32`",
+        ),
+        (
+            format!("{INPUT_TOKEN}\n{INPUT_TOKEN}x\n{INPUT_TOKEN}y\n"),
+            "holds more than two tokens: one a line, the current one and the one being \
+             rotated in or out",
+        ),
+    ] {
+        c.eures.input_api_token_file = write_file(dir.path(), "i", &content);
+        let e = c
+            .tokens_from(Token::InputApi, &no_env)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "eures.input_api_token_file: {}: {want}",
+                dir.path().join("i").display()
+            )
+        );
+        assert!(!e.contains(short), "{e}");
+    }
+    c.eures.input_api_token_file = write_file(
+        dir.path(),
+        "i",
+        &format!("{INPUT_TOKEN}\n\n  {INPUT_TOKEN}-next \n"),
+    );
+    let tokens = c.tokens_from(Token::InputApi, &no_env).unwrap();
+    let tokens: Vec<&str> = tokens.iter().map(|t| t.expose_secret()).collect();
+    assert_eq!(
+        tokens,
+        [INPUT_TOKEN.to_owned(), format!("{INPUT_TOKEN}-next")]
+    );
+
+    // The variable is held to the same length.
+    let env = |name: &str| (name == ENV_INPUT_API_TOKEN).then(|| "short-Sekret".to_owned());
+    let e = c
+        .tokens_from(Token::InputApi, &env)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "EURES_SYNC_INPUT_API_TOKEN: the token is shorter than 32 bytes: make one with \
+         `openssl rand -hex 32`"
+    );
+    // JobAG's and EURES's tokens are one line.
+    c.jobag.token_file = write_file(dir.path(), "j", "jobag-Sekret\nmore\n");
+    let e = c.token_from(Token::Jobag, &no_env).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "jobag.token_file: {}: holds more than one line: one token only",
+            dir.path().join("j").display()
+        )
+    );
 }

@@ -82,7 +82,7 @@ impl ClaimClock {
     }
 
     /// A process-clock reading on the ledger's clock, as of the claim.
-    fn ledger_ms_of(&self, process_ms: i64) -> i64 {
+    fn on_ledger_clock(&self, process_ms: i64) -> i64 {
         process_ms.saturating_sub(self.ledger_to_process_ms)
     }
 }
@@ -102,9 +102,9 @@ fn answered_since_previous(
     clock: ClaimClock,
 ) -> bool {
     guards::counts_as_strike(
-        (answered_ms > 0).then(|| clock.ledger_ms_of(answered_ms)),
+        (answered_ms > 0).then(|| clock.on_ledger_clock(answered_ms)),
         last_attempt_ms,
-        clock.ledger_ms_of(started_ms),
+        clock.on_ledger_clock(started_ms),
     )
 }
 

@@ -63,10 +63,11 @@ pub const MAX_DETAILS_BODY: usize = 256 * 1024;
 pub struct InputApi {
     /// Read-only view of the ledger.
     store: Arc<dyn ExchangeStore>,
-    /// SHA-256 of the bearer token EURES must present. Only the digest is
-    /// kept, and comparing digests makes the check independent of where the
-    /// presented token first differs, and of its length.
-    token_digest: [u8; 32],
+    /// SHA-256 of each bearer token EURES may present (two while one is
+    /// rotated). Only the digests are kept, and comparing digests makes the
+    /// check independent of where the presented token first differs, and
+    /// of its length.
+    token_digests: Arc<[[u8; 32]]>,
     /// Whether the data calls wait for the source (see [`SourceGate`]).
     gate: Arc<SourceGate>,
 }
@@ -86,7 +87,7 @@ impl InputApi {
     pub fn new(store: Arc<dyn ExchangeStore>, token: &SecretString) -> InputApi {
         InputApi {
             store,
-            token_digest: digest(token.expose_secret().as_bytes()),
+            token_digests: digests(std::slice::from_ref(token)),
             gate: Arc::new(SourceGate {
                 since_ms: None,
                 open: AtomicBool::new(true),
@@ -98,14 +99,16 @@ impl InputApi {
     /// caught up with the source at or after `started_ms` (the ledger's
     /// clock at the start), so a restored or rebuilt ledger never serves a
     /// posting as ACTIVE that the source withdrew meanwhile (SPEC 4.3).
+    /// Each of `tokens` is accepted (the configuration gives one, or two
+    /// during a rotation).
     pub fn waiting_for_source(
         store: Arc<dyn ExchangeStore>,
-        token: &SecretString,
+        tokens: &[SecretString],
         started_ms: i64,
     ) -> InputApi {
         InputApi {
             store,
-            token_digest: digest(token.expose_secret().as_bytes()),
+            token_digests: digests(tokens),
             gate: Arc::new(SourceGate {
                 since_ms: Some(started_ms),
                 open: AtomicBool::new(false),
@@ -131,9 +134,20 @@ impl InputApi {
         Ok(caught_up)
     }
 
+    /// Compares with every accepted token, whichever matches.
     fn accepts(&self, presented: &str) -> bool {
-        constant_time_eq(&self.token_digest, &digest(presented.as_bytes()))
+        let presented = digest(presented.as_bytes());
+        self.token_digests.iter().fold(false, |any, token| {
+            any | constant_time_eq(token, &presented)
+        })
     }
+}
+
+fn digests(tokens: &[SecretString]) -> Arc<[[u8; 32]]> {
+    tokens
+        .iter()
+        .map(|t| digest(t.expose_secret().as_bytes()))
+        .collect()
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
@@ -247,6 +261,11 @@ async fn require_token(State(api): State<InputApi>, req: Request, next: Next) ->
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"eures-input-api\""),
     );
+    // A client without the token gets nothing more on this connection: it
+    // cannot keep a slot for guessing, and a body sent along is not read.
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 

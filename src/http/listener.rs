@@ -4,7 +4,8 @@
 //!
 //! - At most [`Limits::max_connections`] connections are open at once; the
 //!   next one waits in the kernel's accept queue (it costs this process
-//!   nothing) until one closes.
+//!   nothing) until one closes. Each listening address has its own count,
+//!   so clients holding every slot of one leave the other's alone.
 //! - A connection must deliver a complete request head within
 //!   [`Limits::head_timeout`] of being accepted, or of the first byte of its
 //!   next request; one that sends nothing or drips header lines is closed.
@@ -52,17 +53,48 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
+/// Connections `/metrics`, `/healthz` and `/readyz` may hold on a listener
+/// of their own: a scraper or two and the supervisor's probes each keep
+/// one, an operator's curl another; the rest is headroom. A flood there
+/// costs at most this many descriptors and tasks.
+pub const OPS_CONNECTIONS: usize = 64;
+
+/// Connections the Input API may hold on a listener of its own: EURES polls
+/// with a handful, through a proxy that pools them; the rest is room for
+/// the proxy's pool and the portal's retries.
+pub const INPUT_API_CONNECTIONS: usize = 256;
+
+impl Limits {
+    /// `http.listen` when the Input API listens apart.
+    pub fn ops() -> Limits {
+        Limits {
+            max_connections: OPS_CONNECTIONS,
+            ..Limits::default()
+        }
+    }
+
+    /// `http.input_api_listen`.
+    pub fn input_api() -> Limits {
+        Limits {
+            max_connections: INPUT_API_CONNECTIONS,
+            ..Limits::default()
+        }
+    }
+}
+
 impl Default for Limits {
     /// SPEC 4.5's 10 s and 60 s. 30 s lets a getDetails of 1,000 documents
-    /// on a slow database finish; 512 connections stay well inside the
-    /// usual 1,024 descriptors a service gets, next to the database pool and
-    /// the EURES client's connections.
+    /// on a slow database finish. One listener serving everything gets what
+    /// two would have together, so both layouts stay within the same
+    /// descriptor budget: well inside the usual 1,024 a service gets, next
+    /// to the database pool and the clients of JobAG and EURES, even with
+    /// every slot taken.
     fn default() -> Self {
         Limits {
             head_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),
-            max_connections: 512,
+            max_connections: OPS_CONNECTIONS + INPUT_API_CONNECTIONS,
         }
     }
 }

@@ -21,7 +21,7 @@ use axum::routing::get;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-pub use listener::{Limits, serve_router};
+pub use listener::{INPUT_API_CONNECTIONS, Limits, OPS_CONNECTIONS, serve_router};
 
 use crate::engine::{Health, now_ms};
 use crate::store::Store;
@@ -73,11 +73,44 @@ impl SummaryCache {
     }
 }
 
+/// `/readyz` asks the database at most once per this, however many probes
+/// arrive: the probes are unauthenticated and may face the network.
+pub const READINESS_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The last database check behind `/readyz`.
+#[derive(Debug, Default)]
+pub struct ReadinessCache {
+    /// When the database was last asked and whether it answered. Held
+    /// while asking, so concurrent probes wait for that one answer instead
+    /// of each taking a connection from the worker's pool.
+    last: tokio::sync::Mutex<Option<(Instant, bool)>>,
+}
+
+impl ReadinessCache {
+    /// Whether the database answered a check at most [`READINESS_MAX_AGE`]
+    /// old, asking it again only when the last answer is older.
+    async fn database_answers(&self, store: &dyn Store) -> bool {
+        let mut last = self.last.lock().await;
+        if let Some((at, answered)) = *last
+            && at.elapsed() < READINESS_MAX_AGE
+        {
+            return answered;
+        }
+        let answered = store.ping().await.is_ok();
+        crate::telemetry::readiness_checked();
+        // Stamped when the answer came: a check that took long (the pool's
+        // acquire timeout) is not repeated by every probe that waited for it.
+        *last = Some((Instant::now(), answered));
+        answered
+    }
+}
+
 /// What the operations routes read.
 #[derive(Clone)]
 struct Ops {
     app: AppState,
     summary: Arc<SummaryCache>,
+    readiness: Arc<ReadinessCache>,
 }
 
 /// Everything on one address: the operations routes, and the Input API
@@ -101,6 +134,7 @@ pub fn ops_router(state: AppState, summary: Arc<SummaryCache>) -> Router {
         .with_state(Ops {
             app: state,
             summary,
+            readiness: Arc::default(),
         })
 }
 
@@ -148,7 +182,7 @@ async fn readyz(State(ops): State<Ops>) -> impl IntoResponse {
             "not ready: a worker loop ended; the process is stopping",
         );
     }
-    if ops.app.store.ping().await.is_err() {
+    if !ops.readiness.database_answers(ops.app.store.as_ref()).await {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: the database does not answer",
@@ -163,9 +197,10 @@ async fn readyz(State(ops): State<Ops>) -> impl IntoResponse {
     (StatusCode::OK, "ready")
 }
 
-/// Binds `listen` and serves [`router`] under the default [`Limits`] until
-/// `stop` turns true. Returns the bound address (useful with port 0) and
-/// the server task.
+/// Binds `listen` and serves [`router`] until `stop` turns true, under
+/// [`Limits::ops`], or the default [`Limits`] when the Input API shares the
+/// address. Returns the bound address (useful with port 0) and the server
+/// task.
 pub async fn serve(
     listen: SocketAddr,
     state: AppState,
@@ -173,12 +208,9 @@ pub async fn serve(
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     // Install the recorder before the worker records anything.
     let _ = crate::telemetry::metrics_handle();
-    serve_router(
-        "http.listen",
-        listen,
-        router(state),
-        Limits::default(),
-        stop,
-    )
-    .await
+    let limits = match state.input_api {
+        Some(_) => Limits::default(),
+        None => Limits::ops(),
+    };
+    serve_router("http.listen", listen, router(state), limits, stop).await
 }

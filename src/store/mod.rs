@@ -24,6 +24,9 @@
 //!   migrating, leading, waking);
 //! - `generic`: the [`Store`] written once over a backend;
 //! - `sqlite`, `postgres`: the two backends;
+//! - `pg_link`: how the link to a PostgreSQL server is protected, decided
+//!   from its URL; `pg_bridge`: that link's TLS when `sslrootcert` names
+//!   the CA;
 //! - `exchange`: the Input API's view, over either backend; `open`:
 //!   [`connect`] and friends; `backup`: a copy of a SQLite ledger.
 
@@ -35,6 +38,8 @@ pub mod exchange;
 mod generic;
 mod ledger_tx;
 mod open;
+mod pg_bridge;
+mod pg_link;
 pub mod postgres;
 mod row;
 mod sql;
@@ -44,7 +49,8 @@ mod url;
 mod writes;
 
 pub use api::Store;
-pub use open::{connect, open_existing, open_unchecked};
+pub use open::{connect, open_existing, open_unchecked, trust_roots};
+pub use pg_link::TrustRoots;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use types::{
@@ -52,4 +58,4 @@ pub use types::{
     IngestStats, Known, Listed, PurgeStats, QuarantineItem, Repair, Result, StoreError, Summary,
     Unseen,
 };
-pub use url::{DatabaseUrl, display_url};
+pub use url::{DatabaseUrl, display_url, holds_password};

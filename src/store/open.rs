@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use super::api::Store;
-use super::postgres::PgStore;
+use super::pg_link::TrustRoots;
+use super::postgres::{self, PgStore};
 use super::sqlite::SqliteStore;
 use super::types::{Result, StoreError};
 use super::url::{DatabaseUrl, display_url};
@@ -43,5 +44,15 @@ pub async fn open_unchecked(url: &str) -> Result<Arc<dyn Store>> {
     Ok(match DatabaseUrl::parse(url)? {
         DatabaseUrl::Sqlite { .. } => Arc::new(SqliteStore::open_existing(url).await?),
         DatabaseUrl::Postgres => Arc::new(PgStore::connect(url).await?),
+    })
+}
+
+/// Which roots the database link a URL names trusts (SPEC 6), as the start
+/// line and `migrate --status` report it; a link the agent would refuse is
+/// the same error [`connect`] gives, before any connection.
+pub fn trust_roots(url: &str) -> Result<TrustRoots> {
+    Ok(match DatabaseUrl::parse(url)? {
+        DatabaseUrl::Sqlite { .. } => TrustRoots::Embedded,
+        DatabaseUrl::Postgres => postgres::trust_roots(url)?,
     })
 }

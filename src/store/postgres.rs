@@ -25,21 +25,24 @@
 //! (`generic.rs`), transaction bodies (`writes.rs`) and the SQL both
 //! databases accept (`sql.rs`) are shared. It never decides anything (the
 //! planner does) and never holds a lock while anything but the database is
-//! being waited for. Its tests need the private pool settings and TLS
-//! decision, so they stay beside it (the last quarter of the file).
+//! being waited for. How the link is protected is decided in `pg_link.rs`
+//! and, with `sslrootcert`, spoken in `pg_bridge.rs`. Its tests need the
+//! private pool settings, so they stay beside it (the end of the file).
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgSslMode, Postgres};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, Postgres};
 use sqlx::{Connection, PgPool, Pool};
 use tokio::sync::{Notify, watch};
 
 use super::backend::{Backend, Commit, ReapClock};
 use super::dialect::Dialect;
 use super::ledger_tx::Tx;
+use super::pg_bridge::{Bridge, BridgeError};
+use super::pg_link;
 use super::types::{Result, StoreError};
 
 /// The channel workers listen on for "work became due".
@@ -65,6 +68,9 @@ const LEAD: &str = "INSERT INTO leader_lease (role, owner, until_ms) \
 pub struct PgStore {
     pub(crate) pool: PgPool,
     reap_clock: Arc<ReapClock>,
+    /// The TLS link of its own when `sslrootcert` names the CA; the pool
+    /// reaches the server through it while the store lives.
+    _bridge: Option<Arc<Bridge>>,
 }
 
 /// Pool settings carried in the URL's query.
@@ -107,18 +113,42 @@ fn pool_settings(url: &str) -> Result<(String, PoolSettings)> {
     Ok((parsed.into(), settings))
 }
 
+/// The options the driver reads from `url`, our pool parameters removed,
+/// and the link decided for them.
+fn link(url: &str) -> Result<(pg_link::Link, PoolSettings)> {
+    let (url, settings) = pool_settings(url)?;
+    let options = PgConnectOptions::from_str(&url)
+        .map_err(|e| StoreError::Url(e.to_string()))?
+        .application_name("eures-sync");
+    let link = pg_link::decide(options, &url, &|name| std::env::var(name).ok())?;
+    Ok((link, settings))
+}
+
+/// Which roots the link to the server a `postgres://` URL names trusts;
+/// the same refusals as [`PgStore::connect`], without connecting.
+pub(super) fn trust_roots(url: &str) -> Result<pg_link::TrustRoots> {
+    Ok(link(url)?.0.trust)
+}
+
 impl PgStore {
     /// Connects to the database a `postgres://` URL names (one connection
     /// at once, so a wrong URL fails here; more as work needs them).
     pub async fn connect(url: &str) -> Result<PgStore> {
-        let (url, settings) = pool_settings(url)?;
-        let options = PgConnectOptions::from_str(&url)
-            .map_err(|e| StoreError::Url(e.to_string()))?
-            .application_name("eures-sync");
-        let (options, warning) = transport(options, &url, &|name| std::env::var(name).ok())?;
-        if let Some(warning) = warning {
+        let (link, settings) = link(url)?;
+        if let Some(warning) = &link.warning {
             tracing::warn!("{warning}");
         }
+        let target = link.options.clone();
+        let (bridge, options) = match link.bridge {
+            Some(spec) => match Bridge::start(spec, link.options, settings.acquire_timeout).await {
+                Ok((bridge, options)) => (Some(Arc::new(bridge)), options),
+                Err(BridgeError::Setup(e)) => return Err(e),
+                Err(BridgeError::Link(e)) => {
+                    return Err(StoreError::Connect(connect_error(&target, &e)));
+                }
+            },
+            None => (None, link.options),
+        };
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
@@ -143,15 +173,16 @@ impl PgStore {
                 // timeout, then says only that it timed out: one plain
                 // connection tells the operator which of the two it was.
                 let e = match e {
-                    sqlx::Error::PoolTimedOut => probe(&options).await.unwrap_or(e),
+                    sqlx::Error::PoolTimedOut => probe(&target).await.unwrap_or(e),
                     e => e,
                 };
-                return Err(StoreError::Connect(connect_error(&options, &e)));
+                return Err(StoreError::Connect(connect_error(&target, &e)));
             }
         };
         Ok(PgStore {
             pool,
             reap_clock: Arc::default(),
+            _bridge: bridge,
         })
     }
 }
@@ -224,67 +255,6 @@ fn connect_cause(e: &sqlx::Error) -> (String, &'static str) {
         ),
         sqlx::Error::Io(io) => (io.to_string(), URL),
         other => (other.to_string(), URL),
-    }
-}
-
-/// How the link to the server is protected (SPEC 6). A server on this
-/// machine (a unix socket, `localhost`, a loopback address) needs no TLS:
-/// without an `sslmode` of its own the link is plain, since whoever can read
-/// loopback traffic can read the ledger too. Any other server needs its
-/// certificate verified (`sslmode=verify-full` or `verify-ca`) against the
-/// CA in `sslrootcert`, or the URL says `sslmode=disable` and every start
-/// logs the warning returned here. `libpq`'s environment (`PGSSLMODE`,
-/// `PGSSLROOTCERT`, read by sqlx too) counts as the URL saying it.
-fn transport(
-    options: PgConnectOptions,
-    url: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(PgConnectOptions, Option<String>)> {
-    let parsed = url::Url::parse(url).map_err(|e| StoreError::Url(format!("not a URL: {e}")))?;
-    let query = |keys: &[&str]| {
-        parsed
-            .query_pairs()
-            .filter(|(k, _)| keys.contains(&k.as_ref()))
-            .map(|(_, v)| v.into_owned())
-            .last()
-    };
-    let mode_given = query(&["sslmode", "ssl-mode"]).is_some() || env("PGSSLMODE").is_some();
-    let root = query(&["sslrootcert", "ssl-root-cert", "ssl-ca"]).or_else(|| env("PGSSLROOTCERT"));
-    let mode = options.get_ssl_mode();
-    let verifies = matches!(mode, PgSslMode::VerifyCa | PgSslMode::VerifyFull);
-    if verifies
-        && let Some(path) = root.as_deref()
-        && !path.starts_with("-----BEGIN")
-        && let Err(e) = std::fs::metadata(path)
-    {
-        return Err(StoreError::Url(format!("sslrootcert {path}: {}", e.kind())));
-    }
-    let host = options.get_host().to_owned();
-    if options.get_socket().is_some() || crate::loopback::is_loopback_host(&host) {
-        let options = if mode_given {
-            options
-        } else {
-            options.ssl_mode(PgSslMode::Disable)
-        };
-        return Ok((options, None));
-    }
-    match mode {
-        PgSslMode::VerifyCa | PgSslMode::VerifyFull if root.is_some() => Ok((options, None)),
-        PgSslMode::VerifyCa | PgSslMode::VerifyFull => Err(StoreError::Url(format!(
-            "sslmode=verify-full or verify-ca to {host} needs sslrootcert (the CA that signed \
-             the server's certificate)"
-        ))),
-        PgSslMode::Disable => Ok((
-            options,
-            Some(format!(
-                "database.url: sslmode=disable: the link to {host} is not encrypted, postings \
-                 and the database login cross the network in clear"
-            )),
-        )),
-        PgSslMode::Allow | PgSslMode::Prefer | PgSslMode::Require => Err(StoreError::Url(format!(
-            "{host} is not this machine: the link needs sslmode=verify-full (or verify-ca) \
-                 with sslrootcert, or sslmode=disable to accept it unencrypted"
-        ))),
     }
 }
 
@@ -452,97 +422,6 @@ mod tests {
         assert_eq!(s.acquire_timeout, DEFAULT_ACQUIRE_TIMEOUT);
         assert!(pool_settings("postgres://db/x?max_connections=0").is_err());
         assert!(pool_settings("postgres://db/x?acquire_timeout_ms=soon").is_err());
-    }
-
-    fn decide(url: &str, env: &[(&str, &str)]) -> Result<(PgConnectOptions, Option<String>)> {
-        let options = PgConnectOptions::from_str(url).unwrap();
-        let lookup = |name: &str| {
-            env.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        };
-        transport(options, url, &lookup)
-    }
-
-    fn refusal(url: &str) -> String {
-        match decide(url, &[]) {
-            Ok((o, w)) => panic!("{url}: expected a refusal, got {o:?} {w:?}"),
-            Err(e) => e.to_string(),
-        }
-    }
-
-    #[test]
-    fn a_remote_server_needs_a_verified_certificate_or_an_explicit_plain_link() {
-        let remote = "postgres://eures:pw-secret@db.example:5432/eures";
-        for query in ["", "?sslmode=prefer", "?sslmode=allow", "?sslmode=require"] {
-            let e = refusal(&format!("{remote}{query}"));
-            assert_eq!(
-                e,
-                "database url: db.example is not this machine: the link needs \
-                 sslmode=verify-full (or verify-ca) with sslrootcert, or sslmode=disable to \
-                 accept it unencrypted",
-                "{query}"
-            );
-        }
-        for mode in ["verify-full", "verify-ca"] {
-            let e = refusal(&format!("{remote}?sslmode={mode}"));
-            assert!(e.contains("needs sslrootcert"), "{e}");
-            let e = refusal(&format!(
-                "{remote}?sslmode={mode}&sslrootcert=/nonexistent/ca.pem"
-            ));
-            assert_eq!(
-                e,
-                "database url: sslrootcert /nonexistent/ca.pem: entity not found"
-            );
-        }
-
-        let dir = tempfile::tempdir().unwrap();
-        let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
-        let (o, warning) = decide(
-            &format!("{remote}?sslmode=verify-full&sslrootcert={}", ca.display()),
-            &[],
-        )
-        .unwrap();
-        assert!(matches!(o.get_ssl_mode(), PgSslMode::VerifyFull));
-        assert_eq!(warning, None);
-        // libpq's variable names the CA as well as the URL does.
-        let root = ca.display().to_string();
-        let (o, _) = decide(
-            &format!("{remote}?sslmode=verify-ca"),
-            &[("PGSSLROOTCERT", root.as_str())],
-        )
-        .unwrap();
-        assert!(matches!(o.get_ssl_mode(), PgSslMode::VerifyCa));
-
-        let (o, warning) = decide(&format!("{remote}?sslmode=disable"), &[]).unwrap();
-        assert!(matches!(o.get_ssl_mode(), PgSslMode::Disable));
-        let warning = warning.expect("a plain link to another host is warned about");
-        assert!(warning.contains("db.example") && warning.contains("not encrypted"));
-        assert!(!warning.contains("pw-secret"), "{warning}");
-        assert!(!warning.contains('\n'));
-    }
-
-    #[test]
-    fn a_local_server_is_reached_without_tls_unless_the_url_asks() {
-        for url in [
-            "postgres://u@127.0.0.1:5432/x",
-            "postgres://u@127.1.2.3/x",
-            "postgres://u@localhost/x",
-            "postgres://u@[::1]:5432/x",
-            "postgres:///x?host=/var/run/postgresql",
-        ] {
-            let (o, warning) = decide(url, &[]).unwrap();
-            assert!(matches!(o.get_ssl_mode(), PgSslMode::Disable), "{url}");
-            assert_eq!(warning, None, "{url}");
-        }
-        let (o, _) = decide("postgres://u@127.0.0.1/x?sslmode=require", &[]).unwrap();
-        assert!(matches!(o.get_ssl_mode(), PgSslMode::Require));
-        let (o, _) = decide("postgres://u@localhost/x?sslmode=verify-full", &[]).unwrap();
-        assert!(matches!(o.get_ssl_mode(), PgSslMode::VerifyFull));
-        // PGSSLMODE in the environment is the operator asking too.
-        let (o, _) = decide("postgres://u@127.0.0.1/x", &[("PGSSLMODE", "prefer")]).unwrap();
-        assert!(!matches!(o.get_ssl_mode(), PgSslMode::Disable));
     }
 
     #[test]

@@ -127,12 +127,13 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         let alive = Arc::new(());
-        checkpoint_behind(pool.clone(), Arc::downgrade(&alive));
+        let writers = Arc::new(Mutex::new(()));
+        checkpoint_behind(pool.clone(), writers.clone(), Arc::downgrade(&alive));
         Ok(SqliteStore {
             pool,
             writer,
             alive,
-            writers: Arc::new(Mutex::new(())),
+            writers,
             reap_clock: Arc::default(),
             clock: wall_clock,
             stamped: Arc::new(AtomicI64::new(i64::MIN)),
@@ -146,24 +147,56 @@ impl SqliteStore {
 }
 
 /// Makes the ledger readable by its owner only (SPEC 6): a folder it
-/// creates gets 0700, the file is created 0600 (SQLite gives its WAL and
-/// shared-memory files the database file's mode), and an existing file
-/// that others could read is narrowed to 0600.
+/// creates gets 0700, an existing folder that group or others may enter is
+/// narrowed to 0700 (one shared with others, sticky or writable by them
+/// like /tmp, is refused: the ledger needs a folder of its own), the file
+/// is created 0600 (SQLite gives its WAL and shared-memory files the
+/// database file's mode), and existing files that others could read are
+/// narrowed to 0600.
 fn owner_only(file: &Path, create: bool) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     let failed = |what: &str, path: &Path, e: std::io::Error| {
         StoreError::Url(format!("cannot {what} {}: {e}", path.display()))
     };
     if let Some(dir) = file.parent()
-        && create
         && !dir.as_os_str().is_empty()
-        && !dir.exists()
     {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| failed("create", dir, e))?;
+        if create && !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| failed("create", dir, e))?;
+        }
+        if let Ok(meta) = std::fs::metadata(dir) {
+            let mode = meta.permissions().mode() & 0o7777;
+            match folder_access(mode) {
+                FolderAccess::OwnerOnly => {}
+                FolderAccess::Narrow => {
+                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(
+                        |e| {
+                            StoreError::Url(format!(
+                                "the ledger's folder {} may be read by group or others (mode \
+                                 {mode:04o}) and cannot be narrowed to 0700: {e}",
+                                dir.display()
+                            ))
+                        },
+                    )?;
+                    tracing::warn!(
+                        folder = %dir.display(),
+                        was = %format!("{mode:04o}"),
+                        "narrowed the ledger's folder to 0700 (owner only)"
+                    );
+                }
+                FolderAccess::Shared => {
+                    return Err(StoreError::Url(format!(
+                        "the ledger's folder {} is shared with other users (mode {mode:04o}): \
+                         give the ledger a folder of its own (mode 0700)",
+                        dir.display()
+                    )));
+                }
+            }
+        }
     }
     if create {
         std::fs::OpenOptions::new()
@@ -189,6 +222,28 @@ fn owner_only(file: &Path, create: bool) -> Result<()> {
     Ok(())
 }
 
+/// What to do with the ledger's folder, by its mode.
+#[derive(Debug, PartialEq, Eq)]
+enum FolderAccess {
+    /// Nobody but its owner may enter it.
+    OwnerOnly,
+    /// Group or others may look in: narrowed to 0700.
+    Narrow,
+    /// Others may write in it, or it is sticky (a place for everyone's
+    /// files): narrowing it would take it from them, so it is refused.
+    Shared,
+}
+
+fn folder_access(mode: u32) -> FolderAccess {
+    if mode & 0o1002 != 0 {
+        FolderAccess::Shared
+    } else if mode & 0o077 != 0 {
+        FolderAccess::Narrow
+    } else {
+        FolderAccess::OwnerOnly
+    }
+}
+
 fn wal_sibling(file: &Path, suffix: &str) -> std::path::PathBuf {
     let mut name = file.as_os_str().to_owned();
     name.push(suffix);
@@ -204,6 +259,16 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 const WAL_BACKSTOP_PAGES: &str = "4000";
 /// How often the reader connection checkpoints the WAL.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// The longest the WAL file goes without being emptied: erased content
+/// must leave it within 60 s (SPEC 6), and this leaves room for many
+/// retries behind readers.
+const EMPTY_WAL_EVERY: Duration = Duration::from_secs(5);
+/// How long an emptying that is due waits for readers (an operator's
+/// command, the Input API) and other processes' writers, holding this
+/// process's writers back meanwhile.
+const EMPTY_WAL_WAIT: Duration = Duration::from_millis(250);
+/// After an emptying that is due failed, the next try.
+const EMPTY_WAL_RETRY: Duration = Duration::from_secs(2);
 
 /// Copies what the WAL holds back into the database file, on the reader
 /// connection, every [`CHECKPOINT_EVERY`], until the store is dropped.
@@ -215,27 +280,64 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// checkpoint at [`WAL_BACKSTOP_PAGES`] (16 MiB): by then nearly all of it
 /// is copied, and the WAL starts over (its effect on the backfill rate:
 /// BENCHMARKS.md).
-fn checkpoint_behind(pool: SqlitePool, alive: std::sync::Weak<()>) {
+///
+/// Starting over does not remove anything: the old frames stay in the
+/// file, erased content included, until new ones overwrite them. Only a
+/// TRUNCATE checkpoint empties the file, and it needs a moment when no
+/// writer is inside a transaction. One is tried whenever a passive
+/// checkpoint has copied everything, without waiting; writers that never
+/// pause leave no such moment, so once the file has gone
+/// [`EMPTY_WAL_EVERY`] without being emptied the checkpointer takes the
+/// writers' turn itself (no writer of this process is then inside a
+/// transaction) and empties it.
+fn checkpoint_behind(pool: SqlitePool, writers: Arc<Mutex<()>>, alive: std::sync::Weak<()>) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(CHECKPOINT_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut due = tokio::time::Instant::now() + EMPTY_WAL_EVERY;
         loop {
             every.tick().await;
             if alive.strong_count() == 0 {
                 return;
             }
+            if tokio::time::Instant::now() >= due {
+                let turn = writers.lock().await;
+                // Never wait for the read connection while holding the
+                // writers back: whoever holds it may be waiting for them.
+                let Some(mut conn) = pool.try_acquire() else {
+                    continue;
+                };
+                let done = truncate_wal(&mut conn, EMPTY_WAL_WAIT).await;
+                drop(conn);
+                drop(turn);
+                let now = tokio::time::Instant::now();
+                due = match done {
+                    Ok(true) => now + EMPTY_WAL_EVERY,
+                    Ok(false) => {
+                        tracing::debug!("emptying the WAL waited in vain for a reader");
+                        now + EMPTY_WAL_RETRY
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "emptying the WAL failed");
+                        now + EMPTY_WAL_RETRY
+                    }
+                };
+                continue;
+            }
             match checkpoint(&pool, "PRAGMA wal_checkpoint(PASSIVE)").await {
-                // Everything copied back: empty the WAL, so frames holding
-                // erased content do not linger in it (SPEC 6).
+                // Everything copied back: empty the WAL now if no writer
+                // is busy, so erased content leaves it at once (SPEC 6).
                 Ok(Checkpoint {
                     busy: false,
                     log,
                     copied,
-                }) if log > 0 && copied == log => {
-                    if let Err(e) = truncate_wal(&pool).await {
-                        tracing::debug!(error = %e, "truncating the WAL failed; trying again");
+                }) if log > 0 && copied == log => match truncate_now(&pool).await {
+                    Ok(true) => due = tokio::time::Instant::now() + EMPTY_WAL_EVERY,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "truncating the WAL failed; trying again")
                     }
-                }
+                },
                 Ok(_) => {}
                 Err(e) => {
                     tracing::debug!(error = %e, "checkpointing the WAL failed; trying again")
@@ -264,15 +366,20 @@ async fn checkpoint(
     })
 }
 
-/// A TRUNCATE checkpoint waits for readers and writers through the busy
-/// handler; this one must never stall the read connection behind a
-/// writer's transaction, so it gives up at once instead and the next tick
-/// tries again.
-async fn truncate_wal(pool: &SqlitePool) -> std::result::Result<(), sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    sqlx::query("PRAGMA busy_timeout = 0")
-        .execute(&mut *conn)
-        .await?;
+/// A TRUNCATE checkpoint: copies the WAL back and empties the file; true
+/// when it did. It waits for readers and writers through the busy handler,
+/// here at most `wait`, so the read connection is never stalled behind a
+/// writer's transaction for longer than the caller accepts.
+async fn truncate_wal(
+    conn: &mut sqlx::SqliteConnection,
+    wait: Duration,
+) -> std::result::Result<bool, sqlx::Error> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "PRAGMA busy_timeout = {}",
+        wait.as_millis()
+    )))
+    .execute(&mut *conn)
+    .await?;
     let done = checkpoint(&mut *conn, "PRAGMA wal_checkpoint(TRUNCATE)").await;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "PRAGMA busy_timeout = {}",
@@ -280,7 +387,12 @@ async fn truncate_wal(pool: &SqlitePool) -> std::result::Result<(), sqlx::Error>
     )))
     .execute(&mut *conn)
     .await?;
-    done.map(drop)
+    done.map(|c| !c.busy)
+}
+
+/// [`truncate_wal`] if no writer is busy at this moment.
+async fn truncate_now(pool: &SqlitePool) -> std::result::Result<bool, sqlx::Error> {
+    truncate_wal(&mut *pool.acquire().await?, Duration::ZERO).await
 }
 
 /// Whether an idle connection may be handed out. On some errors (a full
@@ -527,6 +639,18 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_folder_others_may_enter_is_narrowed_and_a_shared_one_refused() {
+        assert_eq!(folder_access(0o700), FolderAccess::OwnerOnly);
+        assert_eq!(folder_access(0o500), FolderAccess::OwnerOnly);
+        assert_eq!(folder_access(0o755), FolderAccess::Narrow);
+        assert_eq!(folder_access(0o750), FolderAccess::Narrow);
+        assert_eq!(folder_access(0o2770), FolderAccess::Narrow);
+        assert_eq!(folder_access(0o1777), FolderAccess::Shared);
+        assert_eq!(folder_access(0o777), FolderAccess::Shared);
+        assert_eq!(folder_access(0o1700), FolderAccess::Shared);
+    }
+
     #[tokio::test]
     async fn the_ledger_is_readable_by_its_owner_only() {
         use std::os::unix::fs::PermissionsExt;
@@ -611,5 +735,139 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("deleted content still on disk 3 s after the delete");
+    }
+
+    /// Writers that never pause (one is always inside a transaction) and
+    /// readers whose snapshots overlap leave the checkpointer no quiet
+    /// moment: the WAL file is still emptied, and erased content leaves
+    /// it, within the 60 s of SPEC 6.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_is_emptied_while_writers_never_pause() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("l.db");
+        let store = SqliteStore::connect(&format!("sqlite://{}?mode=rwc", file.display()))
+            .await
+            .unwrap();
+        let secret = "Karoline Birkedal <karoline.Xw9@example.dk>";
+        let mut tx = store.begin(Commit::Durable).await.unwrap();
+        sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, x TEXT)")
+            .execute(&mut *tx.0)
+            .await
+            .unwrap();
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200) \
+             INSERT INTO t SELECT i, printf('%.2000c', 'x') FROM n",
+        )
+        .execute(&mut *tx.0)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO t VALUES (0, $1 || printf('%.500c', 'z'))")
+            .bind(secret)
+            .execute(&mut *tx.0)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers: Vec<_> = (0..2i64)
+            .map(|w| {
+                let (store, stop) = (store.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut n = 0i64;
+                    while !stop.load(Ordering::Relaxed) && n < 100_000 {
+                        n += 1;
+                        let mut tx = store.begin(Commit::Durable).await.unwrap();
+                        sqlx::query("UPDATE t SET x = printf('%d %.2000c', $1, 'y') WHERE id = $2")
+                            .bind(n)
+                            .bind(1 + (n * 2 + w) % 200)
+                            .execute(&mut *tx.0)
+                            .await
+                            .unwrap();
+                        // Busy inside the transaction, as a worker rendering
+                        // a page of postings is; the other writer waits.
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        tx.commit().await.unwrap();
+                    }
+                    n
+                })
+            })
+            .collect();
+        // Readers beside them, as operators' commands or the Input API
+        // are: their read transactions overlap, so one always holds a
+        // snapshot older than the newest commit.
+        let readers: Vec<_> = (0..2u64)
+            .map(|r| {
+                let (file, stop) = (file.clone(), stop.clone());
+                tokio::spawn(async move {
+                    use sqlx::Connection;
+                    let url = format!("sqlite://{}", file.display());
+                    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(10 * r)).await;
+                    for _ in 0..20_000 {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let mut tx = conn.begin().await.unwrap();
+                        let _: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+                            .fetch_one(&mut *tx)
+                            .await
+                            .unwrap();
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        tx.commit().await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        let wal = wal_sibling(&file, "-wal");
+        let wal_len = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+        let in_wal = || {
+            let bytes = std::fs::read(&wal).unwrap_or_default();
+            bytes.windows(secret.len()).any(|w| w == secret.as_bytes())
+        };
+        // The secret is in the WAL, then erased while the writers go on.
+        let started = std::time::Instant::now();
+        while !in_wal() {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "never in the WAL"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut tx = store.begin(Commit::Durable).await.unwrap();
+        sqlx::query("DELETE FROM t WHERE id = 0")
+            .execute(&mut *tx.0)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let erased = std::time::Instant::now();
+        let bound = Duration::from_secs(60);
+        let (mut emptied, mut last) = (false, wal_len());
+        while (!emptied || in_wal()) && erased.elapsed() < bound {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let len = wal_len();
+            // Only a truncation makes the file shorter.
+            emptied |= len < last;
+            last = len;
+        }
+        let took = erased.elapsed();
+        eprintln!("the WAL was emptied {took:?} after the erasure");
+        stop.store(true, Ordering::Relaxed);
+        for r in readers {
+            r.await.unwrap();
+        }
+        let mut written = 0;
+        for w in writers {
+            written += w.await.unwrap();
+        }
+        assert!(
+            written > 100,
+            "the writers wrote only {written} transactions"
+        );
+        assert!(
+            emptied && !in_wal(),
+            "after {took:?} of writers that never pause ({written} transactions) the WAL \
+             (now {} bytes) was emptied: {emptied}; still holds the erased content: {}",
+            wal_len(),
+            in_wal()
+        );
     }
 }

@@ -16,7 +16,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("ledger row {id}: {why}")]
     Corrupt { id: String, why: String },
-    #[error("database url: {0}")]
+    /// `database.url` cannot work: what is wrong with it, never the
+    /// password.
+    #[error("database.url: {0}")]
     Url(String),
     /// The first connection failed: one line saying where, why and what
     /// to do (see `postgres::connect_error`).

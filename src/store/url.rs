@@ -31,7 +31,7 @@ impl DatabaseUrl {
             Ok(DatabaseUrl::Postgres)
         } else {
             Err(StoreError::Url(format!(
-                "database.url must start with {}",
+                "must start with {}",
                 DatabaseUrl::SCHEMES
             )))
         }
@@ -43,16 +43,42 @@ impl DatabaseUrl {
     }
 }
 
-/// A database URL fit for messages: any password replaced by `***`.
+/// A database URL fit for messages: any password, in the user part or in
+/// the query (`?password=`, or any parameter naming one), replaced by `***`.
 pub fn display_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(_) => url.to_owned(),
-        Err(_) => "(an unreadable database URL)".to_owned(),
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "(an unreadable database URL)".to_owned();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
     }
+    if parsed.query_pairs().any(|(key, _)| names_a_password(&key)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if names_a_password(&key) {
+                    "***".to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (key.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
+/// Whether a URL carries a password: in its user part or as a query
+/// parameter (PostgreSQL's `?password=`).
+pub fn holds_password(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|parsed| {
+        parsed.password().is_some() || parsed.query_pairs().any(|(key, _)| names_a_password(&key))
+    })
+}
+
+fn names_a_password(key: &str) -> bool {
+    key.to_ascii_lowercase().contains("password")
 }
 
 #[cfg(test)]
@@ -74,6 +100,17 @@ mod tests {
             "sqlite://data/eures-sync.db?mode=rwc"
         );
         assert!(!display_url("postgres://a:b c@/x").contains("b c"));
+        assert_eq!(
+            display_url("postgres://eures@db/ledger?password=Sekret-Pw-2&sslmode=verify-full"),
+            "postgres://eures@db/ledger?password=***&sslmode=verify-full"
+        );
+        assert!(
+            !display_url("postgres://u:Sekret-Pw-3@db/l?PassWord=Sekret-Pw-4").contains("Sekret")
+        );
+        assert!(holds_password("postgres://u:p@db/l"));
+        assert!(holds_password("postgres://u@db/l?password=p"));
+        assert!(!holds_password("postgres://u@db/l?sslmode=require"));
+        assert!(!holds_password("sqlite://data/l.db?mode=rwc"));
     }
 
     #[test]
@@ -94,7 +131,7 @@ mod tests {
         let e = DatabaseUrl::parse("mysql://u@h/x").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "database url: database.url must start with sqlite: or postgres:"
+            "database.url: must start with sqlite: or postgres:"
         );
         assert!(DatabaseUrl::is_sqlite("sqlite:l.db"));
         assert!(!DatabaseUrl::is_sqlite("postgres://h/x"));

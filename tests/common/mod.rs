@@ -262,7 +262,7 @@ impl Env {
     /// written to a file in the temporary directory.
     pub fn pull_config(&self, token: &str) -> Config {
         let path = self.dir.path().join("input-api.token");
-        std::fs::write(&path, token).expect("token file");
+        write_secret(&path, token);
         let pull = format!(
             "[eures]\nmode = \"pull\"\ninput_api_token_file = \"{}\"\n",
             path.display()
@@ -579,6 +579,14 @@ pub fn merged_toml(base: &str, extra: &str) -> String {
         }
     }
     toml::to_string(&base).expect("TOML")
+}
+
+/// Writes a secret (a token file) readable by its owner only, as the agent
+/// requires of one.
+pub fn write_secret(path: &std::path::Path, content: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, content).expect("secret file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
 }
 
 /// Publishes sample postings `1..=n`.

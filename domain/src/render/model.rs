@@ -7,7 +7,8 @@
 use chrono::NaiveDate;
 
 use super::address::{Address, eures_addresses};
-use super::html::formatted;
+use super::html::{Html, Links, formatted};
+use super::link::{email_text, url_text};
 use super::text::{clean_line, strip_forbidden};
 use super::{DocumentSettings, Invalid};
 use crate::codes::{
@@ -35,7 +36,7 @@ pub(crate) struct Document {
     pub language: String,
     pub eures_flag: bool,
     /// `ApplicationMethod/Instructions`, HTML for CDATA.
-    pub application: String,
+    pub application: Html,
     pub title: String,
     /// At least one.
     pub locations: Vec<Address>,
@@ -45,7 +46,7 @@ pub(crate) struct Document {
     pub offering: Option<&'static str>,
     pub qualifications: Qualifications,
     /// HTML for CDATA.
-    pub description: String,
+    pub description: Html,
     pub start_date: Option<NaiveDate>,
     pub immediate_start: bool,
     pub schedule: Option<&'static str>,
@@ -157,7 +158,8 @@ pub(crate) fn build(
     let party_id =
         clean_line(Some(&settings.party_id)).ok_or_else(|| invalid("eures.party_id", "missing"))?;
     let language = language(fields.language.as_deref())?;
-    let application = match fields.eures_consent_scope.unwrap_or_default() {
+    let scope = fields.eures_consent_scope.unwrap_or_default();
+    let application = match scope {
         ConsentScope::PostingAndContact => application(fields.application.as_ref())
             .ok_or_else(|| invalid("application", "needs a url, an email or instructions"))?,
         ConsentScope::Posting => {
@@ -188,9 +190,15 @@ pub(crate) fn build(
         .as_ref()
         .map(qualifications)
         .unwrap_or_default();
-    let description = formatted(fields.description.as_deref())
+    // The description's mailto: links name a person as surely as the
+    // application email does.
+    let links = match scope {
+        ConsentScope::PostingAndContact => Links::WebAndMail,
+        ConsentScope::Posting => Links::Web,
+    };
+    let description = formatted(fields.description.as_deref(), links)
         .ok_or_else(|| invalid("description", "missing or empty"))?;
-    if description.len() > MAX_DESCRIPTION_BYTES {
+    if description.as_str().len() > MAX_DESCRIPTION_BYTES {
         return Err(invalid(
             "description",
             &format!("longer than {} KiB", MAX_DESCRIPTION_BYTES / 1024),
@@ -254,59 +262,43 @@ fn title(title: Option<&str>) -> Result<String, Invalid> {
     }
 }
 
-/// The `Instructions` text: the application URL, the application email and
-/// the employer's instructions (HTML), each present one on its own line, in
-/// that order. A URL that is not `http(s)://` without whitespace, or an email
-/// that is not `local@domain.tld`, counts as absent. `None` when nothing is
-/// left.
-fn application(application: Option<&Application>) -> Option<String> {
+/// The `Instructions` HTML: the application URL, the application email
+/// (each as escaped text) and the employer's instructions (sanitized HTML),
+/// each present one on its own line, in that order. A URL or an email that
+/// is not one ([`url_text`], [`email_text`]) counts as absent. `None` when
+/// nothing is left.
+fn application(application: Option<&Application>) -> Option<Html> {
     let application = application?;
-    let url = clean_line(application.url.as_deref()).filter(|u| plausible_url(u));
-    let email = clean_line(application.email.as_deref()).filter(|e| plausible_email(e));
-    let instructions = formatted(application.instructions.as_deref());
-    let parts: Vec<String> = [url, email, instructions].into_iter().flatten().collect();
-    (!parts.is_empty()).then(|| parts.join("\n"))
+    let url = clean_line(application.url.as_deref()).and_then(|u| url_text(&u));
+    let email = clean_line(application.email.as_deref()).and_then(|e| email_text(&e));
+    let instructions = formatted(application.instructions.as_deref(), Links::WebAndMail);
+    let parts: Vec<String> = [url, email, instructions.map(|i| i.as_str().to_string())]
+        .into_iter()
+        .flatten()
+        .collect();
+    // The lines are sanitized again as one value: the joined text is what
+    // must come back unchanged from the sanitizer.
+    Html::sanitized(&parts.join("\n"), Links::WebAndMail)
 }
 
-/// The `Instructions` text when the consent covers the posting only: the
+/// The `Instructions` HTML when the consent covers the posting only: the
 /// application URL, else the posting's own page from
-/// `jobag.posting_url_template`. An email or free text may name a person,
-/// so neither is ever used. `None` when there is no URL at all.
+/// `jobag.posting_url_template`, as escaped text. An email or free text may
+/// name a person, so neither is ever used. `None` when there is no URL at
+/// all.
 fn posting_only_application(
     id: &str,
     application: Option<&Application>,
     settings: &DocumentSettings,
-) -> Option<String> {
-    application
+) -> Option<Html> {
+    let url = application
         .and_then(|a| clean_line(a.url.as_deref()))
-        .filter(|u| plausible_url(u))
+        .and_then(|u| url_text(&u))
         .or_else(|| {
             let template = settings.posting_url_template.as_deref()?;
-            Some(template.replace("{id}", id)).filter(|u| plausible_url(u))
-        })
-}
-
-fn plausible_url(url: &str) -> bool {
-    let lower = url.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://"));
-    matches!(rest, Some(host) if !host.is_empty())
-        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
-fn plausible_email(email: &str) -> bool {
-    let mut halves = email.split('@');
-    match (halves.next(), halves.next(), halves.next()) {
-        (Some(local), Some(domain), None) => {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        }
-        _ => false,
-    }
+            url_text(&template.replace("{id}", id))
+        })?;
+    Html::sanitized(&url, Links::Web)
 }
 
 /// The occupation in the code list EURES accepts (BR-COM-29): an ESCO
@@ -535,23 +527,5 @@ mod tests {
             ..Requirements::default()
         });
         assert!(q.is_empty(), "under a year is no stated requirement");
-    }
-
-    #[test]
-    fn urls_and_emails() {
-        assert!(plausible_url("https://job.example.dk/apply?id=1&x=2"));
-        assert!(plausible_url("HTTP://x.dk"));
-        for bad in [
-            "javascript:alert(1)",
-            "www.x.dk",
-            "https://",
-            "https://a b.dk",
-        ] {
-            assert!(!plausible_url(bad), "{bad}");
-        }
-        assert!(plausible_email("jobs@acme.dk"));
-        for bad in ["jobs", "@acme.dk", "a@b", "a@@b.dk", "a b@c.dk", "a@.dk"] {
-            assert!(!plausible_email(bad), "{bad}");
-        }
     }
 }
