@@ -420,7 +420,7 @@ pub(crate) async fn reconcile_unseen<T: LedgerTx>(
     let mut diffs = Vec::new();
     let mut writes = Vec::new();
     for entry in entries.values() {
-        if entry.last_change_ms >= run || !unseen.judges(entry) {
+        if !guards::may_judge_unseen(entry, run) || !unseen.judges(entry) {
             continue;
         }
         let judged = match unseen {

@@ -35,7 +35,10 @@ pub struct Lease {
 /// through [`super::abandon`] (the reap) and lose its lease in the same
 /// transaction; only then may it be claimed again.
 ///
-/// Store: `Stmt::SelectAbandoned` (`lease_until_ms < $1`), `writes::reap`.
+/// Store: `Stmt::SelectAbandoned` (`lease_until_ms < $1`), `writes::reap`;
+/// `tests/guards_agree.rs`
+/// (`the_reap_takes_exactly_the_leases_lease_expired_accepts`) checks on
+/// both databases that the reap takes exactly the leases this accepts.
 pub fn lease_expired(lease: &Lease, db_now_ms: i64) -> bool {
     lease.until_ms < db_now_ms
 }
@@ -49,7 +52,9 @@ pub fn lease_expired(lease: &Lease, db_now_ms: i64) -> bool {
 ///
 /// Store: the WHERE clause of `Stmt::Claim` in `dialect.rs` (both
 /// databases) must state exactly this; `due_op IS NOT NULL` is
-/// `entry.due().is_some()`.
+/// `entry.due().is_some()`. `tests/guards_agree.rs`
+/// (`a_claim_takes_exactly_what_claimable_accepts`) checks on both
+/// databases that a claim takes exactly the records this accepts.
 pub fn claimable(entry: &Entry, lease: Option<&Lease>, db_now_ms: i64) -> bool {
     lease.is_none() && entry.due().is_some() && entry.retry.next_attempt_at_ms <= db_now_ms
 }
@@ -177,9 +182,11 @@ pub fn apply_source(
 /// the feed inserted during the run's first minute.
 ///
 /// Engine: `reconcile.rs`, `Worker::reconcile` and
-/// `Worker::reconcile_source_only` (today `now_ms()`); store:
+/// `Worker::reconcile_source_only` (from `Store::now_ms`); store:
 /// `writes::reconcile_unseen` and the `Stmt::UnseenIn*` condition
-/// `last_change_ms < $2`.
+/// `last_change_ms < $2`; `tests/guards_agree.rs`
+/// (`the_unseen_pass_judges_exactly_what_may_judge_unseen_accepts`) checks
+/// both on both databases against this.
 pub fn may_judge_unseen(entry: &Entry, run_start_db_ms: i64) -> bool {
     entry.last_change_ms < run_start_db_ms
 }
@@ -233,7 +240,10 @@ impl Cut {
     /// Input API: `input_api.rs`, `get_changes` (and `get_all`) after
     /// `barrier()`; store: the `modified_ms` bound of every page query of
     /// `ExchangeSql` (`AND modified_ms < $H`), the same `H` for every
-    /// section and page of one answer.
+    /// section and page of one answer. `tests/guards_agree.rs`
+    /// (`an_exchange_page_lists_exactly_what_the_cut_contains`) checks on
+    /// both databases that every page query lists exactly what
+    /// [`Cut::contains`] accepts.
     pub fn new(since_ms: i64, db_now_after_barrier_ms: i64) -> Cut {
         Cut {
             since_ms,
