@@ -1,5 +1,6 @@
 //! The deployment kit (`deploy/`, `config/production.example.toml`,
-//! `docs/runbook.md`) kept in step with the README and the code. The real
+//! `docs/runbook.md`) kept in step with its docs (`docs/operations.md`,
+//! the metrics table of `docs/interfaces.md`) and the code. The real
 //! tools check each piece in `.ci/run` (promtool, systemd-analyze); the
 //! dashboard is queried through a real Prometheus in tests/observability.rs.
 
@@ -140,13 +141,14 @@ fn watches(expr: &str, metric: &str) -> bool {
     })
 }
 
-/// The metric names of the README's metrics table (first column).
-fn readme_metrics_table() -> Vec<String> {
-    let readme = read("README.md");
-    let (_, section) = sections(&readme)
+/// The metric names of the metrics table in docs/interfaces.md (first
+/// column).
+fn metrics_table() -> Vec<String> {
+    let interfaces = read("docs/interfaces.md");
+    let (_, section) = sections(&interfaces)
         .into_iter()
         .find(|(s, _)| s.starts_with("metrics-and-health"))
-        .expect("a 'Metrics and health' section in the README");
+        .expect("a 'Metrics and health' section in docs/interfaces.md");
     section
         .lines()
         .filter(|l| l.starts_with("| `"))
@@ -162,18 +164,18 @@ fn readme_metrics_table() -> Vec<String> {
 fn every_row_of_the_metrics_table_has_an_alert_with_a_runbook_section_and_tests() {
     let alerts = alerts();
     assert!(alerts.len() >= 10, "{alerts:?}");
-    let table = readme_metrics_table();
+    let table = metrics_table();
     assert!(table.len() >= 10, "{table:?}");
     for metric in &table {
         assert!(
             alerts.iter().any(|a| watches(&a.expr, metric)),
-            "no alert in deploy/prometheus/alerts.yml watches {metric} (a row of the README's metrics table)"
+            "no alert in deploy/prometheus/alerts.yml watches {metric} (a row of the metrics table in docs/interfaces.md)"
         );
     }
     for alert in &alerts {
         assert!(
             table.iter().any(|m| watches(&alert.expr, m)),
-            "{}: watches no metric of the README's table: {}",
+            "{}: watches no metric of the table in docs/interfaces.md: {}",
             alert.name,
             alert.expr
         );
@@ -348,7 +350,7 @@ async fn the_systemd_unit_outlasts_the_drain_and_hands_over_the_tokens_it_names(
 }
 
 #[tokio::test]
-async fn the_dockerfile_uses_the_paths_and_port_the_readme_names() {
+async fn the_dockerfile_uses_the_paths_and_port_the_operations_page_names() {
     let dockerfile = read("deploy/Dockerfile");
     let instructions: Vec<String> = {
         // Join continuation lines; drop comments.
@@ -438,8 +440,8 @@ async fn the_dockerfile_uses_the_paths_and_port_the_readme_names() {
         }
     }
 
-    // The README tells an operator the same paths and port.
-    let readme = read("README.md");
+    // The operations page tells an operator the same paths and port.
+    let page = read("docs/operations.md");
     for needle in [
         config.to_string(),
         state.to_string(),
@@ -448,8 +450,8 @@ async fn the_dockerfile_uses_the_paths_and_port_the_readme_names() {
         "deploy/Dockerfile".to_string(),
     ] {
         assert!(
-            readme.contains(&needle),
-            "README.md does not mention {needle}"
+            page.contains(&needle),
+            "docs/operations.md does not mention {needle}"
         );
     }
 }

@@ -230,7 +230,7 @@ async fn agent_links_encrypted(db: &str) -> Option<bool> {
 
 /// `sslmode=require` to the local server: the agent connects, and the
 /// server sees its link encrypted. Without `sslmode`, a loopback server is
-/// reached in plain (the README says why).
+/// reached in plain (docs/configuration.md says why).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_link_is_encrypted_when_the_url_asks() {
     let db = PgDb::create().await;
