@@ -443,7 +443,13 @@ impl Tmpfs {
         // mode=0700: a tmpfs root is 1777 by default, a folder shared with
         // every user, where the agent refuses to keep a ledger.
         let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir)
             .output()
             .map_err(|e| format!("mount: {e}"))?;
