@@ -437,11 +437,19 @@ struct Tmpfs {
 
 impl Tmpfs {
     /// Mounts a tmpfs of `size` (`mount -o size=`) on `dir`; the reason
-    /// when that is refused (not root, no mount(8)).
+    /// when that is refused (not root, no mount(8)). Its root is the
+    /// owner's only: the store refuses a ledger folder others may enter,
+    /// and a tmpfs root is world-writable unless told otherwise.
     fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir)
             .output()
             .map_err(|e| format!("mount: {e}"))?;
