@@ -437,7 +437,9 @@ struct Tmpfs {
 
 impl Tmpfs {
     /// Mounts a tmpfs of `size` (`mount -o size=`) on `dir`; the reason
-    /// when that is refused (not root, no mount(8)).
+    /// when that is refused (not root, no mount(8)). Its root is the
+    /// owner's only: the store refuses a ledger folder others may enter,
+    /// and a tmpfs root is world-writable unless told otherwise.
     fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         // mode=0700: a tmpfs root is 1777 by default, a folder shared with

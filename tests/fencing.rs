@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::DateTime;
 use common::{Backend, Env, now_ms};
 use eures_sync::domain::eligibility::Desired;
-use eures_sync::domain::ledger::{AttemptResult, Delivered, Incoming, Mode, RetryLimits};
+use eures_sync::domain::ledger::{AttemptResult, Delivered, Incoming, Mode, Outcome, RetryLimits};
 use eures_sync::store::{AuditOf, Claimed, Completion, Ctx, IngestBatch, Store};
 
 common::on_both_backends!(an_outcome_of_an_older_claim_of_the_same_worker_changes_nothing);
@@ -107,7 +107,12 @@ async fn an_outcome_of_an_older_claim_of_the_same_worker_changes_nothing(backend
     complete(
         &*store,
         &first[0],
-        &AttemptResult::Rejected("HTTP 422: fields title".into()),
+        &AttemptResult::Eures {
+            outcome: Outcome::Rejected {
+                errors: "HTTP 422: fields title".into(),
+            },
+            portal_answered: true,
+        },
         "rejected",
     )
     .await;
@@ -127,7 +132,16 @@ async fn an_outcome_of_an_older_claim_of_the_same_worker_changes_nothing(backend
     );
 
     // The current claim's outcome is recorded.
-    complete(&*store, &second[0], &AttemptResult::Done, "ok").await;
+    complete(
+        &*store,
+        &second[0],
+        &AttemptResult::Eures {
+            outcome: Outcome::Done,
+            portal_answered: true,
+        },
+        "ok",
+    )
+    .await;
     let entry = store.get("p1").await.expect("get").expect("known");
     assert!(
         matches!(entry.delivered, Delivered::Present { .. }),

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{PgDb, now_ms};
-use eures_sync::domain::ledger::{AttemptResult, Delivered, Incoming, Mode, Op, RetryLimits};
+use eures_sync::domain::ledger::{
+    AttemptResult, Delivered, Incoming, Mode, Op, Outcome, RetryLimits,
+};
 use eures_sync::domain::render::DocumentSettings;
 use eures_sync::engine::feed::evaluate_page;
 use eures_sync::store::{Completion, Ctx, IngestBatch, Store};
@@ -142,7 +144,10 @@ async fn a_lost_lease_leaves_the_record_to_its_new_holder() {
 
     let done = |claimed| Completion {
         claimed,
-        result: &AttemptResult::Done,
+        result: &AttemptResult::Eures {
+            outcome: Outcome::Done,
+            portal_answered: true,
+        },
         outcome_label: "ok",
         limits: RetryLimits {
             max_attempts: 5,

@@ -29,13 +29,23 @@ use std::time::Duration;
 use chrono::DateTime;
 use eures_sync::domain::eligibility::{AbsentReason, Desired};
 use eures_sync::domain::ledger::{
-    AttemptResult, Delivered, DesiredState, Entry, Incoming, Mode, Op, RetryLimits, Sent, abandon,
-    apply_change, apply_outcome, expire, is_gone, observe_remote, orphan, revive, source_gone,
+    AttemptResult, Delivered, DesiredState, Entry, Incoming, Mode, Op, Outcome, RetryLimits, Sent,
+    abandon, apply_change, apply_outcome, expire, is_gone, observe_remote, orphan, revive,
+    source_gone,
 };
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 
 const PUSH: Mode = Mode::Push;
+
+/// EURES's answer, classified; it answers other requests too, so a
+/// failure without an answer is a strike.
+fn eures(outcome: Outcome) -> AttemptResult {
+    AttemptResult::Eures {
+        outcome,
+        portal_answered: true,
+    }
+}
 /// Postings JobAG knows.
 const POSTINGS: usize = 3;
 /// References EURES may hold that JobAG never knew (orphans).
@@ -232,10 +242,12 @@ impl Portal {
             Op::Create | Op::Update => {
                 let hash = sent.hash.clone().expect("a PUT carries a document");
                 if hash == hash_of(REJECTED_DOC) {
-                    return AttemptResult::Rejected("422 content".into());
+                    return eures(Outcome::Rejected {
+                        errors: "422 content".into(),
+                    });
                 }
                 if newer_held {
-                    return AttemptResult::Superseded;
+                    return eures(Outcome::Superseded);
                 }
                 self.held.insert(
                     id.to_string(),
@@ -244,21 +256,21 @@ impl Portal {
                         hash,
                     },
                 );
-                AttemptResult::Done
+                eures(Outcome::Done)
             }
             Op::Delete => {
                 if newer_held {
-                    return AttemptResult::Superseded;
+                    return eures(Outcome::Superseded);
                 }
                 self.held.remove(id);
-                AttemptResult::Done
+                eures(Outcome::Done)
             }
             Op::Verify => match self.held.get(id) {
                 Some(h) => AttemptResult::Found {
                     version: h.version,
                     hash: h.hash.clone(),
                 },
-                None => AttemptResult::Done,
+                None => eures(Outcome::Done),
             },
         }
     }
@@ -546,7 +558,14 @@ impl World {
         let unchanged = e.due() == Some(sent.op)
             && e.source_version == sent.version
             && e.desired.hash() == sent.hash.as_deref();
-        if matches!(result, AttemptResult::Rejected(_)) && unchanged {
+        let rejected = matches!(
+            result,
+            AttemptResult::Eures {
+                outcome: Outcome::Rejected { .. },
+                ..
+            }
+        );
+        if rejected && unchanged {
             prop_assert!(next.retry.dead, "rejected, not parked: {:?}", next);
         }
         self.store(next)
@@ -577,7 +596,7 @@ impl World {
         let held = self.gateway.remove(nth % self.gateway.len());
         if self.now < held.sent_at + window_ms() {
             let result = self.portal.apply(&held.id, &held.sent);
-            if result == AttemptResult::Done && matches!(held.sent.op, Op::Create | Op::Update) {
+            if result == eures(Outcome::Done) && matches!(held.sent.op, Op::Create | Op::Update) {
                 self.late_puts.insert(held.id);
             }
         }
@@ -603,21 +622,26 @@ impl World {
                         self.hold(&id, &sent)?;
                     }
                     match kind {
-                        0 => AttemptResult::Transient("503".into()),
-                        1 => AttemptResult::Throttled {
+                        0 => eures(Outcome::transient("503")),
+                        1 => eures(Outcome::Throttled {
                             retry_after: Some(Duration::from_millis(5)),
-                        },
-                        2 => AttemptResult::Auth,
-                        3 => AttemptResult::Transient("connection reset".into()),
-                        4 => AttemptResult::Transient("timeout".into()),
-                        _ => AttemptResult::Rejected("413".into()),
+                        }),
+                        2 => eures(Outcome::Auth),
+                        3 => eures(Outcome::transient("connection reset")),
+                        4 => eures(Outcome::transient("timeout")),
+                        _ => eures(Outcome::Rejected {
+                            errors: "413".into(),
+                        }),
                     }
                 }
             };
             // A rejection only means something for a PUT.
             let result = match result {
-                AttemptResult::Rejected(_) if !matches!(sent.op, Op::Create | Op::Update) => {
-                    AttemptResult::Transient("400".into())
+                AttemptResult::Eures {
+                    outcome: Outcome::Rejected { .. },
+                    ..
+                } if !matches!(sent.op, Op::Create | Op::Update) => {
+                    eures(Outcome::transient("400"))
                 }
                 other => other,
             };

@@ -13,7 +13,8 @@ use std::time::Duration;
 use chrono::DateTime;
 use eures_sync_domain::eligibility::{AbsentReason, Desired};
 use eures_sync_domain::ledger::{
-    self, AttemptResult, Entry, Incoming, Lease, Mode, Op, RetryLimits, Sent, SourceVerdict,
+    self, AttemptResult, Entry, Incoming, Lease, Mode, Op, Outcome, RetryLimits, Sent,
+    SourceVerdict,
 };
 
 use crate::Defect;
@@ -615,16 +616,24 @@ impl Model for Delivery {
                 if !ledger::Lease::held_by(s.lease.as_ref(), OWNERS[w], c.token) {
                     return n;
                 }
+                // The portal's answers as the EURES client classifies them;
+                // whether one counts as a strike is the worker's fact.
+                let eures = |outcome| AttemptResult::Eures {
+                    outcome,
+                    portal_answered: true,
+                };
                 let result = match raw {
-                    Raw::Done => AttemptResult::Done,
-                    Raw::Accepted => AttemptResult::Accepted,
-                    Raw::Superseded => AttemptResult::Superseded,
+                    Raw::Done => eures(Outcome::Done),
+                    Raw::Accepted => eures(Outcome::Accepted),
+                    Raw::Superseded => eures(Outcome::Superseded),
                     Raw::Found(v, h) => AttemptResult::Found {
                         version: *v,
                         hash: h.clone(),
                     },
-                    Raw::NoAnswer { strike: true } => AttemptResult::Transient("5xx".into()),
-                    Raw::NoAnswer { strike: false } => AttemptResult::Unavailable("5xx".into()),
+                    Raw::NoAnswer { strike } => AttemptResult::Eures {
+                        outcome: Outcome::transient("5xx"),
+                        portal_answered: *strike,
+                    },
                 };
                 let prev = s.entry.as_ref().expect("a claimed record");
                 let next =
@@ -633,8 +642,13 @@ impl Model for Delivery {
                     let since = c.last_attempt.unwrap_or(c.claimed_at);
                     if !matches!(c.sent.op, Op::Create | Op::Update) {
                         n.bad = Some("only creates and updates become dead letters");
-                    } else if !matches!(result, AttemptResult::Rejected(_))
-                        && s.last_answer_db.is_none_or(|at| at <= since)
+                    } else if !matches!(
+                        result,
+                        AttemptResult::Eures {
+                            outcome: Outcome::Rejected { .. },
+                            ..
+                        }
+                    ) && s.last_answer_db.is_none_or(|at| at <= since)
                     {
                         n.bad = Some(
                             "a dead letter only while EURES answered other requests, never during an outage",

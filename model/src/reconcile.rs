@@ -10,8 +10,8 @@ use std::time::Duration;
 use chrono::DateTime;
 use eures_sync_domain::eligibility::{AbsentReason, Desired};
 use eures_sync_domain::ledger::{
-    self, AttemptResult, DesiredState, Entry, IMPLAUSIBLE_JUMP, Incoming, Mode, RetryLimits, Sent,
-    SourceVerdict,
+    self, AttemptResult, DesiredState, Entry, IMPLAUSIBLE_JUMP, Incoming, Mode, Outcome,
+    RetryLimits, Sent, SourceVerdict,
 };
 
 use crate::Defect;
@@ -248,7 +248,10 @@ impl Model for Reconcile {
                 n.entry = Some(ledger::apply_outcome(
                     e,
                     &sent,
-                    &AttemptResult::Done,
+                    &AttemptResult::Eures {
+                        outcome: Outcome::Done,
+                        portal_answered: true,
+                    },
                     s.now,
                     LIMITS,
                     Duration::ZERO,

@@ -18,8 +18,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::worker::pause;
 use super::{Worker, now_ms};
-use crate::domain::ledger::{AttemptResult, Op, RetryLimits, guards};
-use crate::eures::{EuresClient, Outcome, VacancyPut};
+use crate::domain::ledger::{AttemptResult, Hold, Op, Outcome, RetryLimits, guards};
+use crate::eures::{EuresClient, VacancyPut};
 use crate::store::{Claimed, Completion, Listed, Repair};
 
 /// While busy, wait this long for more slots to free before claiming, so a
@@ -114,33 +114,6 @@ struct Finished {
     result: AttemptResult,
     label: &'static str,
     backoff: Duration,
-}
-
-/// What an attempt's outcome means for the posting. `portal_answered`:
-/// EURES gave some request a clear answer since the posting's previous
-/// attempt, so a failure without an answer may be this document's fault.
-fn to_attempt_result(outcome: &Outcome, portal_answered: bool) -> AttemptResult {
-    match outcome {
-        Outcome::Done => AttemptResult::Done,
-        Outcome::Accepted => AttemptResult::Accepted,
-        Outcome::Superseded => AttemptResult::Superseded,
-        Outcome::Rejected { errors } => AttemptResult::Rejected(errors.clone()),
-        Outcome::Auth => AttemptResult::Auth,
-        Outcome::Throttled { retry_after } => AttemptResult::Throttled {
-            retry_after: *retry_after,
-        },
-        Outcome::Transient { why } if portal_answered => AttemptResult::Transient(why.clone()),
-        Outcome::Transient { why } => AttemptResult::Unavailable(why.clone()),
-    }
-}
-
-/// Whether EURES answered the request clearly (whatever it said): the
-/// portal works, so a failure elsewhere is that request's own.
-fn answered(outcome: &Outcome) -> bool {
-    matches!(
-        outcome,
-        Outcome::Done | Outcome::Accepted | Outcome::Superseded | Outcome::Rejected { .. }
-    )
 }
 
 /// Waits for the next finished attempts and gathers those that follow
@@ -378,7 +351,11 @@ impl Worker {
         while gather(&mut finished, &mut batch).await {
             self.record(&batch).await;
             for f in batch.drain(..) {
-                if matches!(f.result, AttemptResult::Superseded) {
+                if let AttemptResult::Eures {
+                    outcome: Outcome::Superseded,
+                    ..
+                } = f.result
+                {
                     self.learn_superseded(f.claimed);
                 }
             }
@@ -471,13 +448,13 @@ impl Worker {
     /// What any answer of EURES tells the whole worker: credentials
     /// refused or accepted again, a pause asked for, the portal working.
     fn note_answer(&self, outcome: &Outcome) {
-        match outcome {
-            Outcome::Auth => self.health.set_auth_failing(true),
+        match outcome.holds_delivery() {
+            Some(Hold::Credentials) => self.health.set_auth_failing(true),
             other => {
                 if self.health.auth_failing.load(Ordering::SeqCst) {
                     self.health.set_auth_failing(false);
                 }
-                if let Outcome::Throttled { retry_after } = other {
+                if let Some(Hold::Requests { retry_after }) = other {
                     let wait = retry_after.unwrap_or(Duration::from_secs(1));
                     let until =
                         now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(0));
@@ -487,7 +464,7 @@ impl Worker {
                 }
             }
         }
-        if answered(outcome) {
+        if outcome.answered() {
             self.health
                 .eures_answered_ms
                 .fetch_max(now_ms(), Ordering::SeqCst);
@@ -521,27 +498,37 @@ impl Worker {
     /// records what it found: nothing ends the doubt, a copy makes the
     /// deletion due again.
     async fn verify(&self, eures: &EuresClient, op: Claimed, finished: &mpsc::Sender<Finished>) {
+        // Only creates and updates become dead letters: for a verification,
+        // whether EURES answered others meanwhile decides nothing.
         let (result, label) = match eures.get_one(&op.id).await {
-            Ok(None) => (AttemptResult::Done, "absent"),
+            Ok(None) => {
+                self.note_answer(&Outcome::Done);
+                let result = AttemptResult::Eures {
+                    outcome: Outcome::Done,
+                    portal_answered: true,
+                };
+                (result, "absent")
+            }
             Ok(Some(copy)) => {
                 tracing::warn!(posting = %op.id, version = copy.source_version,
                     "a deleted copy is on EURES again (a request in doubt landed late): deleting it again");
-                (
-                    AttemptResult::Found {
-                        version: copy.source_version,
-                        hash: copy.content_sha256.unwrap_or_default(),
-                    },
-                    "found",
-                )
+                self.note_answer(&Outcome::Done);
+                let result = AttemptResult::Found {
+                    version: copy.source_version,
+                    hash: copy.content_sha256.unwrap_or_default(),
+                };
+                (result, "found")
             }
             Err(outcome) => {
                 self.note_answer(&outcome);
-                (to_attempt_result(&outcome, true), outcome.label())
+                let label = outcome.label();
+                let result = AttemptResult::Eures {
+                    outcome,
+                    portal_answered: true,
+                };
+                (result, label)
             }
         };
-        if let AttemptResult::Done | AttemptResult::Found { .. } = result {
-            self.note_answer(&Outcome::Done);
-        }
         crate::telemetry::record_verification(label);
         self.finish(finished, op, result, label).await;
     }
@@ -596,7 +583,10 @@ impl Worker {
             started_ms,
             clock,
         );
-        let result = to_attempt_result(&outcome, portal_answered);
+        let result = AttemptResult::Eures {
+            outcome,
+            portal_answered,
+        };
         self.finish(finished, op, result, label).await;
     }
 

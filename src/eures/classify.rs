@@ -1,7 +1,9 @@
 //! Classification of a push endpoint's answer (SPEC 4.2) into one
-//! [`Outcome`]. Pure: no IO, no clock reads (the current time is a
-//! parameter of [`parse_retry_after`]). The caller decides what to do with an
-//! outcome (record, reschedule, dead-letter, pause); this module never does.
+//! [`Outcome`], the domain's type (`domain/src/ledger/outcome.rs`), which
+//! the planner takes as it is. Pure: no IO, no clock reads (the current
+//! time is a parameter of [`parse_retry_after`]). What an outcome does
+//! (record, reschedule, dead-letter, pause) is the domain's decision;
+//! this module only maps statuses.
 //!
 //! Decisions beyond the SPEC table, so a status can neither wedge a posting
 //! nor make it spin:
@@ -32,63 +34,14 @@
 
 use std::time::{Duration, SystemTime};
 
+pub use crate::domain::ledger::Outcome;
+
 /// The longest `Retry-After` honoured; a larger value is cut to it so a
 /// broken header cannot stop delivery for a day.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// Longest rejection summary kept, in characters.
 pub const MAX_ERRORS_LEN: usize = 500;
-
-/// What one call to the push endpoint came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The portal holds what was sent (or, for a delete, nothing).
-    Done,
-    /// `202` to a PUT: the portal will apply it later, perhaps after a
-    /// deletion sent meanwhile.
-    Accepted,
-    /// The portal holds a newer `sourceVersion`: not an error, the agent
-    /// re-reads the source.
-    Superseded,
-    /// The content is refused; permanent until the posting changes or an
-    /// operator retries. `errors` is one line, at most [`MAX_ERRORS_LEN`]
-    /// characters. It may echo posting content: store it, never log it.
-    Rejected { errors: String },
-    /// Credentials refused: pause all delivery, fail readiness, probe.
-    Auth,
-    /// Too many requests: hold all requests for `retry_after` (backoff
-    /// when the header was absent or unreadable).
-    Throttled { retry_after: Option<Duration> },
-    /// Worth retrying with backoff: `408`, `5xx`, timeouts, connection
-    /// errors and the statuses the module doc lists. `why` is one short line
-    /// without content (a status or an error kind).
-    Transient { why: String },
-}
-
-impl Outcome {
-    /// The metric label value (`eures_sync_deliveries_total{outcome}`).
-    pub fn label(&self) -> &'static str {
-        match self {
-            // The label set is fixed (SPEC 4.5): EURES took the request.
-            Outcome::Done | Outcome::Accepted => "ok",
-            Outcome::Superseded => "superseded",
-            Outcome::Rejected { .. } => "rejected",
-            Outcome::Auth => "auth",
-            Outcome::Throttled { .. } => "throttled",
-            Outcome::Transient { .. } => "transient",
-        }
-    }
-
-    /// `true` for [`Outcome::Done`] and [`Outcome::Accepted`].
-    pub fn is_done(&self) -> bool {
-        matches!(self, Outcome::Done | Outcome::Accepted)
-    }
-
-    /// A transient outcome for an IO failure (connect, timeout, reset).
-    pub fn transient(why: impl Into<String>) -> Self {
-        Outcome::Transient { why: why.into() }
-    }
-}
 
 fn status_why(status: u16) -> String {
     format!("HTTP {status}")

@@ -1,7 +1,7 @@
 //! Delivery to a EURES push endpoint (SPEC 4.2).
 //!
 //! Owns the only HTTP client to EURES ([`client`]), the pure classification
-//! of its answers into an [`Outcome`] ([`classify`]) and the pure retry
+//! of its answers into the domain's [`Outcome`] ([`classify`]) and the pure retry
 //! schedule ([`schedule`]). It never decides *what* to send (that is the
 //! ledger's diff), never persists anything, never retries on its own and
 //! never logs a token or a document: one call in, one classified outcome out.

@@ -20,7 +20,7 @@ use super::types::{
     Result, Unseen,
 };
 use crate::domain::ledger::guards::{self, SourceVerdict};
-use crate::domain::ledger::{self, AttemptResult, DesiredState, Entry, Incoming, Op, Sent};
+use crate::domain::ledger::{self, DesiredState, Entry, Incoming, Op, Sent};
 
 /// Whether the record has an operation ready now (not backing off).
 fn due_now(entry: &Entry, now_ms: i64) -> bool {
@@ -270,13 +270,7 @@ pub(crate) async fn complete<T: LedgerTx>(
             version: i64::try_from(d.claimed.version).unwrap_or(i64::MAX),
             content_hash: d.claimed.hash.as_deref(),
             outcome: d.outcome_label,
-            detail: match d.result {
-                AttemptResult::Rejected(why)
-                | AttemptResult::Transient(why)
-                | AttemptResult::Unavailable(why)
-                | AttemptResult::NotSent(why) => Some(why.as_str()),
-                _ => None,
-            },
+            detail: d.result.detail(),
             at_ms: ctx.now_ms,
             worker: owner,
         })

@@ -205,8 +205,8 @@ pub fn may_judge_unseen(entry: &Entry, run_start_db_ms: i64) -> bool {
 /// worker that needs the ledger time of an answer extrapolates it from
 /// its claim's ledger time with a monotonic clock, never its wall clock.
 ///
-/// `true` maps to [`super::AttemptResult::Transient`], `false` to
-/// [`super::AttemptResult::Unavailable`].
+/// The answer is the `portal_answered` of [`super::AttemptResult::Eures`],
+/// the one fact the engine adds to EURES's classified answer.
 ///
 /// Engine: `delivery.rs`, `Worker::attempt` (today `eures_answered_ms`
 /// from the process clock against `last_attempt_ms` from the ledger) and

@@ -19,12 +19,14 @@ use std::time::Duration;
 use super::eligibility::{Desired, EXPIRED};
 
 pub mod guards;
+mod outcome;
 mod record;
 
 pub use guards::{
     Cut, Lease, SEND_MARGIN_MS, SourceVerdict, apply_source, claimable, counts_as_strike,
     holds_lease, lease_expired, may_judge_unseen, may_send, removes_for_privacy,
 };
+pub use outcome::{AttemptResult, Failure, Hold, Outcome, Verdict, Wait};
 pub use record::{
     Content, Delivered, DesiredState, Doubt, Entry, Exchange, Mode, Op, Retry, StateLabel,
 };
@@ -230,40 +232,6 @@ pub struct Sent {
     pub hash: Option<String>,
 }
 
-/// How an attempt ended, as the domain sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AttemptResult {
-    /// For a verification: EURES holds no copy.
-    Done,
-    /// `202 Accepted` to a create or update: taken as delivered, but the
-    /// gateway applies it later, possibly after the deletion that follows
-    /// (SPEC 3.8), so that deletion is verified.
-    Accepted,
-    /// A verification found a copy (version, content hash).
-    Found { version: u64, hash: String },
-    /// EURES holds a newer version (409).
-    Superseded,
-    /// Permanently rejected content (400/422/413).
-    Rejected(String),
-    /// Credentials refused: delivery pauses as a whole; not the item's fault.
-    Auth,
-    /// 429: not the item's fault.
-    Throttled { retry_after: Option<Duration> },
-    /// No clear answer (timeout, dropped connection, 5xx) while EURES
-    /// answered other requests: this document may be what breaks it.
-    Transient(String),
-    /// No clear answer, and EURES answered no other request since the
-    /// posting's previous attempt: the portal is down, not this document.
-    /// It backs off like any failure and never counts toward the dead
-    /// letters (SPEC 4.2).
-    Unavailable(String),
-    /// Nothing was sent: the document had to be re-read from JobAG first
-    /// and that failed. Backs off like a failure; EURES knows nothing of
-    /// it, so it changes nothing delivered and never counts toward the
-    /// dead letters.
-    NotSent(String),
-}
-
 /// Limits applied to failed attempts.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryLimits {
@@ -300,9 +268,10 @@ pub fn apply_outcome(
             Op::Verify => true,
         };
     let delay_ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2);
+    let upsert = matches!(sent.op, Op::Create | Op::Update);
     entry.retry.last_attempt_ms = Some(now_ms);
-    match result {
-        AttemptResult::Done if sent.op == Op::Verify => {
+    match result.verdict(sent.op) {
+        Verdict::NoCopy => {
             if still_current {
                 entry.doubt = Doubt::default();
                 entry.retry.attempts = 0;
@@ -310,22 +279,20 @@ pub fn apply_outcome(
                 entry.retry.next_attempt_at_ms = now_ms;
             }
         }
-        AttemptResult::Found { version, hash } => {
+        Verdict::CopyHeld { version, hash } => {
             // The request in doubt landed after the deletion: the copy is
             // there again, so the deletion is due again, now, and verified
             // again after it.
             entry.delivered = Delivered::Present {
-                version: *version,
-                hash: hash.clone(),
+                version,
+                hash: hash.to_string(),
             };
             entry.doubt.verify_at_ms = None;
             entry.retry.attempts = 0;
             entry.retry.next_attempt_at_ms = now_ms;
         }
-        AttemptResult::Done | AttemptResult::Accepted => {
-            if matches!(result, AttemptResult::Accepted)
-                && matches!(sent.op, Op::Create | Op::Update)
-            {
+        Verdict::Delivered { accepted } => {
+            if accepted && upsert {
                 entry.doubt.in_doubt = true;
             }
             if sent.op == Op::Delete && entry.doubt.in_doubt {
@@ -349,75 +316,31 @@ pub fn apply_outcome(
                 entry.retry.next_attempt_at_ms = now_ms;
             }
         }
-        failure => {
-            // (why, backs off, counts toward max_attempts, wait)
-            let (why, backs_off, counts, wait) = match failure {
-                AttemptResult::Superseded => (
-                    "superseded: EURES holds a newer version".to_string(),
-                    true,
-                    true,
-                    backoff,
-                ),
-                AttemptResult::Rejected(why) => (format!("rejected: {why}"), true, true, backoff),
-                AttemptResult::Auth => (
-                    "auth: EURES refused the credentials".to_string(),
-                    false,
-                    false,
-                    Duration::ZERO,
-                ),
-                AttemptResult::Throttled { retry_after } => (
-                    "throttled: EURES answered 429".to_string(),
-                    false,
-                    false,
-                    retry_after.unwrap_or(backoff),
-                ),
-                AttemptResult::Transient(why) => (format!("transient: {why}"), true, true, backoff),
-                AttemptResult::Unavailable(why) => (
-                    format!("transient: {why} (EURES answers nothing)"),
-                    true,
-                    false,
-                    backoff,
-                ),
-                AttemptResult::NotSent(why) => (format!("not sent: {why}"), true, false, backoff),
-                AttemptResult::Done | AttemptResult::Accepted | AttemptResult::Found { .. } => {
-                    unreachable!("handled above")
-                }
-            };
-            entry.retry.last_error = Some(why);
-            if matches!(
-                failure,
-                AttemptResult::Transient(_)
-                    | AttemptResult::Unavailable(_)
-                    | AttemptResult::Superseded
-            ) {
-                // The request may have been applied, or EURES holds something
-                // we did not send: stop believing anything.
-                if sent.op != Op::Verify {
-                    entry.delivered = Delivered::Unknown;
-                }
+        Verdict::Failed(failure) => {
+            entry.retry.last_error = Some(failure.why);
+            // A verification only looks: what it failed to see changes
+            // nothing delivered.
+            if failure.delivered_unknown && sent.op != Op::Verify {
+                entry.delivered = Delivered::Unknown;
             }
-            if matches!(sent.op, Op::Create | Op::Update)
-                && matches!(
-                    failure,
-                    AttemptResult::Transient(_) | AttemptResult::Unavailable(_)
-                )
-            {
+            if failure.in_doubt && upsert {
                 entry.doubt.in_doubt = true;
             }
             if still_current {
-                let upsert = matches!(sent.op, Op::Create | Op::Update);
-                if backs_off {
+                if failure.backs_off {
                     entry.retry.attempts = entry.retry.attempts.saturating_add(1);
                 }
-                if counts {
+                if failure.strikes {
                     entry.retry.strikes = entry.retry.strikes.saturating_add(1);
                 }
-                let rejected = matches!(failure, AttemptResult::Rejected(_));
-                if upsert && (rejected || entry.retry.strikes >= limits.max_attempts) {
+                // Only creates and updates give up: deletions and
+                // verifications never do (SPEC 4.2).
+                if upsert && (failure.gives_up || entry.retry.strikes >= limits.max_attempts) {
                     entry.retry.dead = true;
                     entry.retry.forced = false;
                 }
-                entry.retry.next_attempt_at_ms = now_ms.saturating_add(delay_ms(wait));
+                entry.retry.next_attempt_at_ms =
+                    now_ms.saturating_add(delay_ms(failure.wait.delay(backoff)));
             }
         }
     }
@@ -497,6 +420,22 @@ mod tests {
         verify_after: Duration::from_millis(7_000),
     };
 
+    /// EURES's answer while it answers other requests too.
+    fn eures(outcome: Outcome) -> AttemptResult {
+        AttemptResult::Eures {
+            outcome,
+            portal_answered: true,
+        }
+    }
+
+    /// No answer, and none to any other request since the previous attempt.
+    fn outage(why: &str) -> AttemptResult {
+        AttemptResult::Eures {
+            outcome: Outcome::transient(why),
+            portal_answered: false,
+        }
+    }
+
     fn present(hash: &str) -> Desired {
         Desired::Present {
             content: format!("<doc>{hash}</doc>"),
@@ -525,7 +464,7 @@ mod tests {
         apply_outcome(
             e,
             &sent,
-            &AttemptResult::Done,
+            &eures(Outcome::Done),
             now,
             LIMITS,
             Duration::ZERO,
@@ -602,7 +541,7 @@ mod tests {
         let after = apply_outcome(
             &w,
             &sent,
-            &AttemptResult::Done,
+            &eures(Outcome::Done),
             10,
             LIMITS,
             Duration::ZERO,
@@ -613,7 +552,7 @@ mod tests {
         let failed = apply_outcome(
             &w,
             &sent,
-            &AttemptResult::Transient("boom".into()),
+            &eures(Outcome::transient("boom")),
             10,
             LIMITS,
             Duration::from_secs(60),
@@ -637,7 +576,7 @@ mod tests {
             e = apply_outcome(
                 &e,
                 &sent,
-                &AttemptResult::Transient("503".into()),
+                &eures(Outcome::transient("503")),
                 i,
                 LIMITS,
                 Duration::from_millis(5),
@@ -668,7 +607,7 @@ mod tests {
             w = apply_outcome(
                 &w,
                 &sent,
-                &AttemptResult::Transient("503".into()),
+                &eures(Outcome::transient("503")),
                 20 + i,
                 LIMITS,
                 Duration::from_millis(5),
@@ -700,7 +639,7 @@ mod tests {
         };
         let mut e = apply_change(None, incoming(1, present("h1")), 0, PUSH, false).unwrap();
         for i in 0..50 {
-            e = fail(&e, AttemptResult::Unavailable("HTTP 503".into()), 10 + i);
+            e = fail(&e, outage("HTTP 503"), 10 + i);
         }
         assert!(!e.retry.dead, "an outage sends nothing to dead letters");
         assert_eq!(e.due(), Some(Op::Create));
@@ -709,12 +648,12 @@ mod tests {
         assert_eq!(e.retry.last_attempt_ms, Some(59));
         // Failures while EURES answers others count, from where they are.
         for i in 0..2 {
-            e = fail(&e, AttemptResult::Transient("HTTP 500".into()), 100 + i);
+            e = fail(&e, eures(Outcome::transient("HTTP 500")), 100 + i);
         }
         assert!(!e.retry.dead);
-        e = fail(&e, AttemptResult::Unavailable("HTTP 503".into()), 200);
+        e = fail(&e, outage("HTTP 503"), 200);
         assert!(!e.retry.dead, "an outage in between adds no strike");
-        e = fail(&e, AttemptResult::Transient("HTTP 500".into()), 300);
+        e = fail(&e, eures(Outcome::transient("HTTP 500")), 300);
         assert!(e.retry.dead, "the third strike dead-letters");
         // A delivery resets the count.
         let revived = deliver(&revive(&e, 400, PUSH), 401);
@@ -752,12 +691,7 @@ mod tests {
     #[test]
     fn a_listing_without_the_copy_does_not_clear_a_doubt() {
         let e = apply_change(None, incoming(1, present("h1")), 0, PUSH, false).unwrap();
-        let lost = outcome(
-            &e,
-            Op::Create,
-            AttemptResult::Transient("timeout".into()),
-            10,
-        );
+        let lost = outcome(&e, Op::Create, eures(Outcome::transient("timeout")), 10);
         // Reconcile does not list it: the create may still be on its way.
         let unlisted = observe_remote(&lost, None, 20, PUSH);
         assert_eq!(unlisted.delivered, Delivered::Unknown);
@@ -765,23 +699,18 @@ mod tests {
         // Withdrawn then: the DELETE goes out and is verified.
         let w = withdrawn(&unlisted, 2, 30);
         assert_eq!(w.due(), Some(Op::Delete));
-        let deleted = outcome(&w, Op::Delete, AttemptResult::Done, 40);
+        let deleted = outcome(&w, Op::Delete, eures(Outcome::Done), 40);
         assert_eq!(deleted.due(), Some(Op::Verify));
     }
 
     #[test]
     fn a_deletion_after_a_create_in_doubt_is_verified_and_repeated() {
         let e = apply_change(None, incoming(1, present("h1")), 0, PUSH, false).unwrap();
-        let lost = outcome(
-            &e,
-            Op::Create,
-            AttemptResult::Transient("timeout".into()),
-            10,
-        );
+        let lost = outcome(&e, Op::Create, eures(Outcome::transient("timeout")), 10);
         assert!(lost.doubt.in_doubt);
         let w = withdrawn(&lost, 2, 20);
         assert_eq!(w.due(), Some(Op::Delete));
-        let deleted = outcome(&w, Op::Delete, AttemptResult::Done, 30);
+        let deleted = outcome(&w, Op::Delete, eures(Outcome::Done), 30);
         assert_eq!(deleted.due(), Some(Op::Verify));
         assert_eq!(deleted.state(), StateLabel::Pending);
         let at = 30 + LIMITS.verify_after.as_millis() as i64;
@@ -799,22 +728,17 @@ mod tests {
         );
         assert_eq!(found.due(), Some(Op::Delete));
         assert!(found.retry.next_attempt_at_ms <= at);
-        let again = outcome(&found, Op::Delete, AttemptResult::Done, at + 1);
+        let again = outcome(&found, Op::Delete, eures(Outcome::Done), at + 1);
         assert_eq!(again.due(), Some(Op::Verify), "and verified again");
         let later = again.doubt.verify_at_ms.unwrap();
-        let clear = outcome(&again, Op::Verify, AttemptResult::Done, later);
+        let clear = outcome(&again, Op::Verify, eures(Outcome::Done), later);
         assert_eq!(clear.due(), None);
         assert_eq!(clear.doubt, Doubt::default());
         assert_eq!(clear.state(), StateLabel::Absent);
         // A failed look is retried, never dead-lettered.
         let mut failing = again.clone();
         for i in 0..10 {
-            failing = outcome(
-                &failing,
-                Op::Verify,
-                AttemptResult::Unavailable("HTTP 503".into()),
-                later + i,
-            );
+            failing = outcome(&failing, Op::Verify, outage("HTTP 503"), later + i);
         }
         assert!(!failing.retry.dead);
         assert_eq!(failing.due(), Some(Op::Verify));
@@ -828,16 +752,11 @@ mod tests {
     #[test]
     fn the_verification_time_survives_changes_of_mind() {
         let e = apply_change(None, incoming(1, present("h1")), 0, PUSH, false).unwrap();
-        let lost = outcome(
-            &e,
-            Op::Create,
-            AttemptResult::Transient("timeout".into()),
-            10,
-        );
+        let lost = outcome(&e, Op::Create, eures(Outcome::transient("timeout")), 10);
         let deleted = outcome(
             &withdrawn(&lost, 2, 20),
             Op::Delete,
-            AttemptResult::Done,
+            eures(Outcome::Done),
             30,
         );
         let at = deleted.doubt.verify_at_ms.expect("verification scheduled");
@@ -858,7 +777,7 @@ mod tests {
         let gone = outcome(
             &withdrawn(&abandoned, 2, 6),
             Op::Delete,
-            AttemptResult::Done,
+            eures(Outcome::Done),
             7,
         );
         assert_eq!(gone.due(), Some(Op::Verify));
@@ -899,7 +818,9 @@ mod tests {
         let r = apply_outcome(
             &e,
             &sent,
-            &AttemptResult::Rejected("content: bad".into()),
+            &eures(Outcome::Rejected {
+                errors: "content: bad".into(),
+            }),
             1,
             LIMITS,
             Duration::ZERO,
