@@ -442,8 +442,6 @@ impl Tmpfs {
     /// and a tmpfs root is world-writable unless told otherwise.
     fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        // mode=0700: a tmpfs root is 1777 by default, a folder shared with
-        // every user, where the agent refuses to keep a ledger.
         let out = std::process::Command::new("mount")
             .args([
                 "-t",
