@@ -22,8 +22,8 @@ use chrono::DateTime;
 use common::{Backend, PgDb, on_both_backends};
 use eures_sync::domain::eligibility::{AbsentReason, Desired};
 use eures_sync::domain::ledger::{
-    AttemptResult, Cut, Delivered, Entry, Incoming, Lease, Mode, RetryLimits, abandon, claimable,
-    lease_expired, may_judge_unseen,
+    AttemptResult, Cut, Delivered, Entry, Incoming, Lease, Mode, Outcome, RetryLimits, abandon,
+    claimable, lease_expired, may_judge_unseen,
 };
 use eures_sync::store::exchange::{ChangeKind, ExchangeFilter, ExchangeRef, ExchangeStore};
 use eures_sync::store::{
@@ -337,7 +337,7 @@ async fn a_claim_takes_exactly_what_claimable_accepts(backend: Backend) {
         l.complete(
             "w1",
             c("due"),
-            AttemptResult::Unavailable("x".into()),
+            eures(Outcome::Transient { why: "x".into() }, false),
             at,
             n + d,
         )
@@ -346,12 +346,12 @@ async fn a_claim_takes_exactly_what_claimable_accepts(backend: Backend) {
         l.complete(
             "w1",
             c("dead"),
-            AttemptResult::Rejected("x".into()),
+            eures(Outcome::Rejected { errors: "x".into() }, true),
             at,
             n + d,
         )
         .await;
-        l.complete("w1", c("done"), AttemptResult::Done, at, at)
+        l.complete("w1", c("done"), eures(Outcome::Done, true), at, at)
             .await;
     }
     // Due again at once, each group at its own instant and leased a
@@ -362,7 +362,7 @@ async fn a_claim_takes_exactly_what_claimable_accepts(backend: Backend) {
     {
         let at = T + 3 + 2 * k as i64;
         for d in SIDES {
-            let unavailable = AttemptResult::Unavailable("x".into());
+            let unavailable = eures(Outcome::Transient { why: "x".into() }, false);
             l.complete("w1", &first[&cell(what, d)], unavailable, at, at)
                 .await;
         }
@@ -502,7 +502,7 @@ async fn the_unseen_pass_judges_exactly_what_may_judge_unseen_accepts(backend: B
     l.ingest(vec![present("held2", 1)], T + 20, Mode::Push)
         .await;
     for c in l.claim("w1", 10, T + 25, T + 5_000).await {
-        l.complete("w1", &c, AttemptResult::Done, T + 26, T + 26)
+        l.complete("w1", &c, eures(Outcome::Done, true), T + 26, T + 26)
             .await;
     }
     // Wanted, never delivered: in the snapshot pass's scope only.
@@ -715,5 +715,13 @@ async fn an_exchange_page_lists_exactly_what_the_cut_contains(backend: Backend) 
                 }
             }
         }
+    }
+}
+
+/// What EURES answered, as the delivery loop hands it to the store.
+fn eures(outcome: Outcome, portal_answered: bool) -> AttemptResult {
+    AttemptResult::Eures {
+        outcome,
+        portal_answered,
     }
 }
