@@ -156,7 +156,8 @@ pub struct State {
     budget: Budget,
     /// Ledger time of the portal's last clear answer to any request.
     last_answer_db: Option<i64>,
-    /// Today's worker health: the process clock of its last answer.
+    /// Each worker's health as it kept it before the fix: the process
+    /// clock of its last answer (read only with that defect put back).
     answered_proc: [Option<i64>; 2],
     max_delete_sent: Option<u64>,
     /// A property a transition broke.
@@ -284,7 +285,7 @@ impl Delivery {
     /// it happens.
     fn strike(&self, s: &State, w: usize, c: &Claim, sent_proc: i64) -> bool {
         if self.has(Defect::StrikesTwoClocks) {
-            // Today: the worker's process clock against the ledger's stamp.
+            // Before the fix: the process clock against the ledger's stamp.
             let since = c.last_attempt.unwrap_or(sent_proc);
             s.answered_proc[w].is_some_and(|at| at > since)
         } else {

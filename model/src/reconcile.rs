@@ -137,8 +137,8 @@ impl Reconcile {
         let inc = incoming(v);
         let privacy = ledger::removes_for_privacy(&DesiredState::from(inc.desired.clone()));
         let next = if self.has(Defect::SourceGuardBypassed) {
-            // Today: the feed quarantines a jump and writes nothing;
-            // reconcile and resync apply it unchecked.
+            // Before the fix: the feed quarantined a jump and wrote nothing;
+            // reconcile and resync applied it unchecked.
             if feed && ledger::implausible_jump(current, v.version) {
                 None
             } else {

@@ -208,9 +208,9 @@ pub fn may_judge_unseen(entry: &Entry, run_start_db_ms: i64) -> bool {
 /// The answer is the `portal_answered` of [`super::AttemptResult::Eures`],
 /// the one fact the engine adds to EURES's classified answer.
 ///
-/// Engine: `delivery.rs`, `Worker::attempt` (today `eures_answered_ms`
-/// from the process clock against `last_attempt_ms` from the ledger) and
-/// `Health::eures_answered_ms`, which must hold ledger time.
+/// Engine: `delivery.rs`, `answered_since_previous`, which moves
+/// `Health::eures_answered_ms` and the attempt's start (process clock)
+/// onto the ledger's clock by the claim's offset before calling this.
 pub fn counts_as_strike(
     last_answer_db_ms: Option<i64>,
     previous_attempt_db_ms: Option<i64>,
