@@ -301,6 +301,12 @@ fn checkpoint_behind(pool: SqlitePool, writers: Arc<Mutex<()>>, alive: std::sync
                 return;
             }
             if tokio::time::Instant::now() >= due {
+                // Copy the WAL back first, writers still going, so that the
+                // turn is held only for what they wrote since and the
+                // truncation itself: a withdrawal waits behind it no longer.
+                if let Err(e) = checkpoint(&pool, "PRAGMA wal_checkpoint(PASSIVE)").await {
+                    tracing::debug!(error = %e, "checkpointing the WAL failed; emptying it anyway");
+                }
                 let turn = writers.lock().await;
                 // Never wait for the read connection while holding the
                 // writers back: whoever holds it may be waiting for them.
