@@ -37,29 +37,12 @@ on_both_backends!(a_slowly_read_answer_misses_nothing_written_meanwhile);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_start_nothing_is_served_until_the_source_has_been_read() {
     let env = Env::start().await;
-    let token = env.dir.path().join("input-api.token");
-    common::write_secret(&token, TOKEN);
-    let pull = format!(
-        "[eures]\nmode = \"pull\"\ninput_api_token_file = \"{}\"\n",
-        token.display()
-    );
+    let pull = pull_mode(&env);
     let posting = sample_posting(1);
     let id = posting["id"].as_str().expect("id").to_string();
     env.jobag.upsert(posting);
     let http = reqwest::Client::new();
-    let call = |base: String, path: &'static str| {
-        let http = http.clone();
-        async move {
-            let answer = http
-                .get(format!("{base}{BASE}/{path}"))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .expect("input api");
-            let status = answer.status().as_u16();
-            (status, answer.text().await.unwrap_or_default())
-        }
-    };
+    let call = |base: String, path: &'static str| input_api(&http, base, path);
 
     let mut agent = env.agent("first", "info", &pull);
     let base = format!("http://{}", agent.listen());
@@ -118,31 +101,14 @@ async fn after_a_start_nothing_is_served_until_the_source_has_been_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_ledger_behind_a_compacted_feed_serves_nothing_deleted_since() {
     let env = Env::start().await;
-    let token = env.dir.path().join("input-api.token");
-    common::write_secret(&token, TOKEN);
-    let pull = format!(
-        "[eures]\nmode = \"pull\"\ninput_api_token_file = \"{}\"\n",
-        token.display()
-    );
+    let pull = pull_mode(&env);
     let (deleted, kept) = (sample_posting(1), sample_posting(2));
     let deleted_id = deleted["id"].as_str().expect("id").to_string();
     let kept_id = kept["id"].as_str().expect("id").to_string();
     env.jobag.upsert(deleted);
     env.jobag.upsert(kept);
     let http = reqwest::Client::new();
-    let call = |base: String, path: &'static str| {
-        let http = http.clone();
-        async move {
-            let answer = http
-                .get(format!("{base}{BASE}/{path}"))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .expect("input api");
-            let status = answer.status().as_u16();
-            (status, answer.text().await.unwrap_or_default())
-        }
-    };
+    let call = |base: String, path: &'static str| input_api(&http, base, path);
     let served = |base: String, present: &'static [bool; 2]| {
         let call = call(base, "getAll");
         let ids = [deleted_id.clone(), kept_id.clone()];
@@ -221,6 +187,29 @@ async fn a_restored_ledger_behind_a_compacted_feed_serves_nothing_deleted_since(
         "the deletion is reported: {changes}"
     );
     agent.stop().await;
+}
+
+/// The extra configuration of pull mode, with the test's Input API token
+/// in a file of `env`'s own.
+fn pull_mode(env: &Env) -> String {
+    let token = env.dir.path().join("input-api.token");
+    common::write_secret(&token, TOKEN);
+    format!(
+        "[eures]\nmode = \"pull\"\ninput_api_token_file = \"{}\"\n",
+        token.display()
+    )
+}
+
+/// One Input API call with the test's token: its status and body.
+async fn input_api(http: &reqwest::Client, base: String, path: &str) -> (u16, String) {
+    let answer = http
+        .get(format!("{base}{BASE}/{path}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("input api");
+    let status = answer.status().as_u16();
+    (status, answer.text().await.unwrap_or_default())
 }
 
 const TOKEN: &str = "consistent-cut-test-token-0a9f3c51e2";
